@@ -1,0 +1,3 @@
+//! Outguard library crate.
+
+pub mod scan;
