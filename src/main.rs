@@ -44,6 +44,9 @@ enum Command {
         spam: Vec<PathBuf>,
         #[arg(long, default_value_t = scan::training::DEFAULT_MIN_COUNT)]
         min_count: u32,
+        /// Print the paths and scores of misclassified messages.
+        #[arg(long)]
+        list_errors: bool,
     },
 }
 
@@ -65,7 +68,8 @@ fn main() -> ExitCode {
             ham,
             spam,
             min_count,
-        } => scan::cli::scan_eval(&ham, &spam, folds, min_count).map(drop),
+            list_errors,
+        } => scan::cli::scan_eval(&ham, &spam, folds, min_count, list_errors).map(drop),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -56,12 +56,13 @@ pub fn scan_eval(
     spam: &[PathBuf],
     folds: usize,
     min_count: u32,
+    list_errors: bool,
 ) -> CliResult<EvalReport> {
     if folds < 2 {
         return Err("--folds must be at least 2".into());
     }
     let config = ScanConfig::default();
-    let report = training::cross_validate_dirs(ham, spam, folds, &config, min_count)?;
+    let (report, errors) = training::cross_validate_dirs(ham, spam, folds, &config, min_count)?;
     println!(
         "{}-fold cross-validation: {} ham, {} spam, {} unscannable",
         report.folds, report.ham, report.spam, report.unscannable
@@ -87,6 +88,12 @@ pub fn scan_eval(
             ""
         };
         println!("  {t:>4.1}: {:6.2} / {:5.2}{mark}", 100.0 * c, 100.0 * f);
+    }
+    if list_errors {
+        println!("misclassified:");
+        for (path, score) in errors {
+            println!("  {score:8.2} {}", path.display());
+        }
     }
     Ok(report)
 }

@@ -12,6 +12,8 @@ pub struct HtmlText {
     pub text: String,
     pub links: Vec<Link>,
     pub images: usize,
+    /// Distinct element names used (lower case, opening tags only).
+    pub elements: Vec<String>,
 }
 
 pub fn parse(html: &str) -> HtmlText {
@@ -42,6 +44,14 @@ pub fn parse(html: &str) -> HtmlText {
             .find(|c: char| c.is_whitespace() || c == '/')
             .unwrap_or(tag_body.len());
         let name = tag_body[..name_end].to_ascii_lowercase();
+        if !closing
+            && !name.is_empty()
+            && name.len() <= 10
+            && name.bytes().all(|b| b.is_ascii_alphanumeric())
+            && !out.elements.contains(&name)
+        {
+            out.elements.push(name.clone());
+        }
         match name.as_str() {
             "script" | "style" if !closing => {
                 let close = format!("</{name}");

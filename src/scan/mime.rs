@@ -31,6 +31,10 @@ pub struct Part<'m> {
     pub name: Option<&'m str>,
     /// Lower-case `type/subtype`.
     pub content_type: String,
+    /// Content-Type `charset` parameter.
+    pub charset: Option<&'m str>,
+    /// Content-Transfer-Encoding as written (not lower-cased).
+    pub transfer_encoding: Option<&'m str>,
     pub body: Body<'m>,
     /// 0 for parts of the top-level message, +1 per attached message.
     pub message_depth: usize,
@@ -47,6 +51,10 @@ pub struct Document<'m> {
     pub has_message_id: bool,
     /// X-Mailer or User-Agent.
     pub mailer: Option<&'m str>,
+    /// Addresses in To and Cc.
+    pub recipients: usize,
+    /// Lower-case names of the top-level header fields, in order.
+    pub header_names: Vec<String>,
     pub parts: Vec<Part<'m>>,
 }
 
@@ -66,6 +74,8 @@ impl<'m> Document<'m> {
                 parts: vec![Part {
                     name: None,
                     content_type: "text/plain".into(),
+                    charset: None,
+                    transfer_encoding: None,
                     body: Body::Text(String::from_utf8_lossy(raw)),
                     message_depth: 0,
                 }],
@@ -87,6 +97,13 @@ impl<'m> Document<'m> {
                 .header("X-Mailer")
                 .or_else(|| msg.header("User-Agent"))
                 .and_then(|v| v.as_text()),
+            recipients: msg.to().map_or(0, |a| a.iter().count())
+                + msg.cc().map_or(0, |a| a.iter().count()),
+            header_names: msg
+                .headers()
+                .iter()
+                .map(|h| h.name().to_ascii_lowercase())
+                .collect(),
             parts: Vec::new(),
         };
         let mut walker = Walker {
@@ -212,6 +229,8 @@ impl Walker<'_> {
         out.push(Part {
             name: part.attachment_name(),
             content_type,
+            charset: part.content_type().and_then(|ct| ct.attribute("charset")),
+            transfer_encoding: part.content_transfer_encoding(),
             body,
             message_depth,
         });

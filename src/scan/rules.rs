@@ -269,10 +269,8 @@ mod tests {
 
     #[test]
     fn header_tricks() {
-        let m = format!(
-            "From: \"support@paypal.com\" <x@evil.example>\r\nSubject: YOU HAVE WON A PRIZE!!\r\n\r\nhi\r\n"
-        );
-        let r = rules_for(&m);
+        let m = "From: \"support@paypal.com\" <x@evil.example>\r\nSubject: YOU HAVE WON A PRIZE!!\r\n\r\nhi\r\n";
+        let r = rules_for(m);
         for name in [
             "FROM_NAME_SPOOFS_ADDRESS",
             "SUBJECT_ALL_CAPS",
@@ -282,7 +280,6 @@ mod tests {
         ] {
             assert!(r.contains(&name), "{name} missing from {r:?}");
         }
-        let _ = HEAD;
     }
 
     #[test]

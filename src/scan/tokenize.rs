@@ -12,6 +12,22 @@ use super::urls;
 const MAX_WORD: usize = 12;
 const MIN_WORD: usize = 3;
 
+const SENDER_HEADERS: &[&str] = &[
+    "reply-to",
+    "cc",
+    "in-reply-to",
+    "references",
+    "organization",
+    "x-priority",
+    "x-msmail-priority",
+    "importance",
+    "x-mimeole",
+    "mime-version",
+    "x-accept-language",
+    "disposition-notification-to",
+    "content-transfer-encoding",
+];
+
 /// FNV-1a, 32 bits: fast, stable across platforms and releases.
 pub fn hash(token: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -65,12 +81,29 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
         let first = mailer.split(['/', ' ', '(']).next().unwrap_or("");
         prefixed("mailer:", &first.to_ascii_lowercase(), &mut emit);
     }
-    if doc.reply_to_address.is_some() {
-        emit("header:reply-to");
+    // Header fields written by the sender's mail program (never those added
+    // in transit, which an outbound gateway does not see): bulk mailers and
+    // personal mail clients differ in which they set.
+    for name in &doc.header_names {
+        if SENDER_HEADERS.contains(&name.as_str()) {
+            prefixed("header:", name, &mut emit);
+        }
     }
+    emit(match doc.recipients {
+        0 => "rcpt:0",
+        1 => "rcpt:1",
+        2..=5 => "rcpt:2-5",
+        _ => "rcpt:6+",
+    });
 
     for part in &doc.parts {
         prefixed("ct:", &part.content_type, &mut emit);
+        if let Some(cs) = part.charset {
+            prefixed("charset:", &cs.to_ascii_lowercase(), &mut emit);
+        }
+        if let Some(cte) = part.transfer_encoding {
+            prefixed("cte:", &cte.to_ascii_lowercase(), &mut emit);
+        }
         if let Some(ext) = part
             .name
             .and_then(|n| n.rsplit_once('.'))
@@ -99,6 +132,10 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
     for h in &content.html {
         if h.images > 0 {
             emit("html:img");
+        }
+        // Markup style differs between mail clients and bulk-mail tools.
+        for e in &h.elements {
+            prefixed("html:", e, &mut emit);
         }
     }
 

@@ -13,6 +13,14 @@ pub const DEFAULT_MIN_COUNT: u32 = 2;
 /// Reads every regular file of `dirs` (sorted by name, not recursive),
 /// stripping a leading mbox `From ` line.
 pub fn load_corpus(dirs: &[PathBuf]) -> io::Result<Vec<Vec<u8>>> {
+    Ok(load_corpus_with_paths(dirs)?
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect())
+}
+
+/// Like [`load_corpus`], keeping each message's path.
+pub fn load_corpus_with_paths(dirs: &[PathBuf]) -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
     let mut out = Vec::new();
     for dir in dirs {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -23,7 +31,8 @@ pub fn load_corpus(dirs: &[PathBuf]) -> io::Result<Vec<Vec<u8>>> {
         paths.sort();
         for p in paths {
             let raw = std::fs::read(&p)?;
-            out.push(strip_mbox_from(&raw).to_vec());
+            let message = strip_mbox_from(&raw).to_vec();
+            out.push((p, message));
         }
     }
     Ok(out)
@@ -96,6 +105,8 @@ pub struct EvalReport {
     pub unscannable: usize,
     /// (score, is_spam) for every scanned message, for threshold sweeps.
     pub scores: Vec<(f64, bool)>,
+    /// Misclassified messages: (is_spam, index in its class's input, score).
+    pub errors: Vec<(bool, usize, f64)>,
 }
 
 impl EvalReport {
@@ -152,8 +163,8 @@ pub fn cross_validate(
 ) -> EvalReport {
     assert!(folds >= 2, "cross-validation needs at least 2 folds");
     let scanner = Scanner::with_model(config.clone(), Model::new(), SignatureDb::default());
-    // (analysis, is_spam, fold)
-    let mut items: Vec<(Option<Analysis>, bool, usize)> = Vec::new();
+    // (analysis, is_spam, fold, index within its class)
+    let mut items: Vec<(Option<Analysis>, bool, usize, usize)> = Vec::new();
     for (messages, is_spam, seed) in [
         (ham, false, 0x9e37_79b9_7f4a_7c15),
         (spam, true, 0x2545_f491_4f6c_dd1d),
@@ -168,7 +179,8 @@ pub fn cross_validate(
             analyses
                 .into_iter()
                 .zip(fold_of)
-                .map(|(a, f)| (a, is_spam, f)),
+                .enumerate()
+                .map(|(i, (a, f))| (a, is_spam, f, i)),
         );
     }
     let mut report = EvalReport {
@@ -179,13 +191,13 @@ pub fn cross_validate(
     };
     for fold in 0..folds {
         let mut model = Model::new();
-        for (a, is_spam, f) in &items {
+        for (a, is_spam, f, _) in &items {
             if let (Some(a), true) = (a, *f != fold) {
                 model.learn(&a.tokens, *is_spam);
             }
         }
         model.prune(min_count);
-        for (a, is_spam, _) in items.iter().filter(|i| i.2 == fold) {
+        for (a, is_spam, _, index) in items.iter().filter(|i| i.2 == fold) {
             let Some(a) = a else {
                 report.unscannable += 1;
                 continue;
@@ -198,6 +210,9 @@ pub fn cross_validate(
                 v.score
             };
             report.scores.push((score, *is_spam));
+            if flagged != *is_spam {
+                report.errors.push((*is_spam, *index, score));
+            }
             match (is_spam, flagged) {
                 (true, true) => report.spam_caught += 1,
                 (false, true) => report.false_positives += 1,
@@ -208,17 +223,28 @@ pub fn cross_validate(
     report
 }
 
-/// Convenience: loads directories and cross-validates.
+/// Loads directories and cross-validates; also returns the paths of the
+/// misclassified messages (with their scores).
 pub fn cross_validate_dirs(
     ham_dirs: &[PathBuf],
     spam_dirs: &[PathBuf],
     folds: usize,
     config: &ScanConfig,
     min_count: u32,
-) -> io::Result<EvalReport> {
-    let ham = load_corpus(ham_dirs)?;
-    let spam = load_corpus(spam_dirs)?;
-    Ok(cross_validate(&ham, &spam, folds, config, min_count))
+) -> io::Result<(EvalReport, Vec<(PathBuf, f64)>)> {
+    let (ham_paths, ham): (Vec<_>, Vec<_>) = load_corpus_with_paths(ham_dirs)?.into_iter().unzip();
+    let (spam_paths, spam): (Vec<_>, Vec<_>) =
+        load_corpus_with_paths(spam_dirs)?.into_iter().unzip();
+    let report = cross_validate(&ham, &spam, folds, config, min_count);
+    let errors = report
+        .errors
+        .iter()
+        .map(|&(is_spam, i, score)| {
+            let paths = if is_spam { &spam_paths } else { &ham_paths };
+            (paths[i].clone(), score)
+        })
+        .collect();
+    Ok((report, errors))
 }
 
 /// Writes a model file atomically (temp file + rename).
