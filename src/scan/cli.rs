@@ -89,6 +89,10 @@ pub fn scan_eval(
         };
         println!("  {t:>4.1}: {:6.2} / {:5.2}{mark}", 100.0 * c, 100.0 * f);
     }
+    println!("rule hits (ham / spam messages):");
+    for (name, (h, s)) in &report.rule_hits {
+        println!("  {name:<26} {h:>5} / {s:>4}");
+    }
     if list_errors {
         println!("misclassified:");
         for (path, score) in errors {

@@ -107,6 +107,8 @@ pub struct EvalReport {
     pub scores: Vec<(f64, bool)>,
     /// Misclassified messages: (is_spam, index in its class's input, score).
     pub errors: Vec<(bool, usize, f64)>,
+    /// Per rule: (ham messages hit, spam messages hit).
+    pub rule_hits: std::collections::BTreeMap<&'static str, (usize, usize)>,
 }
 
 impl EvalReport {
@@ -189,6 +191,16 @@ pub fn cross_validate(
         spam: spam.len(),
         ..Default::default()
     };
+    for (a, is_spam, _, _) in &items {
+        for hit in a.iter().flat_map(|a| &a.rule_hits) {
+            let e = report.rule_hits.entry(hit.name).or_default();
+            if *is_spam {
+                e.1 += 1;
+            } else {
+                e.0 += 1;
+            }
+        }
+    }
     for fold in 0..folds {
         let mut model = Model::new();
         for (a, is_spam, f, _) in &items {
