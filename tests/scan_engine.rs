@@ -556,3 +556,43 @@ fn shipped_model_separates_its_training_corpus() {
         .count();
     assert!(flagged <= 1, "{flagged}/300");
 }
+
+/// Marks every member of a zip as encrypted (general-purpose flag bit 0 in
+/// the local and central headers), as a password-protected archive has it.
+fn mark_encrypted(mut z: Vec<u8>) -> Vec<u8> {
+    let mut i = 0;
+    while i + 10 < z.len() {
+        match &z[i..i + 4] {
+            b"PK\x03\x04" => z[i + 6] |= 1,
+            b"PK\x01\x02" => z[i + 8] |= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    z
+}
+
+#[test]
+fn encrypted_archive_members_follow_policy() {
+    let z = mark_encrypted(zip_of(&[("secret.txt", b"payroll figures")]));
+    let msg = with_attachment("application/zip", "secret.zip", "base64", &base64_lines(&z));
+    // Default policy lets password-protected archives through...
+    assert_eq!(scan(&msg).class, Class::Clean);
+    // ...unless configured to block what cannot be inspected.
+    let mut config = ScanConfig::default();
+    config.policy.encrypted_archives = Action::Block;
+    let strict = Scanner::new(config, None).unwrap();
+    assert_malware(
+        &strict.scan(msg.as_bytes()).unwrap(),
+        "encrypted archive member",
+    );
+    // Member names stay visible even when the content is not.
+    let z = mark_encrypted(zip_of(&[("invoice.pdf.exe", b"MZ")]));
+    let msg = with_attachment(
+        "application/zip",
+        "invoice.zip",
+        "base64",
+        &base64_lines(&z),
+    );
+    assert_malware(&scan(&msg), "invoice.zip/invoice.pdf.exe");
+}

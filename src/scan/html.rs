@@ -55,8 +55,7 @@ pub fn parse(html: &str) -> HtmlText {
         match name.as_str() {
             "script" | "style" if !closing => {
                 let close = format!("</{name}");
-                let lower_rest = html[i..].to_ascii_lowercase();
-                i = lower_rest.find(&close).map_or(html.len(), |p| i + p);
+                i = find_ignore_case(&bytes[i..], close.as_bytes()).map_or(html.len(), |p| i + p);
             }
             "a" if !closing => {
                 finish_link(&mut out, open_link.take());
@@ -75,6 +74,14 @@ pub fn parse(html: &str) -> HtmlText {
     }
     finish_link(&mut out, open_link.take());
     out
+}
+
+/// Case-insensitive search without copying the haystack (a copy per
+/// `<script>` tag would make many tags quadratic).
+fn find_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn finish_link(out: &mut HtmlText, link: Option<(String, usize)>) {
@@ -168,6 +175,15 @@ mod tests {
         assert_eq!(h.links[0].href, "http://evil.example/login");
         assert_eq!(h.links[0].text, "http://bank.example");
         assert_eq!(h.links[1].text, "ok");
+    }
+
+    #[test]
+    fn many_script_tags_stay_linear() {
+        let html = "<script>x</script>".repeat(20_000);
+        let start = std::time::Instant::now();
+        let h = parse(&html);
+        assert!(h.text.trim().is_empty());
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]
