@@ -596,3 +596,35 @@ fn encrypted_archive_members_follow_policy() {
     );
     assert_malware(&scan(&msg), "invoice.zip/invoice.pdf.exe");
 }
+
+#[test]
+fn eicar_in_tar_gz() {
+    let mut tar = vec![0u8; 512];
+    tar[..9].copy_from_slice(b"eicar.com");
+    tar[124..135].copy_from_slice(format!("{:011o}", EICAR.len()).as_bytes());
+    tar[156] = b'0';
+    tar[257..263].copy_from_slice(b"ustar\0");
+    tar.extend_from_slice(EICAR.as_bytes());
+    tar.resize(2048, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    let tgz = gz.finish().unwrap();
+    let v = scan(&with_attachment(
+        "application/gzip",
+        "backup.tar.gz",
+        "base64",
+        &base64_lines(&tgz),
+    ));
+    assert_malware(&v, "backup.tar.gz/(gzip content)/eicar.com");
+}
+
+#[test]
+fn disk_image_blocked_by_default() {
+    let v = scan(&with_attachment(
+        "application/octet-stream",
+        "Invoice_0424.iso",
+        "base64",
+        &base64_lines(&[0u8; 2048]),
+    ));
+    assert_malware(&v, "disk image");
+}
