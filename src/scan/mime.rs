@@ -67,7 +67,6 @@ impl<'m> Document<'m> {
         limits: &Limits,
         budget: &mut Budget,
     ) -> Result<Self, ScanError> {
-        precheck(raw, limits)?;
         let Some(msg) = parsed else {
             budget.charge_bytes(raw.len() as u64)?;
             return Ok(Document {
@@ -130,10 +129,17 @@ impl<'m> Document<'m> {
     }
 }
 
-/// Cheap upper bound on the number of parts, checked before building the
-/// part tree so that a 100k-part message is refused without parsing it:
-/// every MIME part that can add structure carries a Content-Type header.
-fn precheck(raw: &[u8], limits: &Limits) -> Result<(), ScanError> {
+/// Parses a message after a cheap pre-check ([`precheck`]).
+pub fn parse<'r>(raw: &'r [u8], limits: &Limits) -> Result<Option<Message<'r>>, ScanError> {
+    precheck(raw, limits)?;
+    Ok(mail_parser::MessageParser::default().parse(raw))
+}
+
+/// Cheap upper bound on the number of parts, checked before parsing so that
+/// a 100k-part message is refused without building its part tree: every
+/// MIME part that can add structure (multipart, attached message) carries a
+/// Content-Type header. Parts without one are counted after parsing.
+pub fn precheck(raw: &[u8], limits: &Limits) -> Result<(), ScanError> {
     let mut count = 0usize;
     let needle = b"content-type:";
     let mut line_start = true;
@@ -243,6 +249,7 @@ mod tests {
     use super::*;
 
     fn extract(raw: &[u8], limits: &Limits) -> Result<usize, ScanError> {
+        // Parses without the pre-check so these tests exercise the walk.
         let mut budget = Budget::new(limits);
         let parsed = mail_parser::MessageParser::default().parse(raw);
         Document::extract(parsed.as_ref(), raw, limits, &mut budget).map(|d| d.parts.len())
@@ -264,6 +271,19 @@ mod tests {
     #[test]
     fn flattens_multipart() {
         assert_eq!(extract(&multipart(3), &Limits::default()), Ok(3));
+    }
+
+    #[test]
+    fn precheck_counts_content_type_lines() {
+        let limits = Limits {
+            max_parts: 3,
+            ..Limits::default()
+        };
+        assert!(precheck(&multipart(2), &limits).is_ok());
+        assert!(matches!(
+            precheck(&multipart(3), &limits),
+            Err(ScanError::TooManyParts { .. })
+        ));
     }
 
     #[test]

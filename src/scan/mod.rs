@@ -316,8 +316,7 @@ impl Scanner {
             });
         }
         let mut budget = Budget::new(limits);
-        let parser = mail_parser::MessageParser::default();
-        let parsed = parser.parse(raw_message);
+        let parsed = mime::parse(raw_message, limits)?;
         let doc = mime::Document::extract(parsed.as_ref(), raw_message, limits, &mut budget)?;
         let malware = malware::scan_document(
             &doc,
