@@ -628,3 +628,23 @@ fn disk_image_blocked_by_default() {
     ));
     assert_malware(&v, "disk image");
 }
+
+/// The shipped model must be exactly what `outguard train` produces from the
+/// corpus with the current tokenizer: a tokenizer change without retraining
+/// would silently degrade the classifier.
+#[test]
+fn shipped_model_is_reproducible() {
+    let dir = corpus_dir();
+    let model = training::train(
+        &[dir.join("ham"), dir.join("hard-ham")],
+        &[dir.join("spam")],
+        training::DEFAULT_MIN_COUNT,
+    )
+    .unwrap();
+    let shipped =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scan/model.bin")).unwrap();
+    assert!(
+        model.to_bytes() == shipped,
+        "src/scan/model.bin is stale: regenerate it with `outguard train` (docs/SCANNING.md)"
+    );
+}
