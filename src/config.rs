@@ -25,6 +25,7 @@ pub struct Config {
     pub control: ControlConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
+    pub delivery: crate::delivery::DeliveryConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +120,7 @@ impl Default for Config {
             control: ControlConfig::default(),
             log: LogConfig::default(),
             debug: DebugConfig::default(),
+            delivery: crate::delivery::DeliveryConfig::default(),
         }
     }
 }

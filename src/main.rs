@@ -8,6 +8,7 @@ mod clock;
 mod config;
 mod control;
 mod daemon;
+mod delivery;
 mod import;
 mod limits;
 mod privilege;
