@@ -29,7 +29,10 @@ pub struct RouteError {
 }
 
 pub enum Router {
-    Smarthost { host: String, port: u16 },
+    Smarthost {
+        host: String,
+        port: u16,
+    },
     Mx {
         resolver: Box<TokioResolver>,
         port: u16,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from delivery_support import Daemon, Dns, Sink
+from .delivery_support import Daemon, Dns, Sink
 
 USER = "alice@example.com"
 

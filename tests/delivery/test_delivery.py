@@ -2,12 +2,10 @@
 sink as smarthost or as MX host (found through a loopback DNS server).
 Time-based behaviour is driven by moving the daemon's clock."""
 
-import os
-import signal
 import threading
 
-from conftest import USER
-from delivery_support import (
+from .conftest import USER
+from .delivery_support import (
     a, body_of, delivery_status, entry, health, make_certs, message, mx, original_headers,
     settle, submit, ts_ns, ts_text, wait_for,
 )
@@ -259,7 +257,7 @@ def test_kill9_under_load_loses_nothing(outguard, sinks):
 
     def load(start, stop):
         import smtplib
-        from delivery_support import PASSWORD, send, tls_client_context
+        from .delivery_support import PASSWORD, send, tls_client_context
         try:
             s = smtplib.SMTP("127.0.0.1", d.submission, timeout=30)
             s.starttls(context=tls_client_context())
@@ -293,3 +291,25 @@ def test_kill9_under_load_loses_nothing(outguard, sinks):
           f"{len(seen)} arrivals, {len(dups)} duplicate(s): {dups}")
     # Messages whose 250 was lost in the kill may arrive too; nothing stays.
     wait_for(lambda: d.queue() == [], timeout=60, what="empty queue")
+
+
+def test_delay_warning_once_after_n_hours(outguard, sinks):
+    sink = sinks()
+    d = outguard(smarthost(sink, delay_warning_hours=1))
+    d.add_user(USER)
+    rcpt = "later@remote.example"
+    sink.rules[rcpt] = "451 4.4.1 no answer from host"
+    qid = submit(d, USER, [rcpt], message("delayed"))
+    e = wait_for(lambda: (x := entry(d, qid)) and x["recipients"][0]["attempts"] == 1 and x, what="first attempt")
+    received = ts_ns(e["received"])
+    assert sink.bounces(USER) == []  # not yet an hour
+    d.set_clock(ts_text(received + 61 * MIN))
+    [dsn] = wait_for(lambda: sink.bounces(USER), what="the delay warning")
+    assert dsn["Subject"].startswith("Delayed Mail")
+    _, [f] = delivery_status(dsn)
+    assert (f["Action"], f["Status"]) == ("delayed", "4.4.1")
+    assert entry(d, qid)["recipients"][0]["state"] == "queued"
+    # Only one warning per message.
+    d.set_clock(ts_text(received + 200 * MIN))
+    wait_for(lambda: entry(d, qid)["recipients"][0]["attempts"] >= 3, what="a later attempt")
+    assert len(sink.bounces(USER)) == 1
