@@ -28,6 +28,7 @@ pub struct Config {
     pub scan: ScanSettings,
     pub log: LogConfig,
     pub debug: DebugConfig,
+    pub delivery: crate::delivery::DeliveryConfig,
 }
 
 /// What happens to a message the scanner could not judge (error, timeout,
@@ -163,6 +164,7 @@ impl Default for Config {
             scan: ScanSettings::default(),
             log: LogConfig::default(),
             debug: DebugConfig::default(),
+            delivery: crate::delivery::DeliveryConfig::default(),
         }
     }
 }
