@@ -117,7 +117,7 @@ impl Store {
             recipients: q
                 .recipients
                 .into_iter()
-                .map(|a| Recipient::new(a))
+                .map(Recipient::new)
                 .collect(),
             size: body.len() as u64,
             received: now,
