@@ -1,0 +1,3 @@
+.PHONY: bench
+bench:
+	$(MAKE) -C bench bench
