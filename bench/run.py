@@ -41,7 +41,8 @@ CORPUS = Path(
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 COUNT = int(os.environ.get("BENCH_COUNT", "600"))
 MAX_SECS = float(os.environ.get("BENCH_MAX_SECS", "40"))
-SIZE = 5120
+MESSAGE = BENCH / "message.eml"  # 5 KiB of plain ham-like text
+SIZE = MESSAGE.stat().st_size
 USER, PASSWORD = "bench@example.com", "bench-password-0123"
 HZ = os.sysconf("SC_CLK_TCK")
 LOOPBACK = "127.0.0.1"
@@ -190,7 +191,7 @@ class Sink:
         wait_port(self.port)
 
     def count(self):
-        m = re.findall(rb"msg=(\d+)", self.out.read_bytes()[-200:])
+        m = re.findall(rb"mesg=(\d+)", self.out.read_bytes()[-200:])
         return int(m[-1]) if m else 0
 
     def stop(self):
@@ -360,7 +361,7 @@ smtpd_sasl_path = smtpd
 def smtp_source(port, sessions, count):
     t = time.time()
     p = subprocess.run(
-        ["smtp-source", "-s", str(sessions), "-m", str(count), "-l", str(SIZE),
+        ["smtp-source", "-s", str(sessions), "-m", str(count), "-F", str(MESSAGE),
          "-f", USER, "-t", "sink@example.net", "-M", "client.bench",
          f"{LOOPBACK}:{port}"],
         capture_output=True, timeout=MAX_SECS + 30,
@@ -378,7 +379,7 @@ def smtp_source(port, sessions, count):
 def loadgen(port, sessions, count, tls=True):
     args = [str(LOADGEN), "gen", "--addr", f"{LOOPBACK}:{port}",
             "--sessions", str(sessions), "--count", str(count),
-            "--duration-secs", str(MAX_SECS), "--size", str(SIZE),
+            "--duration-secs", str(MAX_SECS), "--message", str(MESSAGE),
             "--from", USER, "--to", "sink@example.net"]  # fmt: skip
     if tls:
         args += ["--starttls", "--auth", f"{USER}:{PASSWORD}"]

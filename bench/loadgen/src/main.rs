@@ -75,6 +75,9 @@ struct Opts {
     to: String,
     cert: Option<String>,
     key: Option<String>,
+    /// A message file (header and body, LF or CRLF lines) to send instead
+    /// of the built-in one.
+    message: Option<String>,
 }
 
 impl Opts {
@@ -93,6 +96,7 @@ impl Opts {
             to: "sink@example.net".into(),
             cert: None,
             key: None,
+            message: None,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -119,6 +123,7 @@ impl Opts {
                 "--to" => o.to = val()?,
                 "--cert" => o.cert = Some(val()?),
                 "--key" => o.key = Some(val()?),
+                "--message" => o.message = Some(val()?),
                 other => return Err(format!("unknown option {other}").into()),
             }
         }
@@ -237,7 +242,25 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
     }
 }
 
-fn message(o: &Opts) -> Vec<u8> {
+fn message(o: &Opts) -> Res<Vec<u8>> {
+    if let Some(path) = &o.message {
+        // Like smtp-source -F: CRLF line ends, dot-stuffing, terminator.
+        let text = std::fs::read(path)?;
+        let mut m = Vec::with_capacity(text.len() + 64);
+        for line in text.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.first() == Some(&b'.') {
+                m.push(b'.');
+            }
+            m.extend_from_slice(line);
+            m.extend_from_slice(b"\r\n");
+        }
+        if text.ends_with(b"\n") {
+            m.truncate(m.len() - 2);
+        }
+        m.extend_from_slice(b".\r\n");
+        return Ok(m);
+    }
     let mut m = format!(
         "From: Bench <{}>\r\nTo: <{}>\r\nSubject: quarterly report draft\r\n\
          Message-ID: <bench@example.com>\r\nMIME-Version: 1.0\r\n\
@@ -253,7 +276,7 @@ fn message(o: &Opts) -> Vec<u8> {
         m.push(b'x');
     }
     m.extend_from_slice(b"\r\n.\r\n");
-    m
+    Ok(m)
 }
 
 struct Shared {
@@ -391,7 +414,7 @@ async fn generate(o: Opts) -> Res<()> {
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let sh = Arc::new(Shared {
-        body: message(&o),
+        body: message(&o)?,
         tls,
         auth_line,
         tickets: AtomicU64::new(0),
