@@ -61,7 +61,9 @@ pub fn record(
     let mut logged = Vec::new();
     let mut counts = [0u64; 4]; // delivered, deferred, bounced, dropped
     let mut dsn = false;
-    let updated = store.update_entry(id, now, |entry, body| {
+    // Delivered and removed: no fsync here; the connection's `sync` (or
+    // the next accepted message) makes it durable.
+    let updated = store.update_entry_with(id, now, true, |entry, body| {
         let deadline = entry
             .received
             .checked_add(SignedDuration::from_hours(

@@ -289,6 +289,14 @@ impl Delivery {
             self.release(job.id);
         }
         session.quit().await;
+        // One fsync for the whole connection's removals (see
+        // Store::update_entry_with).
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "queue sync failed"),
+            Err(e) => tracing::error!(error = %e, "queue sync task failed"),
+        }
     }
 
     /// Tries every address of every hop in order; returns the first

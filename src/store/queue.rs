@@ -206,7 +206,27 @@ impl Store {
     where
         F: FnOnce(&mut QueueEntry, &[u8]) -> Option<NewMessage>,
     {
-        let txn = self.write()?;
+        self.update_entry_with(id, now, false, change)
+    }
+
+    /// `update_entry`, except that with `lazy_removal` a commit that only
+    /// removes a finished entry (nothing left queued, no new message) is
+    /// not fsynced: it becomes durable with the next durable commit (the
+    /// next accepted message, or `sync`). A crash before then delivers
+    /// those messages again (at least once, as MTAs do) and never loses
+    /// one; it saves an fsync per delivered message.
+    pub fn update_entry_with<F>(
+        &self,
+        id: u64,
+        now: Timestamp,
+        lazy_removal: bool,
+        change: F,
+    ) -> Result<Option<QueueEntry>>
+    where
+        F: FnOnce(&mut QueueEntry, &[u8]) -> Option<NewMessage>,
+    {
+        let mut txn = self.write()?;
+        let mut durable = true;
         let entry = {
             let mut queue = txn.open_table(QUEUE)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -232,6 +252,7 @@ impl Store {
             } else {
                 queue.remove(id)?;
                 bodies.remove(id)?;
+                durable = !lazy_removal || new.is_some();
             }
             if let Some(m) = new {
                 let e = QueueEntry {
@@ -259,8 +280,18 @@ impl Store {
             }
             entry
         };
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| super::StoreError(e.to_string()))?;
+        }
         txn.commit()?;
         Ok(Some(entry))
+    }
+
+    /// Makes every earlier commit durable (one fsync).
+    pub fn sync(&self) -> Result<()> {
+        self.write()?.commit()?;
+        Ok(())
     }
 
     /// Drops a message from the queue without a trace; false if absent.
