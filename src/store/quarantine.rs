@@ -114,11 +114,7 @@ impl Store {
             id: queue_id,
             user: q.user,
             sender: q.sender,
-            recipients: q
-                .recipients
-                .into_iter()
-                .map(Recipient::new)
-                .collect(),
+            recipients: q.recipients.into_iter().map(Recipient::new).collect(),
             size: body.len() as u64,
             received: now,
             client_ip: q.client_ip,
