@@ -306,3 +306,54 @@ impl Store {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, now: Timestamp) -> QueueEntry {
+        QueueEntry {
+            id,
+            user: "u@example.com".into(),
+            sender: "u@example.com".into(),
+            recipients: vec![Recipient::new("r@example.net".into())],
+            size: 2,
+            received: now,
+            client_ip: String::new(),
+            helo: String::new(),
+            next_attempt: Some(now),
+            delay_warned: false,
+        }
+    }
+
+    #[test]
+    fn lazy_removal_is_durable_after_sync() {
+        let dir = std::env::temp_dir().join(format!("og-lazy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.redb");
+        let now = Timestamp::now();
+        {
+            let store = Store::open(&path).unwrap();
+            store.enqueue(&entry(1, now), b"hi").unwrap();
+            store.enqueue(&entry(2, now), b"hi").unwrap();
+            let delivered = |e: &mut QueueEntry, _: &[u8]| {
+                e.recipients[0].state = RcptState::Delivered;
+                None
+            };
+            assert!(
+                store
+                    .update_entry_with(1, now, true, delivered)
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(store.queue_entry(1).unwrap().is_none());
+            store.sync().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert!(store.queue_entry(1).unwrap().is_none());
+        assert!(store.queue_entry(2).unwrap().is_some());
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
