@@ -22,6 +22,10 @@ use crate::clock::Clock;
 use crate::settings;
 use crate::store::{Committer, QueueEntry, RcptState, Store, queue_id};
 
+/// How long the loop waits after a "message queued" signal before it
+/// scans, so that one scan picks up a burst of commits.
+const QUEUED_GATHER: Duration = Duration::from_millis(10);
+
 /// What must be read while still root: credentials and CA file.
 pub struct Prepared {
     cfg: DeliveryConfig,
@@ -128,6 +132,7 @@ impl Delivery {
     /// queue in redb is the whole state.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.cfg.poll_interval_ms.max(10));
+        let queued = self.committer.queued_signal();
         tracing::info!(mode = ?self.cfg.mode(), "delivery started");
         loop {
             if let Err(e) = self.clone().dispatch().await {
@@ -135,6 +140,11 @@ impl Delivery {
             }
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
+                _ = queued.notified() => {
+                    // New mail: go now rather than at the next poll, after
+                    // a moment that lets a burst's commits gather.
+                    tokio::time::sleep(QUEUED_GATHER).await;
+                }
                 _ = stop.changed() => return,
             }
         }
