@@ -25,6 +25,8 @@ SA_TEST_HAM = int(os.environ.get("BENCH_SA_TEST_HAM", "100"))
 SA_TEST_SPAM = int(os.environ.get("BENCH_SA_TEST_SPAM", "50"))
 HAM_SEED, SPAM_SEED = 0x9E3779B97F4A7C15, 0x2545F4914F6CDD1D
 MASK = (1 << 64) - 1
+# Running sa_eval.pl processes, for run.py to stop by PID if interrupted.
+CHILDREN = []
 
 
 def shuffled(n, seed):
@@ -88,12 +90,16 @@ def sa_fold(k, work, ham_folds, spam_folds):
     d.mkdir(parents=True, exist_ok=True)
     lst = d / "list"
     lst.write_text("".join(f"{kind} {p}\n" for kind, p in items))
-    p = subprocess.run(
+    p = subprocess.Popen(
         ["perl", str(Path(__file__).parent / "sa_eval.pl"), str(d), str(lst)],
-        capture_output=True, text=True, timeout=1200, check=True,
+        stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    CHILDREN.append(p)
+    stdout, _ = p.communicate(timeout=1200)
+    if p.returncode != 0:
+        raise RuntimeError(f"sa_eval.pl failed for fold {k} ({p.returncode})")
     out = []
-    for line in p.stdout.splitlines():
+    for line in stdout.splitlines():
         kind, score, is_spam, path = line.split(" ", 3)
         out.append((kind == "test-spam", float(score), is_spam == "1", path))
     return out

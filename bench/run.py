@@ -39,7 +39,7 @@ CORPUS = Path(
     )
 )
 REPS = int(os.environ.get("BENCH_REPS", "3"))
-COUNT = int(os.environ.get("BENCH_COUNT", "600"))
+COUNT = int(os.environ.get("BENCH_COUNT", "1000"))
 MAX_SECS = float(os.environ.get("BENCH_MAX_SECS", "40"))
 MESSAGE = BENCH / "message.eml"  # 5 KiB of plain ham-like text
 SIZE = MESSAGE.stat().st_size
@@ -655,7 +655,12 @@ def main():
         if os.environ.get("BENCH_SKIP_ACCURACY") != "1":
             import accuracy
 
-            res["accuracy"] = accuracy.run(OUTGUARD, CORPUS, Path(tmp), log)
+            try:
+                res["accuracy"] = accuracy.run(OUTGUARD, CORPUS, Path(tmp), log)
+            finally:
+                for p in accuracy.CHILDREN:
+                    if p.poll() is None:
+                        stop_pid(p.pid)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     (OUT / "results.json").write_text(json.dumps(res, indent=1))
