@@ -1,5 +1,5 @@
 # Shared helpers for the Outguard appliance's init scripts (busybox ash). Sourced, not run.
-# shellcheck shell=sh
+# shellcheck shell=sh disable=SC2034
 
 OG_CONFIG=/etc/outguard/outguard.toml
 OG_DATA=/data
