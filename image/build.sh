@@ -75,6 +75,11 @@ if [ -d "$BOARD_DIR/rootfs-overlay" ]; then
     cp -a "$BOARD_DIR/rootfs-overlay/." "$TARGET_DIR/"
 fi
 
+# Where Buildroot keeps the configured kernel: post-build checks its options.
+mkdir -p "$BUILD_DIR/linux-$KVER"
+cp "$PARTS/kernel/boot/config-$KVER" "$BUILD_DIR/linux-$KVER/.config"
+export OUTGUARD_KERNEL_FROM=debian
+
 step "post-build"
 "$COMMON_DIR/post-build.sh" "$TARGET_DIR" "$ARCH"
 

@@ -24,7 +24,7 @@ apt-get install -y --no-install-recommends --allow-downgrades \
     genimage squashfs-tools e2fsprogs dosfstools mtools fdisk \
     grub-common \
     ovmf qemu-efi-aarch64 qemu-system-x86 qemu-system-arm qemu-utils/bookworm \
-    swaks python3 python3-pytest \
+    swaks libnet-ssleay-perl libio-socket-ssl-perl python3 python3-pytest \
     rustc-web cargo-web libstd-rust-web-dev:arm64 \
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
     shellcheck

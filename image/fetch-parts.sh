@@ -38,6 +38,7 @@ fi
 # The build runs busybox --list-full on the build machine to lay out the applet links.
 if [ "$darch" != amd64 ]; then
     mkdir -p "$out/hostdebs"
+    chmod 0777 "$out/hostdebs"
     (cd "$out/hostdebs" && apt-get download busybox-static:amd64)
     mkdir -p "$out/hostbusybox"
     dpkg-deb -x "$out"/hostdebs/busybox-static_*.deb "$out/hostbusybox"

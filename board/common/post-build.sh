@@ -8,7 +8,8 @@ set -eu
 
 TARGET_DIR=${1:?usage: post-build.sh TARGET_DIR BOARD}
 BOARD=${2:?usage: post-build.sh TARGET_DIR BOARD}
-BOARD_DIR=$(cd "$(dirname "$0")/.." && pwd)/$BOARD
+COMMON_DIR=$(cd "$(dirname "$0")" && pwd)
+BOARD_DIR=$(cd "$COMMON_DIR/.." && pwd)/$BOARD
 # shellcheck source=../x86_64/meta
 . "$BOARD_DIR/meta"
 
@@ -33,6 +34,17 @@ grep -q '^outguard:x:200:' "$TARGET_DIR/etc/group" || fail "etc/group has no out
 # Buildroot's skeleton and packages install sysv scripts (S01syslogd, S40network, ...):
 # the appliance's rcS does all of it, so drop them to keep one boot path.
 rm -f "$TARGET_DIR"/etc/init.d/S[0-9][0-9]*
+
+# The kernel must have what the appliance needs (and, when Buildroot built it, the
+# hardening): catch a fragment that silently did not apply.
+kconfig=$(ls -d "${BUILD_DIR:?BUILD_DIR must be set}"/linux-[0-9]*/.config 2>/dev/null | head -n1)
+[ -n "$kconfig" ] || fail "no kernel .config under $BUILD_DIR/linux-*/"
+if [ "${OUTGUARD_KERNEL_FROM:-buildroot}" = debian ]; then
+    "$COMMON_DIR/check-kernel-config.sh" --modules-ok "$kconfig" "$COMMON_DIR/linux-required.fragment"
+else
+    "$COMMON_DIR/check-kernel-config.sh" "$kconfig" "$COMMON_DIR/linux-required.fragment" \
+        "$COMMON_DIR/linux-hardening.fragment" "$BOARD_DIR/linux.fragment"
+fi
 
 version=${OUTGUARD_VERSION:-unknown}
 cat > "$TARGET_DIR/etc/os-release" <<OSR

@@ -1,0 +1,209 @@
+"""Boot-and-submit test of the Outguard appliance image in QEMU (software emulation).
+
+Per architecture, on a private copy of the built image (image/build.sh builds it if absent):
+  boot 1: provisioning from the ESP (hostname, admin password, next hop, users.csv), first-boot
+          data filesystem, SMTP banner through the forwarded port, console login with the
+          provisioned password, a user created through the control API (outguard CLI), a
+          message submitted from the host with swaks (STARTTLS + AUTH) and queued, the
+          daemon's privileges (/proc/PID/status), restart after a crash, then `reboot`;
+  boot 2: users and queue survived, provisioning not re-applied, root is read-only.
+Boots are few on purpose: each one costs seconds of emulated firmware and kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socketserver
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+import ogvm
+
+ARCHS = [
+    pytest.param("x86_64", id="x86_64"),
+    pytest.param("aarch64", id="aarch64", marks=pytest.mark.slow),
+]
+# Seconds. Measured here: x86_64 banner ~20 s, aarch64 ~40 s; generous for a loaded CI box.
+BANNER_TIMEOUT = {"x86_64": 180, "aarch64": 360}
+
+ADMIN_PASSWORD = "console-Secret-42"
+HOSTNAME = "relay-test.example.org"
+CSV_USER, CSV_PASSWORD = "alice@example.com", "alice-Pass-1"
+API_USER, API_PASSWORD = "bob@example.com", "bob-Pass-2"
+RCPT = "someone@example.net"
+
+# Delivery to the next hop is built in another issue. When it lands, set
+# OUTGUARD_TEST_DELIVERY=1 (or flip this default) and the test also checks that the message
+# reaches the sink below through the guest's view of the host, 10.0.2.2.
+DELIVERY = os.environ.get("OUTGUARD_TEST_DELIVERY") == "1"
+
+
+class _SinkHandler(socketserver.StreamRequestHandler):
+    """A minimal SMTP sink on the host's loopback: accepts everything, records messages."""
+
+    def handle(self):
+        w = self.wfile.write
+        w(b"220 sink ESMTP\r\n")
+        data_mode, lines = False, []
+        for raw in self.rfile:
+            line = raw.rstrip(b"\r\n")
+            if data_mode:
+                if line == b".":
+                    self.server.messages.append(b"\n".join(lines).decode(errors="replace"))
+                    data_mode, lines = False, []
+                    w(b"250 queued\r\n")
+                else:
+                    lines.append(line)
+                continue
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                w(b"250 sink\r\n")
+            elif verb == b"DATA":
+                data_mode = True
+                w(b"354 go\r\n")
+            elif verb == b"QUIT":
+                w(b"221 bye\r\n")
+                return
+            else:
+                w(b"250 ok\r\n")
+
+
+class Sink(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _SinkHandler)
+        self.messages: list[str] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def swaks(vm: ogvm.VM, user: str, password: str, subject: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["swaks", "--server", "127.0.0.1", "--port", str(vm.smtp_port), "--tls",
+         "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
+         "--from", user, "--to", RCPT, "--header", f"Subject: {subject}",
+         "--body", "Outguard image test message.", "--timeout", "120"],
+        capture_output=True, text=True, timeout=300)
+
+
+def guest_json(vm: ogvm.VM, args: str):
+    out = vm.sh(f"outguard --config /etc/outguard/outguard.toml {args}")
+    start = min((i for i in (out.find("["), out.find("{")) if i >= 0), default=-1)
+    assert start >= 0, f"no JSON from `outguard {args}`: {out!r}"
+    return json.loads(out[start:])
+
+
+def status_fields(vm: ogvm.VM, pid: str) -> dict[str, str]:
+    out = vm.sh(f"cat /proc/{pid}/status")
+    return dict(re.findall(r"^(\w+):\s*(.*?)\s*$", out, re.M))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_boot_submit_reboot(arch, tmp_path):
+    work = tmp_path / arch
+    disk = ogvm.fresh_disk(arch, work)
+    sink = Sink()
+    ogvm.provision(disk, {
+        "provision.conf": (f"# test provisioning\nhostname = {HOSTNAME}\n"
+                           f"admin_password = {ADMIN_PASSWORD}\n"
+                           f"next_hop = 10.0.2.2:{sink.server_address[1]}\n"),
+        "users.csv": f"alice,example.com,{CSV_PASSWORD}\n",
+    }, work)
+    timeout = BANNER_TIMEOUT[arch]
+    log1 = work / "console-boot1.log"
+
+    # ---- boot 1 ---------------------------------------------------------------------------
+    vm = ogvm.VM(arch, disk, log1).start()
+    try:
+        banner, secs = vm.wait_banner(timeout)
+        print(f"{arch}: boot-to-banner {secs:.1f}s: {banner}")
+        assert re.fullmatch(rf"220 {re.escape(HOSTNAME)} ESMTP Outguard.*", banner), banner
+        out = vm.output()
+        assert "first boot: /dev/vda4 is blank, creating the data filesystem" in out
+        assert "root rootA (/dev/vda2) mounted read-only" in out
+
+        vm.login(ADMIN_PASSWORD)  # the provisioned admin password is the console password
+        vm.sh("i=0; until grep -q users.csv /data/config/provision-state 2>/dev/null; do "
+              "i=$((i+1)); [ $i -gt 120 ] && exit 1; sleep 1; done", timeout=180)
+        assert "provision.conf" not in vm.sh("ls /boot/provision"), "secrets left on the ESP"
+        assert f'smarthost = "10.0.2.2:{sink.server_address[1]}"' in vm.sh(
+            "cat /etc/outguard/outguard.toml")
+        assert CSV_USER in json.dumps(guest_json(vm, "user list --json"))
+
+        # a user created through the control API (the outguard CLI is its client)
+        vm.sh(f"printf '%s\\n' '{API_PASSWORD}' | outguard --config /etc/outguard/outguard.toml "
+              f"user add {API_USER} --password-stdin")
+        assert API_USER in json.dumps(guest_json(vm, "user list --json"))
+
+        # submission from the host: STARTTLS + AUTH through the forwarded port
+        r = swaks(vm, API_USER, API_PASSWORD, "outguard-image-test-1")
+        assert r.returncode == 0, f"swaks failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        assert re.search(r"<~ +220 .*\n(.|\n)*-> +STARTTLS", r.stdout)
+        assert re.search(r"<~ +235 ", r.stdout), "AUTH not accepted"
+        assert re.search(r"<~ +250 .*\n ~> QUIT", r.stdout), "message not accepted after DATA"
+        queue = json.dumps(guest_json(vm, "queue list --json"))
+        assert RCPT in queue, f"message not in the queue: {queue}"
+
+        # the daemon's privileges, seen from inside the guest
+        pid = vm.sh("cat /run/outguard/daemon.pid").strip()
+        st = status_fields(vm, pid)
+        assert st["Uid"].split() == ["200"] * 4, st["Uid"]
+        assert st["Gid"].split() == ["200"] * 4, st["Gid"]
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(st[cap], 16) == 0, f"{cap}={st[cap]}"
+        assert st["NoNewPrivs"] == "1"
+        assert st["Seccomp"] == "2", "no seccomp filter"
+        assert int(st.get("Seccomp_filters", "1")) >= 1
+        assert "landlock" in vm.sh("mount -t securityfs securityfs /sys/kernel/security "
+                                   "2>/dev/null; cat /sys/kernel/security/lsm")
+        logs = vm.sh("logread | grep outguard", check=False)
+        assert re.search(r"(?i)landlock", logs), f"daemon did not report landlock:\n{logs}"
+
+        # supervision: a crashed daemon comes back, with a new pid, and serves again
+        vm.sh(f"kill -KILL {pid}")
+        vm.expect(r"outguard exited with status \d+ after \d+s; restarting in 1s", 30)
+        vm.expect(r"supervise: started outguard \(pid \d+\)", 30)
+        banner, _ = vm.wait_banner(120)
+        assert banner.startswith("220 ")
+
+        if DELIVERY:
+            # HOOK: delivery to [delivery] smarthost = "10.0.2.2:PORT" (another issue).
+            vm.sh("i=0; until [ $i -gt 120 ]; do i=$((i+1)); sleep 1; "
+                  "outguard --config /etc/outguard/outguard.toml queue list --json "
+                  f"| grep -q {RCPT} || break; done", timeout=180)
+            assert any("outguard-image-test-1" in m for m in sink.messages), sink.messages
+
+        vm.send("reboot\n")
+        assert vm.wait_exit(120) == 0  # -no-reboot: the guest's reboot ends QEMU
+    finally:
+        vm.kill()
+
+    # ---- boot 2: state survived, root read-only ---------------------------------------------
+    vm = ogvm.VM(arch, disk, work / "console-boot2.log").start()
+    try:
+        banner, secs = vm.wait_banner(timeout)
+        print(f"{arch}: second boot-to-banner {secs:.1f}s")
+        assert HOSTNAME in banner
+        assert "creating the data filesystem" not in vm.output()
+        vm.login(ADMIN_PASSWORD)
+        users = json.dumps(guest_json(vm, "user list --json"))
+        assert CSV_USER in users and API_USER in users, users
+        queue = json.dumps(guest_json(vm, "queue list --json"))
+        if not DELIVERY:
+            assert RCPT in queue, f"queued message lost across the reboot: {queue}"
+        root = vm.sh("awk '$2 == \"/\"' /proc/mounts")
+        assert re.search(r"\ssquashfs\s+ro[\s,]", root), root
+        ro = vm.sh("touch /usr/bin/x /etc/x 2>&1; echo rc=$?", check=False)
+        assert "Read-only file system" in ro and "rc=0" not in ro, ro
+        assert "APPLIED" in vm.sh("ls /boot/provision")
+        assert "provision.conf" not in vm.sh("ls /boot/provision")
+        vm.send("poweroff\n")
+        vm.wait_exit(120)
+    finally:
+        vm.kill()
