@@ -1,1 +1,88 @@
-fn main() {}
+//! Outguard: an outbound spam-gateway appliance. `outguard serve` runs the
+//! relay; the other subcommands administer it through the daemon's
+//! control socket.
+
+mod auth;
+mod cli;
+mod clock;
+mod config;
+mod control;
+mod daemon;
+mod import;
+mod limits;
+mod privilege;
+mod settings;
+mod smtp;
+mod store;
+mod tls;
+mod users;
+mod windows;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "outguard", version, about = "Outbound spam-gateway relay")]
+struct Args {
+    /// Configuration file (TOML). Without it, embedded defaults apply.
+    #[arg(long, global = true, env = "OUTGUARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Development defaults: ports 2587/2465 on loopback, data in ./outguard-data.
+    #[arg(long, global = true)]
+    dev: bool,
+    /// Control socket to talk to (default: from the configuration).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: cli::Command,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match (&args.config, args.dev) {
+        (Some(path), _) => Config::load(path),
+        (None, true) => Ok(Config::dev()),
+        (None, false) => Ok(Config::default()),
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("outguard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match args.command {
+        cli::Command::Serve => {
+            init_logging(&cfg);
+            daemon::serve(cfg)
+        }
+        command => {
+            let socket = args.socket.unwrap_or_else(|| cfg.control_socket());
+            cli::run(command, &socket)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outguard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let level = cfg.log.level.parse().unwrap_or(tracing::Level::INFO);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    if cfg.log.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,179 @@
+//! Passwords are stored as argon2id PHC strings and verified in constant
+//! time. Verification is deliberately expensive, so it runs off the async
+//! workers, a bounded number at once (each holds the memory cost), and a
+//! successful login is remembered for a while as a keyed SHA-256 tag: a
+//! client that authenticates for every message (most do) then costs one
+//! hash, not one argon2 run. The cache never holds a password, and a
+//! changed password hash invalidates it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::TryRngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+/// OWASP's argon2id alternative for small machines: 7 MiB, 5 passes.
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(7 * 1024, 5, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// A new PHC string for `password`.
+pub fn hash(password: &str) -> String {
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut salt)
+        .expect("OS random source");
+    let salt = SaltString::encode_b64(&salt).expect("16-byte salt encodes");
+    hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashing of a bounded password")
+        .to_string()
+}
+
+/// Checks `password` against a PHC string (constant time inside argon2).
+pub fn verify(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => hasher()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A hash of a random password, verified against when the user is unknown
+/// so that the reply time does not tell which user names exist.
+fn decoy() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        let mut pw = [0u8; 24];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut pw)
+            .expect("OS random source");
+        hash(&base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            pw,
+        ))
+    })
+}
+
+struct Cached {
+    phc: String,
+    tag: [u8; 32],
+    until: Instant,
+}
+
+/// Verifies passwords with bounded parallelism and a success cache.
+pub struct Verifier {
+    slots: Semaphore,
+    ttl: Duration,
+    key: [u8; 32],
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+/// Entries kept in the success cache at most.
+const CACHE_CAP: usize = 10_000;
+
+impl Verifier {
+    pub fn new(parallel: usize, ttl: Duration) -> Arc<Verifier> {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut key)
+            .expect("OS random source");
+        Arc::new(Verifier {
+            slots: Semaphore::new(parallel.max(1)),
+            ttl,
+            key,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn tag(&self, user: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(user.as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Does `password` match `phc` (the user's stored hash, if any)?
+    pub async fn check(self: &Arc<Self>, user: &str, password: &str, phc: Option<&str>) -> bool {
+        let tag = self.tag(user, password);
+        if let Some(phc) = phc {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = cache.get(user)
+                && c.phc == phc
+                && c.until > Instant::now()
+                && bool::from(c.tag.ct_eq(&tag))
+            {
+                return true;
+            }
+        }
+        let Ok(_slot) = self.slots.acquire().await else {
+            return false;
+        };
+        let (pw, stored) = (password.to_string(), phc.map(str::to_string));
+        let ok = tokio::task::spawn_blocking(move || match stored {
+            Some(phc) => verify(&pw, &phc),
+            None => {
+                verify(&pw, decoy());
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if ok && let Some(phc) = phc {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_CAP {
+                let now = Instant::now();
+                cache.retain(|_, c| c.until > now);
+                if cache.len() >= CACHE_CAP {
+                    cache.clear();
+                }
+            }
+            let until = Instant::now() + self.ttl;
+            cache.insert(
+                user.to_string(),
+                Cached {
+                    phc: phc.to_string(),
+                    tag,
+                    until,
+                },
+            );
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_and_verify() {
+        let h = hash("s3cret");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify("s3cret", &h));
+        assert!(!verify("s3cret!", &h));
+        assert!(!verify("s3cret", "not a hash"));
+    }
+
+    #[tokio::test]
+    async fn cache_respects_password_changes() {
+        let v = Verifier::new(1, Duration::from_secs(60));
+        let h1 = hash("one");
+        assert!(v.check("a@b.c", "one", Some(&h1)).await);
+        assert!(v.check("a@b.c", "one", Some(&h1)).await);
+        assert!(!v.check("a@b.c", "two", Some(&h1)).await);
+        let h2 = hash("two");
+        assert!(!v.check("a@b.c", "one", Some(&h2)).await);
+        assert!(v.check("a@b.c", "two", Some(&h2)).await);
+        assert!(!v.check("a@b.c", "two", None).await);
+    }
+}

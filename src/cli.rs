@@ -1,0 +1,601 @@
+//! The administration commands: each becomes one control API request.
+//! Passwords are read from standard input, never from the command line
+//! (argv is visible to every user of the box).
+
+use std::io::Read;
+use std::path::Path;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use crate::control::client;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the relay in the foreground.
+    Serve,
+    /// Outgoing users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Accepted mail waiting in the queue.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// System settings (timezone, IP authorisation, sender check, defaults).
+    #[command(subcommand)]
+    Settings(SettingsCmd),
+    /// Test support (needs debug.clock_override in the daemon's config).
+    #[command(subcommand)]
+    Debug(DebugCmd),
+}
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Add a user: user@domain with a password, or an IP address/network.
+    Add {
+        name: String,
+        /// Read the password from standard input (first line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// For an IP address user: the domain it may send from.
+        #[arg(long)]
+        domain: Option<String>,
+        #[command(flatten)]
+        settings: SettingArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user's password or settings.
+    Set {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        settings: SettingArgs,
+        /// Reset a setting to the system default (repeatable).
+        #[arg(long, value_name = "SETTING")]
+        clear: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        /// Only names containing this text.
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+        #[arg(long)]
+        json: bool,
+    },
+    #[command(alias = "delete")]
+    Del {
+        name: String,
+    },
+    /// Lock a user until an admin unlocks it, or for --minutes.
+    Lock {
+        name: String,
+        #[arg(long)]
+        minutes: Option<u32>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    Unlock {
+        name: String,
+    },
+    /// Import users from CSV lines `user,domainname,password`.
+    Import {
+        file: std::path::PathBuf,
+        /// Import the valid lines even if some are invalid.
+        #[arg(long)]
+        skip_invalid: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Status {
+    Active,
+    Locked,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Response {
+    Rejected,
+    Accepted,
+}
+
+/// The seed's per-user settings; 0 means unlimited for limits.
+#[derive(Args, Default)]
+pub struct SettingArgs {
+    #[arg(long, value_enum)]
+    auto_lock: Option<OnOff>,
+    /// User lock timeout, in minutes.
+    #[arg(long)]
+    lock_timeout: Option<u32>,
+    #[arg(long)]
+    max_unlocks: Option<u32>,
+    #[arg(long)]
+    limit_month: Option<u32>,
+    #[arg(long)]
+    limit_week: Option<u32>,
+    #[arg(long)]
+    limit_day: Option<u32>,
+    #[arg(long)]
+    max_recipients_day: Option<u32>,
+    #[arg(long)]
+    max_retry_days: Option<u32>,
+    #[arg(long, value_enum)]
+    quarantine_response: Option<Response>,
+}
+
+impl SettingArgs {
+    fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.into(), v);
+            }
+        };
+        put(
+            "auto_lock",
+            self.auto_lock.map(|v| json!(matches!(v, OnOff::On))),
+        );
+        put("lock_timeout_minutes", self.lock_timeout.map(|v| json!(v)));
+        put("max_unlocks", self.max_unlocks.map(|v| json!(v)));
+        put("limit_per_month", self.limit_month.map(|v| json!(v)));
+        put("limit_per_week", self.limit_week.map(|v| json!(v)));
+        put("limit_per_day", self.limit_day.map(|v| json!(v)));
+        put(
+            "max_recipients_per_day",
+            self.max_recipients_day.map(|v| json!(v)),
+        );
+        put("max_retry_days", self.max_retry_days.map(|v| json!(v)));
+        put(
+            "quarantine_response",
+            self.quarantine_response.map(|v| {
+                json!(if matches!(v, Response::Accepted) {
+                    "accepted"
+                } else {
+                    "rejected"
+                })
+            }),
+        );
+        Value::Object(m)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum QueueCmd {
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        /// queued, delivered, failed or expired
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SettingsCmd {
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set KEY=VALUE pairs, e.g. ip_auth=false timezone=Europe/Paris
+    /// sender_check=exact defaults.limit_per_day=200
+    Set {
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DebugCmd {
+    /// Move the daemon's clock to an RFC 3339 time, or back with "now".
+    Clock { time: String },
+}
+
+fn read_password() -> Result<String, String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| format!("cannot read password: {e}"))?;
+    let p = s.lines().next().unwrap_or("").to_string();
+    if p.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(p)
+}
+
+/// Path segment escaping for user names (which may hold '/' as CIDR).
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'@' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn query_pair(k: &str, v: &str) -> String {
+    format!("{k}={}", seg(v))
+}
+
+fn call(socket: &Path, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    call_raw(
+        socket,
+        method,
+        path,
+        body.map(|b| b.to_string().into_bytes()),
+    )
+}
+
+fn call_raw(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Value, String> {
+    let (status, v) = client::call(socket, method, path, body)?;
+    if status >= 400 {
+        let msg = v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("request failed")
+            .to_string();
+        let details = v
+            .get("errors")
+            .and_then(Value::as_array)
+            .map(|errs| {
+                errs.iter()
+                    .map(|e| {
+                        format!(
+                            "\n  line {}: {}",
+                            e["line"],
+                            e["message"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        return Err(format!("{msg}{details}"));
+    }
+    Ok(v)
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn print_user(u: &Value) {
+    let e = &u["effective"];
+    let usage = &u["usage"];
+    let limit = |v: &Value| match v.as_u64() {
+        Some(0) => "unlimited".to_string(),
+        Some(n) => n.to_string(),
+        None => "?".into(),
+    };
+    println!("{}", u["name"].as_str().unwrap_or(""));
+    println!(
+        "  status:              {}",
+        u["status"].as_str().unwrap_or("")
+    );
+    println!(
+        "  kind:                {}{}",
+        u["kind"].as_str().unwrap_or(""),
+        if u["has_password"] == true {
+            ", password set"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  messages today:      {} / {}",
+        usage["day"],
+        limit(&e["limit_per_day"])
+    );
+    println!(
+        "  messages this week:  {} / {}",
+        usage["week"],
+        limit(&e["limit_per_week"])
+    );
+    println!(
+        "  messages this month: {} / {}",
+        usage["month"],
+        limit(&e["limit_per_month"])
+    );
+    println!(
+        "  recipients today:    {} / {}",
+        usage["recipients_day"],
+        limit(&e["max_recipients_per_day"])
+    );
+    println!(
+        "  automatic lock:      {} (timeout {} min, max unlocks {}, unlocked by timeout {}x)",
+        if e["auto_lock"] == true { "on" } else { "off" },
+        e["lock_timeout_minutes"],
+        e["max_unlocks"],
+        u["unlocks_by_timeout"]
+    );
+    println!("  max days to retry:   {}", e["max_retry_days"]);
+    println!(
+        "  quarantine response: {}",
+        e["quarantine_response"].as_str().unwrap_or("")
+    );
+}
+
+pub fn run(command: Command, socket: &Path) -> Result<(), String> {
+    match command {
+        Command::Serve => unreachable!("handled by main"),
+        Command::User(c) => user(c, socket),
+        Command::Queue(c) => queue(c, socket),
+        Command::Settings(c) => settings(c, socket),
+        Command::Debug(DebugCmd::Clock { time }) => {
+            let body = if time == "now" {
+                json!({})
+            } else {
+                json!({ "now": time })
+            };
+            let v = call(socket, "PUT", "/v1/debug/clock", Some(body))?;
+            println!("{}", v["now"].as_str().unwrap_or(""));
+            Ok(())
+        }
+    }
+}
+
+fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
+    match c {
+        UserCmd::Add {
+            name,
+            password_stdin,
+            domain,
+            settings,
+            json,
+        } => {
+            let mut body = json!({ "name": name, "settings": settings.to_json() });
+            if password_stdin {
+                body["password"] = json!(read_password()?);
+            }
+            if let Some(d) = domain {
+                body["domain"] = json!(d);
+            }
+            let v = call(socket, "POST", "/v1/users", Some(body))?;
+            if json {
+                print_json(&v)
+            } else {
+                println!("added {}", v["name"].as_str().unwrap_or(""))
+            }
+        }
+        UserCmd::Set {
+            name,
+            password_stdin,
+            settings,
+            clear,
+            json,
+        } => {
+            let mut body = json!({ "settings": settings.to_json(), "clear": clear });
+            if password_stdin {
+                body["password"] = json!(read_password()?);
+            }
+            let v = call(
+                socket,
+                "PATCH",
+                &format!("/v1/users/{}", seg(&name)),
+                Some(body),
+            )?;
+            if json { print_json(&v) } else { print_user(&v) }
+        }
+        UserCmd::Show { name, json } => {
+            let v = call(socket, "GET", &format!("/v1/users/{}", seg(&name)), None)?;
+            if json { print_json(&v) } else { print_user(&v) }
+        }
+        UserCmd::List {
+            filter,
+            status,
+            json,
+        } => {
+            let mut q = Vec::new();
+            if let Some(f) = filter {
+                q.push(query_pair("filter", &f));
+            }
+            if let Some(s) = status {
+                q.push(query_pair(
+                    "status",
+                    if matches!(s, Status::Locked) {
+                        "locked"
+                    } else {
+                        "active"
+                    },
+                ));
+            }
+            let v = call(socket, "GET", &format!("/v1/users?{}", q.join("&")), None)?;
+            if json {
+                print_json(&v);
+            } else {
+                for u in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<40} {:<8} today {:>5}  {}",
+                        u["name"].as_str().unwrap_or(""),
+                        u["kind"].as_str().unwrap_or(""),
+                        u["usage"]["day"],
+                        u["status"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        UserCmd::Del { name } => {
+            call(socket, "DELETE", &format!("/v1/users/{}", seg(&name)), None)?;
+            println!("deleted {name}");
+        }
+        UserCmd::Lock {
+            name,
+            minutes,
+            reason,
+        } => {
+            let v = call(
+                socket,
+                "POST",
+                &format!("/v1/users/{}/lock", seg(&name)),
+                Some(json!({ "minutes": minutes, "reason": reason })),
+            )?;
+            println!(
+                "{}: {}",
+                v["name"].as_str().unwrap_or(""),
+                v["status"].as_str().unwrap_or("")
+            );
+        }
+        UserCmd::Unlock { name } => {
+            let v = call(
+                socket,
+                "POST",
+                &format!("/v1/users/{}/unlock", seg(&name)),
+                None,
+            )?;
+            println!(
+                "{}: {}",
+                v["name"].as_str().unwrap_or(""),
+                v["status"].as_str().unwrap_or("")
+            );
+        }
+        UserCmd::Import {
+            file,
+            skip_invalid,
+            json,
+        } => {
+            let data =
+                std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let path = if skip_invalid {
+                "/v1/users/import?skip_invalid=true"
+            } else {
+                "/v1/users/import"
+            };
+            let v = call_raw(socket, "POST", path, Some(data))?;
+            if json {
+                print_json(&v);
+            } else {
+                let n = |k: &str| v[k].as_array().map_or(0, Vec::len);
+                println!(
+                    "imported {} user(s); {} already existed and were kept",
+                    n("added"),
+                    n("existing")
+                );
+                for e in v["errors"].as_array().into_iter().flatten() {
+                    println!(
+                        "skipped line {}: {}",
+                        e["line"],
+                        e["message"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
+    match c {
+        QueueCmd::List { user, state, json } => {
+            let mut q = Vec::new();
+            if let Some(u) = user {
+                q.push(query_pair("user", &u));
+            }
+            if let Some(s) = state {
+                q.push(query_pair("state", &s));
+            }
+            let v = call(socket, "GET", &format!("/v1/queue?{}", q.join("&")), None)?;
+            if json {
+                print_json(&v);
+            } else {
+                for e in v.as_array().into_iter().flatten() {
+                    let rcpts: Vec<&str> = e["recipients"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r["address"].as_str())
+                        .collect();
+                    println!(
+                        "{} {:>8} {} {} <{}> -> {}",
+                        e["id"].as_str().unwrap_or(""),
+                        e["size"],
+                        e["received"].as_str().unwrap_or(""),
+                        e["state"].as_str().unwrap_or(""),
+                        e["sender"].as_str().unwrap_or(""),
+                        rcpts.join(", ")
+                    );
+                }
+            }
+        }
+        QueueCmd::Show { id, json } => {
+            let v = call(socket, "GET", &format!("/v1/queue/{}", seg(&id)), None)?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("id:       {}", v["id"].as_str().unwrap_or(""));
+                println!("user:     {}", v["user"].as_str().unwrap_or(""));
+                println!("sender:   <{}>", v["sender"].as_str().unwrap_or(""));
+                for r in v["recipients"].as_array().into_iter().flatten() {
+                    println!(
+                        "rcpt:     <{}> {}",
+                        r["address"].as_str().unwrap_or(""),
+                        r["state"].as_str().unwrap_or("")
+                    );
+                }
+                println!("size:     {}", v["size"]);
+                println!("received: {}", v["received"].as_str().unwrap_or(""));
+                println!("\n{}", v["headers"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn settings(c: SettingsCmd, socket: &Path) -> Result<(), String> {
+    match c {
+        SettingsCmd::Show { json: _ } => print_json(&call(socket, "GET", "/v1/settings", None)?),
+        SettingsCmd::Set { pairs } => {
+            let mut patch = Map::new();
+            for p in pairs {
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| format!("'{p}' is not KEY=VALUE"))?;
+                // Numbers and booleans as JSON, anything else as a string.
+                let value: Value = serde_json::from_str(v).unwrap_or_else(|_| json!(v));
+                match k.split_once('.') {
+                    Some((outer, inner)) => {
+                        let o = patch.entry(outer.to_string()).or_insert_with(|| json!({}));
+                        o[inner] = value;
+                    }
+                    None => {
+                        patch.insert(k.to_string(), value);
+                    }
+                }
+            }
+            print_json(&call(
+                socket,
+                "PATCH",
+                "/v1/settings",
+                Some(Value::Object(patch)),
+            )?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! The control API: HTTP/1.1 + JSON on a Unix socket in the data
+//! directory. The socket file is made mode 0600 while the process is still
+//! root, so only root can connect; the peer's credentials are checked
+//! again on every connection. The CLI is its client.
+
+pub mod client;
+mod routes;
+mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::smtp::Server;
+
+/// Largest request body (a CSV import of many thousands of users).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub struct Control {
+    pub server: Arc<Server>,
+    pub config: Arc<Config>,
+}
+
+pub async fn run(
+    ctl: Arc<Control>,
+    listener: std::os::unix::net::UnixListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(listener)?;
+    let me = nix::unistd::geteuid().as_raw();
+    loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => a?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let peer = stream.peer_cred().map(|c| c.uid()).ok();
+        if !matches!(peer, Some(uid) if uid == 0 || uid == me) {
+            tracing::warn!(
+                ?peer,
+                "control connection refused: not root or the daemon's user"
+            );
+            continue;
+        }
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(ctl.clone(), req));
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+        });
+    }
+}
+
+/// An API answer: status and JSON body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    pub fn ok(body: serde_json::Value) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+    pub fn error(status: StatusCode, message: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            body: serde_json::json!({ "error": message.into() }),
+        }
+    }
+}
+
+async fn handle(
+    ctl: Arc<Control>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let (parts, body) = req.into_parts();
+    let answer = match Limited::new(body, MAX_BODY).collect().await {
+        Err(_) => Answer::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {MAX_BODY} octets"),
+        ),
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            // Handlers hash passwords and commit to the store: blocking work.
+            tokio::task::spawn_blocking(move || {
+                routes::route(&ctl, &parts.method, &parts.uri, &body)
+            })
+            .await
+            .unwrap_or_else(|_| Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "handler failed"))
+        }
+    };
+    let mut text = serde_json::to_vec_pretty(&answer.body).unwrap_or_default();
+    text.push(b'\n');
+    let resp = Response::builder()
+        .status(answer.status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(text)))
+        .expect("static response parts");
+    Ok(resp)
+}

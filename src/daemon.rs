@@ -1,0 +1,127 @@
+//! `outguard serve`: the privileged start (data directory, keys, store,
+//! sockets), the drop to the run user, then the async runtime with the
+//! SMTP listeners, the committer and the control API.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::auth::password::Verifier;
+use crate::auth::throttle::Throttle;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::control::{self, Control};
+use crate::privilege::Privileged;
+use crate::settings;
+use crate::smtp::{self, Kind, Listeners, Server};
+use crate::store::{Committer, Store};
+use crate::tls;
+
+pub fn serve(cfg: Config) -> Result<(), String> {
+    // Stage 1, privileged: everything that needs root or touches keys.
+    let privileged = Privileged::begin(&cfg.run_user)?;
+    privileged.prepare_dir(&cfg.data_dir)?;
+    let hostname = cfg.hostname();
+    let (cert, key) = (cfg.cert_path(), cfg.key_path());
+    if cfg.tls.cert.is_none() && tls::ensure_self_signed(&cert, &key, &hostname)? {
+        tracing::info!(cert = %cert.display(), "generated a self-signed certificate");
+        for p in [cert.parent().unwrap_or(&cfg.data_dir), &cert, &key] {
+            privileged.give(p)?;
+        }
+    }
+    let tls_config = tls::server_config(&cert, &key)?;
+    let store_path = cfg.store_path();
+    let store =
+        Arc::new(Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?);
+    privileged.give(&store_path)?;
+    let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
+
+    let mut listeners = Vec::new();
+    let groups = [
+        (&cfg.smtp.submission, Kind::Submission),
+        (&cfg.smtp.submissions, Kind::Submissions),
+        (&cfg.smtp.plain, Kind::Plain),
+    ];
+    for (addrs, kind) in groups {
+        for addr in addrs {
+            let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            listeners.push((l, kind));
+        }
+    }
+    let socket = cfg.control_socket();
+    let _ = std::fs::remove_file(&socket);
+    let control_listener = UnixListener::bind(&socket)
+        .map_err(|e| format!("cannot bind {}: {e}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot set mode of {}: {e}", socket.display()))?;
+
+    // Stage 2: unprivileged from here on.
+    let jailed = privileged.drop_privileges()?;
+    tracing::info!(uid = jailed.uid.as_raw(), "serving unprivileged");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("outguard")
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    runtime.block_on(async move {
+        let clock = Arc::new(Clock::default());
+        let committer = Arc::new(
+            Committer::start(store.clone(), settings.clone(), clock.clone())
+                .map_err(|e| e.to_string())?,
+        );
+        let server = Arc::new(Server {
+            smtp: cfg.smtp.clone(),
+            hostname,
+            store,
+            committer,
+            settings,
+            clock,
+            verifier: Verifier::new(
+                cfg.auth.max_parallel_hashes,
+                Duration::from_secs(cfg.auth.cache_secs),
+            ),
+            throttle: Throttle::new(
+                cfg.auth.max_failures,
+                Duration::from_secs(cfg.auth.failure_window_secs),
+                Duration::from_secs(cfg.auth.block_secs),
+            ),
+            tls: tokio_rustls::TlsAcceptor::from(tls_config),
+            stats: smtp::Stats::default(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let ctl = Arc::new(Control {
+            server: server.clone(),
+            config: Arc::new(cfg.clone()),
+        });
+        let control_task = tokio::spawn(control::run(ctl, control_listener, stopped.clone()));
+        let smtp_task = tokio::spawn(smtp::run(server, Listeners(listeners), stopped));
+        tracing::info!(socket = %socket.display(), "outguard ready");
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+        let _ = control_task.await;
+        // Sessions in flight get a moment; accepted mail is already on disk.
+        let _ = tokio::time::timeout(Duration::from_secs(5), smtp_task).await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

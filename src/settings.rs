@@ -1,0 +1,84 @@
+//! System settings the admin changes at run time (kept in the store):
+//! timezone of the limit windows, IP authorisation on/off, how strictly the
+//! envelope sender must match the user, and the defaults of user settings.
+
+use std::sync::{Arc, RwLock};
+
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use crate::users::EffectiveSettings;
+use crate::windows;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderCheck {
+    /// MAIL FROM must be the user's own address.
+    Exact,
+    /// MAIL FROM must be in the user's domain.
+    Domain,
+    /// Any sender (the user is trusted to send for others).
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemSettings {
+    /// IANA name; limit windows are calendar days/weeks/months here.
+    pub timezone: String,
+    /// Whether IP-address users authenticate by their address.
+    pub ip_auth: bool,
+    pub sender_check: SenderCheck,
+    /// Values for user settings a user leaves unset.
+    pub defaults: EffectiveSettings,
+}
+
+impl Default for SystemSettings {
+    fn default() -> Self {
+        SystemSettings {
+            timezone: "UTC".into(),
+            ip_auth: true,
+            sender_check: SenderCheck::Domain,
+            defaults: EffectiveSettings::default(),
+        }
+    }
+}
+
+impl SystemSettings {
+    pub fn validate(&self) -> Result<TimeZone, String> {
+        windows::timezone(&self.timezone)
+    }
+}
+
+/// The settings in force, shared by every session. The store holds the
+/// durable copy; this one is replaced after each successful change.
+#[derive(Clone)]
+pub struct Shared(Arc<RwLock<Current>>);
+
+pub struct Current {
+    pub settings: SystemSettings,
+    pub tz: TimeZone,
+}
+
+impl Shared {
+    pub fn new(settings: SystemSettings) -> Result<Shared, String> {
+        let tz = settings.validate()?;
+        Ok(Shared(Arc::new(RwLock::new(Current { settings, tz }))))
+    }
+
+    pub fn get(&self) -> SystemSettings {
+        self.read(|c| c.settings.clone())
+    }
+
+    pub fn read<T>(&self, f: impl FnOnce(&Current) -> T) -> T {
+        let guard = self.0.read().unwrap_or_else(|e| e.into_inner());
+        f(&guard)
+    }
+
+    pub fn replace(&self, settings: SystemSettings) -> Result<(), String> {
+        let tz = settings.validate()?;
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        *guard = Current { settings, tz };
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! Buffered, bounded I/O for one SMTP connection: command lines into a
+//! fixed-capacity buffer, message data through the DATA receiver, replies
+//! gathered and written in one go when the client has nothing more
+//! pipelined. Every read and write has a deadline.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+use super::data::DataReceiver;
+
+/// Capacity of the line buffer: SASL responses may be longer than the
+/// 512-octet command limit (long passwords in base64).
+pub const LINE_CAP: usize = 2048;
+pub type Line = heapless::Vec<u8, LINE_CAP>;
+
+const READ_BUF: usize = 16 * 1024;
+/// Replies are written once this much is waiting, even mid-pipeline.
+const WRITE_HIGH_WATER: usize = 8 * 1024;
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub enum ConnError {
+    Timeout,
+    Closed,
+    Io(std::io::Error),
+}
+
+/// A line as read: complete, or longer than the caller's limit (in which
+/// case everything up to its end was read and dropped).
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineRead {
+    Complete,
+    TooLong,
+}
+
+pub struct Conn<S> {
+    io: S,
+    rbuf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    wbuf: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub fn new(io: S) -> Conn<S> {
+        Conn {
+            io,
+            rbuf: vec![0; READ_BUF].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            wbuf: Vec::with_capacity(512),
+        }
+    }
+
+    pub fn into_inner(self) -> S {
+        self.io
+    }
+
+    /// Is client input waiting that was read but not yet used?
+    pub fn has_buffered(&self) -> bool {
+        self.pos < self.end
+    }
+
+    /// Drops input read but not used (e.g. plaintext pipelined after
+    /// STARTTLS, which must never be taken as coming over TLS).
+    pub fn discard_buffered(&mut self) {
+        self.pos = 0;
+        self.end = 0;
+    }
+
+    async fn fill(&mut self, wait: Duration) -> Result<(), ConnError> {
+        if self.pos < self.end {
+            return Ok(());
+        }
+        self.flush().await?;
+        self.pos = 0;
+        self.end = 0;
+        let n = timeout(wait, self.io.read(&mut self.rbuf))
+            .await
+            .map_err(|_| ConnError::Timeout)?
+            .map_err(ConnError::Io)?;
+        if n == 0 {
+            return Err(ConnError::Closed);
+        }
+        self.end = n;
+        Ok(())
+    }
+
+    /// Reads one line (without its CRLF or bare LF) into `line`; at most
+    /// `limit` octets are kept.
+    pub async fn read_line(
+        &mut self,
+        line: &mut Line,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<LineRead, ConnError> {
+        line.clear();
+        let limit = limit.min(LINE_CAP);
+        let mut too_long = false;
+        loop {
+            self.fill(wait).await?;
+            let avail = &self.rbuf[self.pos..self.end];
+            let (chunk, found) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (&avail[..i], true),
+                None => (avail, false),
+            };
+            if !too_long {
+                if line.len() + chunk.len() <= limit {
+                    line.extend_from_slice(chunk)
+                        .map_err(|_| ConnError::Closed)?;
+                } else {
+                    too_long = true;
+                    line.clear();
+                }
+            }
+            self.pos += chunk.len() + usize::from(found);
+            if found {
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(if too_long {
+                    LineRead::TooLong
+                } else {
+                    LineRead::Complete
+                });
+            }
+        }
+    }
+
+    /// Reads message data until CRLF.CRLF, into `out`.
+    pub async fn read_data(
+        &mut self,
+        rx: &mut DataReceiver,
+        out: &mut Vec<u8>,
+        wait: Duration,
+    ) -> Result<(), ConnError> {
+        loop {
+            self.fill(wait).await?;
+            let avail = &self.rbuf[self.pos..self.end];
+            match rx.feed(avail, out) {
+                Some(used) => {
+                    self.pos += used;
+                    return Ok(());
+                }
+                None => self.pos = self.end,
+            }
+        }
+    }
+
+    /// Queues a reply; it is written by `flush` or when enough is waiting.
+    pub async fn reply(&mut self, text: &str) -> Result<(), ConnError> {
+        self.wbuf.extend_from_slice(text.as_bytes());
+        if self.wbuf.len() >= WRITE_HIGH_WATER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ConnError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            self.io.write_all(&self.wbuf).await?;
+            self.io.flush().await
+        };
+        timeout(WRITE_TIMEOUT, write)
+            .await
+            .map_err(|_| ConnError::Timeout)?
+            .map_err(ConnError::Io)?;
+        self.wbuf.clear();
+        Ok(())
+    }
+
+    /// Flushes and closes the write side, ignoring a peer that is gone.
+    pub async fn close(&mut self) {
+        let _ = self.flush().await;
+        let _ = timeout(Duration::from_secs(5), self.io.shutdown()).await;
+    }
+}

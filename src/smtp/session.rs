@@ -1,0 +1,835 @@
+//! One SMTP session (RFC 5321 with RFC 6409 submission rules). Each
+//! command is first checked against the session state (`check_*`: is it
+//! valid now?) and then carried out. Commands are parsed by smtp-proto;
+//! lines are read into a fixed-capacity buffer.
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::conn::{Conn, ConnError, Line, LineRead};
+use super::data::{DataError, DataReceiver};
+use super::reply::{Reply, multiline};
+use super::{Server, Stats};
+use crate::auth::sasl::{self, Response, SaslError};
+use crate::limits::{self, Counts};
+use crate::settings::SenderCheck;
+use crate::store::{AcceptError, Submission, queue_id};
+use crate::users::{EffectiveSettings, User, UserName};
+use crate::windows;
+
+/// Longest command line, CRLF included (RFC 5321 4.5.3.1.4).
+const MAX_COMMAND: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Cleartext; STARTTLS offered.
+    Plain,
+    /// Inside TLS (implicit, or after STARTTLS).
+    Tls,
+}
+
+struct Transaction {
+    sender: String,
+    recipients: Vec<String>,
+}
+
+struct Session<'a> {
+    srv: &'a Server,
+    ip: IpAddr,
+    mode: Mode,
+    /// Set by EHLO/HELO.
+    helo: Option<String>,
+    esmtp: bool,
+    /// Authenticated user: by AUTH, or by the client's address.
+    user: Option<String>,
+    /// Whether `user` came from AUTH (for the Received protocol name).
+    by_password: bool,
+    tx: Option<Transaction>,
+    errors: u32,
+}
+
+/// A user as a command sees it: record, settings in force, usage now.
+struct Standing {
+    user: User,
+    eff: EffectiveSettings,
+    counts: Counts,
+    now: Timestamp,
+    tz: jiff::tz::TimeZone,
+}
+
+enum Flow {
+    Continue,
+    Quit,
+    StartTls,
+}
+
+/// The IP-authorised user for a client address, if IP authorisation is on.
+pub fn ip_user(srv: &Server, ip: IpAddr) -> Option<String> {
+    if !srv.settings.read(|c| c.settings.ip_auth) {
+        return None;
+    }
+    match srv.store.network_user(ip) {
+        Ok(u) => u.map(|u| u.name),
+        Err(e) => {
+            tracing::error!(error = %e, "IP user lookup failed");
+            None
+        }
+    }
+}
+
+/// Runs a session to its end. Returns the stream if the client asked for
+/// STARTTLS (the caller does the handshake and starts a fresh session).
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    srv: &Server,
+    io: S,
+    ip: IpAddr,
+    ip_user: Option<String>,
+    mode: Mode,
+    banner: bool,
+) -> Option<S> {
+    let mut conn = Conn::new(io);
+    let by_ip = ip_user.is_some();
+    let mut s = Session {
+        srv,
+        ip,
+        mode,
+        helo: None,
+        esmtp: false,
+        user: ip_user,
+        by_password: false,
+        tx: None,
+        errors: 0,
+    };
+    if by_ip {
+        tracing::info!(%ip, user = s.user.as_deref().unwrap_or(""), "authenticated by address");
+    }
+    match s.serve(&mut conn, banner).await {
+        Ok(Flow::StartTls) => {
+            conn.discard_buffered();
+            return Some(conn.into_inner());
+        }
+        Ok(_) => {}
+        Err(ConnError::Timeout) => {
+            let _ = conn
+                .reply("421 4.4.2 Idle timeout, closing connection\r\n")
+                .await;
+            tracing::info!(%ip, "session closed: idle timeout");
+        }
+        Err(ConnError::Closed) => tracing::info!(%ip, "client disconnected"),
+        Err(ConnError::Io(e)) => tracing::info!(%ip, error = %e, "session I/O error"),
+    }
+    conn.close().await;
+    None
+}
+
+impl Session<'_> {
+    /// `banner`: false after STARTTLS, where the client goes on with EHLO.
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        banner: bool,
+    ) -> Result<Flow, ConnError> {
+        if banner {
+            conn.reply(&format!("220 {} ESMTP Outguard\r\n", self.srv.hostname))
+                .await?;
+            conn.flush().await?;
+        }
+        let mut line = Line::new();
+        loop {
+            let read = conn
+                .read_line(&mut line, MAX_COMMAND - 2, self.srv.smtp.command_timeout())
+                .await?;
+            let flow = self.command(conn, &mut line, read).await?;
+            match flow {
+                Flow::Continue => {}
+                Flow::Quit => return Ok(Flow::Quit),
+                Flow::StartTls => return Ok(Flow::StartTls),
+            }
+            if self.errors >= self.srv.smtp.max_errors {
+                self.send(
+                    conn,
+                    Reply::new(421, "4.7.0", "Too many errors, closing connection"),
+                )
+                .await?;
+                tracing::info!(ip = %self.ip, "session closed: too many errors");
+                return Ok(Flow::Quit);
+            }
+            // Answer a pipelined group at once, when its last command is in.
+            if !conn.has_buffered() {
+                conn.flush().await?;
+            }
+        }
+    }
+
+    async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        r: Reply,
+    ) -> Result<(), ConnError> {
+        if !r.is_positive() {
+            self.errors += u32::from(r.code >= 500);
+        }
+        conn.reply(&r.render(self.esmtp)).await
+    }
+
+    async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        line: &mut Line,
+        read: LineRead,
+    ) -> Result<Flow, ConnError> {
+        if read == LineRead::TooLong {
+            self.send(conn, Reply::new(500, "5.5.2", "Line too long"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        if line.contains(&0) {
+            self.send(conn, Reply::new(500, "5.5.2", "NUL character in command"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        // smtp-proto wants the line with its terminator; the read limit
+        // leaves room for it.
+        let _ = line.extend_from_slice(b"\r\n");
+        let parsed = Request::parse(&mut line.iter()).map(Request::into_owned);
+        let request = match parsed {
+            Ok(r) => r,
+            Err(e) => {
+                let r = parse_error(e);
+                self.send(conn, r).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let reply = match request {
+            Request::Ehlo { host } => return self.greet(conn, host, true).await,
+            Request::Helo { host } => return self.greet(conn, host, false).await,
+            Request::Lhlo { .. } => Reply::new(500, "5.5.1", "LHLO is for LMTP; this is SMTP"),
+            Request::StartTls => {
+                if let Err(r) = self.check_starttls() {
+                    r
+                } else {
+                    self.send(conn, Reply::new(220, "2.0.0", "Ready to start TLS"))
+                        .await?;
+                    conn.flush().await?;
+                    return Ok(Flow::StartTls);
+                }
+            }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => match self.auth(conn, mechanism, &initial_response).await? {
+                Some(r) => r,
+                None => return Ok(Flow::Quit),
+            },
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to),
+            Request::Data => return self.data(conn).await,
+            Request::Rset => {
+                self.tx = None;
+                Reply::new(250, "2.0.0", "OK")
+            }
+            Request::Noop { .. } => Reply::new(250, "2.0.0", "OK"),
+            Request::Vrfy { .. } => Reply::new(
+                252,
+                "2.5.0",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            ),
+            Request::Help { .. } => Reply::new(
+                214,
+                "2.0.0",
+                "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
+            ),
+            Request::Quit => {
+                self.send(conn, Reply::new(221, "2.0.0", "Bye")).await?;
+                return Ok(Flow::Quit);
+            }
+            Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. }
+            | Request::Bdat { .. } => Reply::new(502, "5.5.1", "Command not implemented"),
+        };
+        self.send(conn, reply).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        host: String,
+        esmtp: bool,
+    ) -> Result<Flow, ConnError> {
+        match self.ehlo(host, esmtp) {
+            Ok(text) => conn.reply(&text).await?,
+            Err(r) => self.send(conn, r).await?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The greeting reply as sent (EHLO's is multi-line).
+    fn ehlo(&mut self, host: String, esmtp: bool) -> Result<String, Reply> {
+        if host.is_empty() || host.len() > 255 {
+            return Err(Reply::new(501, "5.5.4", "Syntax: EHLO hostname"));
+        }
+        self.tx = None;
+        self.helo = Some(host.clone());
+        self.esmtp = esmtp;
+        let hostname = &self.srv.hostname;
+        if !esmtp {
+            return Ok(Reply::new(250, "", format!("{hostname} Hello {host}")).render(false));
+        }
+        let mut lines = vec![
+            format!("{hostname} Hello {host} [{}]", self.ip),
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.srv.smtp.max_message_size),
+            "8BITMIME".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+        ];
+        match self.mode {
+            Mode::Plain => lines.push("STARTTLS".into()),
+            Mode::Tls => lines.push("AUTH PLAIN LOGIN".into()),
+        }
+        Ok(multiline(250, &lines))
+    }
+
+    fn check_starttls(&self) -> Result<(), Reply> {
+        if self.mode == Mode::Tls {
+            return Err(Reply::new(503, "5.5.1", "TLS already active"));
+        }
+        if self.helo.is_none() || !self.esmtp {
+            return Err(Reply::new(503, "5.5.1", "Send EHLO first"));
+        }
+        if self.tx.is_some() {
+            return Err(Reply::new(
+                503,
+                "5.5.1",
+                "STARTTLS not allowed during a mail transaction",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_auth(&self) -> Result<(), Reply> {
+        if self.mode != Mode::Tls {
+            return Err(Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ));
+        }
+        if self.helo.is_none() || !self.esmtp {
+            return Err(Reply::new(503, "5.5.1", "Send EHLO first"));
+        }
+        if self.by_password {
+            return Err(Reply::new(503, "5.5.1", "Already authenticated"));
+        }
+        if self.tx.is_some() {
+            return Err(Reply::new(
+                503,
+                "5.5.1",
+                "AUTH not allowed during a mail transaction",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Returns `None` when the connection must be closed.
+    async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        mechanism: u64,
+        initial: &str,
+    ) -> Result<Option<Reply>, ConnError> {
+        if let Err(r) = self.check_auth() {
+            return Ok(Some(r));
+        }
+        if self.srv.throttle.is_blocked(self.ip) {
+            tracing::warn!(ip = %self.ip, "AUTH refused: address throttled");
+            self.send(
+                conn,
+                Reply::new(
+                    421,
+                    "4.7.0",
+                    "Too many failed logins from your address, try again later",
+                ),
+            )
+            .await?;
+            return Ok(None);
+        }
+        let credentials = match mechanism {
+            smtp_proto::AUTH_PLAIN => self.sasl_plain(conn, initial).await?,
+            smtp_proto::AUTH_LOGIN => self.sasl_login(conn, initial).await?,
+            _ => {
+                return Ok(Some(Reply::new(
+                    504,
+                    "5.5.4",
+                    "Unrecognized authentication type",
+                )));
+            }
+        };
+        let (name, password) = match credentials {
+            Ok(c) => c,
+            Err(r) => return Ok(Some(r)),
+        };
+        Ok(Some(self.verify(name, password).await))
+    }
+
+    async fn challenge<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        prompt: &str,
+    ) -> Result<Result<Vec<u8>, Reply>, ConnError> {
+        conn.reply(&format!("334 {prompt}\r\n")).await?;
+        conn.flush().await?;
+        let mut line = Line::new();
+        let read = conn
+            .read_line(
+                &mut line,
+                super::conn::LINE_CAP,
+                self.srv.smtp.command_timeout(),
+            )
+            .await?;
+        if read == LineRead::TooLong {
+            return Ok(Err(Reply::new(
+                500,
+                "5.5.6",
+                "Authentication exchange line is too long",
+            )));
+        }
+        Ok(decoded(&line))
+    }
+
+    async fn sasl_plain<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        initial: &str,
+    ) -> Result<Result<(String, String), Reply>, ConnError> {
+        let msg = if initial.is_empty() {
+            self.challenge(conn, "").await?
+        } else {
+            decoded(initial.as_bytes())
+        };
+        Ok(msg.and_then(|m| sasl::plain(&m).map_err(sasl_reply)))
+    }
+
+    async fn sasl_login<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        initial: &str,
+    ) -> Result<Result<(String, String), Reply>, ConnError> {
+        let user = if initial.is_empty() {
+            self.challenge(conn, "VXNlcm5hbWU6").await?
+        } else {
+            decoded(initial.as_bytes())
+        };
+        let user = match user.and_then(|u| sasl::login_field(&u).map_err(sasl_reply)) {
+            Ok(u) => u,
+            Err(r) => return Ok(Err(r)),
+        };
+        let pass = self.challenge(conn, "UGFzc3dvcmQ6").await?;
+        Ok(pass
+            .and_then(|p| sasl::login_field(&p).map_err(sasl_reply))
+            .map(|p| (user, p)))
+    }
+
+    async fn verify(&mut self, name: String, password: String) -> Reply {
+        let canonical = UserName::parse(&name).ok().map(|n| n.to_string());
+        let user = match canonical.as_deref().map(|n| self.srv.store.user(n)) {
+            Some(Ok(u)) => u,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "user lookup failed");
+                return Reply::new(454, "4.7.0", "Temporary authentication failure");
+            }
+            None => None,
+        };
+        let phc = user.as_ref().and_then(|u| u.password_hash.as_deref());
+        let key = canonical.clone().unwrap_or_else(|| name.clone());
+        if self.srv.verifier.check(&key, &password, phc).await {
+            self.srv.throttle.succeed(self.ip);
+            tracing::info!(ip = %self.ip, user = key, "auth ok");
+            self.user = Some(key);
+            self.by_password = true;
+            return Reply::new(235, "2.7.0", "Authentication successful");
+        }
+        Stats::bump(&self.srv.stats.auth_failures);
+        let blocked = self.srv.throttle.fail(self.ip);
+        tracing::warn!(ip = %self.ip, user = %name.escape_debug(), throttled = blocked, "auth failed");
+        Reply::new(535, "5.7.8", "Authentication credentials invalid")
+    }
+
+    /// The authenticated user's record, settings in force and usage.
+    fn standing(&self, name: &str) -> Result<Option<Standing>, Reply> {
+        let store_err = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "store read failed");
+            Reply::new(451, "4.3.0", "Temporary local problem, try again later")
+        };
+        let Some(user) = self.srv.store.user(name).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let usage = self.srv.store.usage(name).map_err(store_err)?;
+        let now = self.srv.clock.now();
+        let (eff, tz) = self
+            .srv
+            .settings
+            .read(|c| (user.settings.resolve(&c.settings.defaults), c.tz.clone()));
+        let counts = usage.counts(&windows::windows(now, &tz));
+        Ok(Some(Standing {
+            user,
+            eff,
+            counts,
+            now,
+            tz,
+        }))
+    }
+
+    fn mail(&mut self, from: MailFrom<String>) -> Reply {
+        match self.check_mail(&from) {
+            Ok(()) => {
+                self.tx = Some(Transaction {
+                    sender: from.address,
+                    recipients: Vec::new(),
+                });
+                Reply::new(250, "2.1.0", "Sender OK")
+            }
+            Err(r) => {
+                if r.code >= 500 {
+                    tracing::info!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), sender = %from.address.escape_debug(), reply = %r.text, "MAIL refused");
+                }
+                r
+            }
+        }
+    }
+
+    fn check_mail(&self, from: &MailFrom<String>) -> Result<(), Reply> {
+        if self.helo.is_none() {
+            return Err(Reply::new(503, "5.5.1", "Send EHLO/HELO first"));
+        }
+        let Some(name) = self.user.as_deref() else {
+            return Err(Reply::new(530, "5.7.0", "Authentication required"));
+        };
+        if self.tx.is_some() {
+            return Err(Reply::new(503, "5.5.1", "Nested MAIL command"));
+        }
+        let allowed = smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME;
+        let extra = from.env_id.is_some()
+            || from.trans_id.is_some()
+            || from.solicit.is_some()
+            || from.mtrk.is_some()
+            || from.by != 0
+            || from.hold_for != 0
+            || from.hold_until != 0
+            || from.mt_priority != 0;
+        if from.flags & !allowed != 0 || extra {
+            return Err(Reply::new(555, "5.5.4", "MAIL parameter not supported"));
+        }
+        if from.size > self.srv.smtp.max_message_size {
+            return Err(Reply::new(
+                552,
+                "5.3.4",
+                format!(
+                    "Message size exceeds the limit of {} octets",
+                    self.srv.smtp.max_message_size
+                ),
+            ));
+        }
+        let Some(Standing {
+            user,
+            eff,
+            counts,
+            now,
+            tz,
+        }) = self.standing(name)?
+        else {
+            return Err(Reply::new(550, "5.7.1", "User no longer exists"));
+        };
+        let check = self.srv.settings.read(|c| c.settings.sender_check);
+        if !sender_allowed(&from.address, &user, check) {
+            return Err(Reply::new(
+                553,
+                "5.7.1",
+                format!(
+                    "Sender address <{}> is not owned by user {}",
+                    from.address, user.name
+                ),
+            ));
+        }
+        if let Some(lock) = user.lock.in_force(now) {
+            return Err(Reply::new(550, "5.7.1", crate::store::lock_text(lock, &tz)));
+        }
+        limits::check_messages(&counts, &eff, 1, now, &tz)
+            .map_err(|e| Reply::new(451, "4.7.1", e.to_string()))
+    }
+
+    fn rcpt(&mut self, to: RcptTo<String>) -> Reply {
+        match self.check_rcpt(&to) {
+            Ok(()) => {
+                let tx = self.tx.as_mut().expect("checked");
+                if !tx
+                    .recipients
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&to.address))
+                {
+                    tx.recipients.push(to.address);
+                }
+                Reply::new(250, "2.1.5", "Recipient OK")
+            }
+            Err(r) => r,
+        }
+    }
+
+    fn check_rcpt(&self, to: &RcptTo<String>) -> Result<(), Reply> {
+        let Some(tx) = &self.tx else {
+            return Err(Reply::new(503, "5.5.1", "Need MAIL command first"));
+        };
+        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+            return Err(Reply::new(555, "5.5.4", "RCPT parameter not supported"));
+        }
+        if to.address.is_empty() {
+            return Err(Reply::new(
+                550,
+                "5.1.1",
+                "No local mailboxes here; use a full address",
+            ));
+        }
+        if tx.recipients.len() >= self.srv.smtp.max_recipients {
+            return Err(Reply::new(
+                452,
+                "4.5.3",
+                format!(
+                    "Too many recipients (at most {} per message)",
+                    self.srv.smtp.max_recipients
+                ),
+            ));
+        }
+        let name = self.user.as_deref().unwrap_or_default();
+        let Some(Standing {
+            eff,
+            counts,
+            now,
+            tz,
+            ..
+        }) = self.standing(name)?
+        else {
+            return Err(Reply::new(550, "5.7.1", "User no longer exists"));
+        };
+        let pending = u32::try_from(tx.recipients.len()).unwrap_or(u32::MAX);
+        limits::check_recipients(&counts, &eff, pending + 1, now, &tz)
+            .map_err(|e| Reply::new(452, "4.5.3", e.to_string()))
+    }
+
+    async fn data<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+    ) -> Result<Flow, ConnError> {
+        let check = match &self.tx {
+            None => Err(Reply::new(503, "5.5.1", "Need MAIL command first")),
+            Some(tx) if tx.recipients.is_empty() => {
+                Err(Reply::new(503, "5.5.1", "Need RCPT command first"))
+            }
+            Some(_) => Ok(()),
+        };
+        if let Err(r) = check {
+            self.send(conn, r).await?;
+            return Ok(Flow::Continue);
+        }
+        self.send(conn, Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"))
+            .await?;
+        conn.flush().await?;
+        let mut rx = DataReceiver::new(self.srv.smtp.max_message_size);
+        let mut body = Vec::with_capacity(8 * 1024);
+        conn.read_data(&mut rx, &mut body, self.srv.smtp.data_timeout())
+            .await?;
+        let tx = self.tx.take().expect("checked");
+        let reply = match rx.verdict() {
+            Ok(()) => self.queue(tx, body).await,
+            Err(e) => {
+                Stats::bump(&self.srv.stats.refused);
+                let r = data_error_reply(e, self.srv.smtp.max_message_size);
+                tracing::info!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), reply = %r.text, "message refused");
+                r
+            }
+        };
+        self.send(conn, reply).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn queue(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
+        let user = self.user.clone().unwrap_or_default();
+        let id = self.srv.committer.reserve_id();
+        let mut message = self.received_header(id, &tx).into_bytes();
+        message.extend_from_slice(&body);
+        drop(body);
+        let rcpts = tx.recipients.len();
+        let size = message.len();
+        let submission = Submission {
+            id,
+            user: user.clone(),
+            sender: tx.sender,
+            recipients: tx.recipients,
+            message,
+            client_ip: self.ip.to_string(),
+            helo: self.helo.clone().unwrap_or_default(),
+        };
+        let result = self.srv.committer.accept(submission).await;
+        let reply = match result {
+            Ok(id) => {
+                Stats::bump(&self.srv.stats.accepted);
+                tracing::info!(ip = %self.ip, user, id = %queue_id(id), recipients = rcpts, size, "message accepted");
+                return Reply::new(250, "2.0.0", format!("Ok: queued as {}", queue_id(id)));
+            }
+            Err(AcceptError::NoUser) => Reply::new(550, "5.7.1", "User no longer exists"),
+            Err(AcceptError::Locked(text)) => Reply::new(550, "5.7.1", text),
+            Err(AcceptError::MessageLimit(e)) => Reply::new(451, "4.7.1", e.to_string()),
+            Err(AcceptError::RecipientLimit(e)) => Reply::new(452, "4.5.3", e.to_string()),
+            Err(AcceptError::Store(e)) => {
+                tracing::error!(error = %e, "queueing failed");
+                Reply::new(451, "4.3.0", "Temporary local problem, try again later")
+            }
+        };
+        Stats::bump(&self.srv.stats.refused);
+        tracing::info!(ip = %self.ip, user, reply = %reply.text, "message refused");
+        reply
+    }
+
+    /// Trace header (RFC 5321 4.4) with the RFC 3848 protocol name.
+    fn received_header(&self, id: u64, tx: &Transaction) -> String {
+        let proto = match (self.esmtp, self.mode == Mode::Tls, self.by_password) {
+            (false, _, _) => "SMTP",
+            (true, true, true) => "ESMTPSA",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, false, false) => "ESMTP",
+        };
+        let helo: String = self
+            .helo
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(255)
+            .collect();
+        let for_clause = match tx.recipients.as_slice() {
+            [one] => format!("\r\n\tfor <{one}>"),
+            _ => String::new(),
+        };
+        let date = self.srv.clock.now().strftime("%a, %d %b %Y %H:%M:%S +0000");
+        format!(
+            "Received: from {helo} ([{ip}])\r\n\tby {host} (Outguard) with {proto} id {id}{for_clause};\r\n\t{date}\r\n",
+            ip = self.ip,
+            host = self.srv.hostname,
+            id = queue_id(id),
+        )
+    }
+}
+
+fn decoded(line: &[u8]) -> Result<Vec<u8>, Reply> {
+    match sasl::decode(line) {
+        Ok(Response::Data(d)) => Ok(d),
+        Ok(Response::Cancel) => Err(Reply::new(501, "5.0.0", "Authentication cancelled")),
+        Err(e) => Err(sasl_reply(e)),
+    }
+}
+
+fn sasl_reply(e: SaslError) -> Reply {
+    match e {
+        SaslError::Base64 => Reply::new(501, "5.5.2", "Invalid base64 data"),
+        SaslError::Malformed(why) => Reply::new(
+            501,
+            "5.5.2",
+            format!("Malformed authentication data: {why}"),
+        ),
+    }
+}
+
+/// Does the envelope sender belong to the user, under the system's rule?
+fn sender_allowed(sender: &str, user: &User, check: SenderCheck) -> bool {
+    let domain_of = |a: &str| {
+        a.rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('.').to_string())
+    };
+    match check {
+        SenderCheck::Off => true,
+        // An IP-authorised user without a domain has nothing to match.
+        _ if user.is_network() && user.domain.is_none() => true,
+        SenderCheck::Exact if !user.is_network() => sender.eq_ignore_ascii_case(&user.name),
+        SenderCheck::Exact | SenderCheck::Domain => match (domain_of(sender), &user.domain) {
+            (Some(d), Some(ud)) => d.eq_ignore_ascii_case(ud),
+            _ => false,
+        },
+    }
+}
+
+fn parse_error(e: ParseError) -> Reply {
+    match e {
+        ParseError::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
+        ParseError::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
+        ParseError::InvalidRecipientAddress => {
+            Reply::new(501, "5.1.3", "Bad recipient address syntax")
+        }
+        ParseError::SyntaxError { syntax } => Reply::new(501, "5.5.4", format!("Syntax: {syntax}")),
+        ParseError::InvalidParameter { param } => {
+            Reply::new(501, "5.5.4", format!("Invalid {param} parameter"))
+        }
+        ParseError::UnsupportedParameter { param } => Reply::new(
+            555,
+            "5.5.4",
+            format!("Unsupported parameter {}", param.escape_debug()),
+        ),
+        _ => Reply::new(500, "5.5.2", "Syntax error"),
+    }
+}
+
+fn data_error_reply(e: DataError, max: usize) -> Reply {
+    match e {
+        DataError::TooBig => Reply::new(
+            552,
+            "5.3.4",
+            format!("Message exceeds the maximum size of {max} octets"),
+        ),
+        DataError::Nul => Reply::new(550, "5.6.0", "Message contains NUL characters"),
+        DataError::BareLineEnding => Reply::new(
+            550,
+            "5.6.0",
+            "Message contains a bare CR or LF; lines must end with CRLF",
+        ),
+        DataError::LongLine => Reply::new(
+            550,
+            "5.6.0",
+            "Message has a line longer than 998 characters",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::User;
+
+    fn user(name: &str, domain: Option<&str>) -> User {
+        let n = UserName::parse(name).unwrap();
+        User::new(&n, domain.map(str::to_string), Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn sender_rules() {
+        let a = user("alice@example.com", None);
+        assert!(sender_allowed("Alice@Example.com", &a, SenderCheck::Exact));
+        assert!(!sender_allowed("bob@example.com", &a, SenderCheck::Exact));
+        assert!(sender_allowed("bob@example.com", &a, SenderCheck::Domain));
+        assert!(!sender_allowed("bob@evil.example", &a, SenderCheck::Domain));
+        assert!(!sender_allowed("", &a, SenderCheck::Domain));
+        assert!(sender_allowed("", &a, SenderCheck::Off));
+        let ip = user("192.0.2.7", None);
+        assert!(sender_allowed("x@any.example", &ip, SenderCheck::Exact));
+        let ipd = user("192.0.2.0/24", Some("example.com"));
+        assert!(sender_allowed("x@example.com", &ipd, SenderCheck::Exact));
+        assert!(!sender_allowed(
+            "x@other.example",
+            &ipd,
+            SenderCheck::Domain
+        ));
+    }
+}

@@ -1,0 +1,106 @@
+//! The embedded redb store: one file in the data directory holding users,
+//! their usage counters, system settings and the queue of accepted mail.
+//! redb gives ACID transactions with copy-on-write pages, so a crash at
+//! any moment leaves the last committed state; a commit with the default
+//! `Durability::Immediate` is fsynced before it returns.
+
+mod accept;
+mod queue;
+mod settings;
+mod usage;
+mod users;
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use accept::lock_text;
+pub use accept::{AcceptError, Committer, Submission};
+pub use queue::{QueueEntry, QueueFilter, parse_id, show_id as queue_id};
+
+/// `user name -> User (JSON)`
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// IP-authorised users, for the lookup at connect: `network -> ()`.
+const NETWORKS: TableDefinition<&str, ()> = TableDefinition::new("networks");
+/// `user name -> Usage (JSON)`
+const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
+/// `"system" -> SystemSettings (JSON)`
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+/// `queue id -> QueueEntry (JSON)`: envelope and per-recipient state.
+const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+/// `queue id -> message bytes`, apart so that listing the queue is cheap.
+const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+/// Sequences: `"queue_id" -> next id`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError(e.to_string()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    serde_json::Error
+);
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the store and makes sure every table exists, so
+    /// read transactions never meet a missing table.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(USERS)?;
+            txn.open_table(NETWORKS)?;
+            txn.open_table(USAGE)?;
+            txn.open_table(SETTINGS)?;
+            txn.open_table(QUEUE)?;
+            txn.open_table(BODIES)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    fn write(&self) -> Result<redb::WriteTransaction> {
+        Ok(self.db.begin_write()?)
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(v)?)
+}
+
+fn from_json<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    Ok(serde_json::from_slice(b)?)
+}
