@@ -35,15 +35,18 @@ ird=$BUILD_DIR/outguard-initramfs
 rm -rf "$ird"
 mkdir -p "$ird/bin" "$ird/dev" "$ird/proc" "$ird/sys" "$ird/etc" "$ird/newroot"
 cp "$TARGET_DIR/bin/busybox" "$ird/bin/busybox"
-for a in sh mount umount modprobe sleep grep sed cat mkdir echo switch_root poweroff; do
+for a in sh mount umount modprobe sleep grep sed cat mkdir echo uname switch_root poweroff; do
     ln -s busybox "$ird/bin/$a"
 done
 # A dynamically linked busybox (Buildroot with a shared C library) needs its libraries.
 if ! file -L "$TARGET_DIR/bin/busybox" | grep -q 'statically linked\|static-pie'; then
-    for l in lib lib64; do
-        if [ -d "$TARGET_DIR/$l" ]; then
+    for l in lib lib64 usr/lib; do
+        if [ -L "$TARGET_DIR/$l" ]; then
+            mkdir -p "$(dirname "$ird/$l")"
+            cp -a "$TARGET_DIR/$l" "$ird/$l"
+        elif [ -d "$TARGET_DIR/$l" ]; then
             mkdir -p "$ird/$l"
-            find "$TARGET_DIR/$l" -maxdepth 1 -name '*.so*' -exec cp -a {} "$ird/$l/" \;
+            find "$TARGET_DIR/$l/" -maxdepth 1 -name '*.so*' -exec cp -a {} "$ird/$l/" \;
         fi
     done
 fi
