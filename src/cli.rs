@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use crate::control::client;
+use crate::scan;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -26,6 +27,41 @@ pub enum Command {
     /// Test support (needs debug.clock_override in the daemon's config).
     #[command(subcommand)]
     Debug(DebugCmd),
+    /// Train the spam classifier and write the model file.
+    Train {
+        #[arg(long, required = true, num_args = 1..)]
+        ham: Vec<std::path::PathBuf>,
+        #[arg(long, required = true, num_args = 1..)]
+        spam: Vec<std::path::PathBuf>,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Drop tokens seen in fewer messages than this.
+        #[arg(long, default_value_t = scan::training::DEFAULT_MIN_COUNT)]
+        min_count: u32,
+    },
+    /// Scan one message file and print the verdict, score and reasons.
+    Scan {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Directory with signatures/ and an optional model.bin.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+    },
+    /// K-fold cross-validation of the scanner on a labelled corpus.
+    ScanEval {
+        #[arg(long, default_value_t = 10)]
+        folds: usize,
+        #[arg(long, required = true, num_args = 1..)]
+        ham: Vec<std::path::PathBuf>,
+        #[arg(long, required = true, num_args = 1..)]
+        spam: Vec<std::path::PathBuf>,
+        #[arg(long, default_value_t = scan::training::DEFAULT_MIN_COUNT)]
+        min_count: u32,
+        /// Print the paths and scores of misclassified messages.
+        #[arg(long)]
+        list_errors: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -346,6 +382,28 @@ fn print_user(u: &Value) {
 pub fn run(command: Command, socket: &Path) -> Result<(), String> {
     match command {
         Command::Serve => unreachable!("handled by main"),
+        Command::Train {
+            ham,
+            spam,
+            out,
+            min_count,
+        } => scan::cli::train(&ham, &spam, &out, min_count).map_err(|e| e.to_string()),
+        Command::Scan {
+            file,
+            json,
+            data_dir,
+        } => scan::cli::scan(&file, json, data_dir.as_deref())
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Command::ScanEval {
+            folds,
+            ham,
+            spam,
+            min_count,
+            list_errors,
+        } => scan::cli::scan_eval(&ham, &spam, folds, min_count, list_errors)
+            .map(drop)
+            .map_err(|e| e.to_string()),
         Command::User(c) => user(c, socket),
         Command::Queue(c) => queue(c, socket),
         Command::Settings(c) => settings(c, socket),

@@ -1,29 +1,14 @@
-//! Outguard: an outbound spam-gateway appliance. `outguard serve` runs the
-//! relay; the other subcommands administer it through the daemon's
-//! control socket.
-
-mod auth;
-mod cli;
-mod clock;
-mod config;
-mod control;
-mod daemon;
-mod import;
-mod limits;
-mod privilege;
-mod settings;
-mod smtp;
-mod store;
-mod tls;
-mod users;
-mod windows;
+//! The `outguard` command: `outguard serve` runs the relay; the other
+//! subcommands administer it through the daemon's control socket, or work
+//! on files (training and running the scanner).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::config::Config;
+use outguard::config::Config;
+use outguard::{cli, daemon};
 
 #[derive(Parser)]
 #[command(name = "outguard", version, about = "Outbound spam-gateway relay")]
