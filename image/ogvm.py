@@ -31,6 +31,17 @@ def build_image(arch: str) -> Path:
     return img
 
 
+def missing_image_reason(arch: str) -> str | None:
+    """Why the boot tests of ARCH cannot run here, or None. The tests boot the image that
+    `make image ARCH=...` built; they do not build it themselves (minutes of work)."""
+    if not image_path(arch).exists():
+        return f"no {image_path(arch)}: run image/deps.sh and make image ARCH={arch}"
+    for tool in (f"qemu-system-{arch}", "swaks", "sfdisk", "mcopy"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed: run image/deps.sh"
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
