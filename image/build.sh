@@ -55,6 +55,30 @@ lister=$PARTS/busybox/bin/busybox
     up=$(dirname "$path" | sed 's|[^/][^/]*|..|g')
     ln -sf "$up/bin/busybox" "$TARGET_DIR/$path"
 done
+# mke2fs and e2fsck from Debian (dynamically linked: with their libraries and glibc's
+# loader), so the first boot makes a real ext4 data filesystem and later boots check it.
+e2=$PARTS/e2fs
+for b in mke2fs e2fsck; do
+    rm -f "$TARGET_DIR/sbin/$b"
+    install -D -m 0755 "$e2/sbin/$b" "$TARGET_DIR/sbin/$b"
+done
+ln -sf mke2fs "$TARGET_DIR/sbin/mkfs.ext4"
+ln -sf e2fsck "$TARGET_DIR/sbin/fsck.ext4"
+for l in libext2fs.so.2 libe2p.so.2 libcom_err.so.2 libblkid.so.1 libuuid.so.1 libc.so.6 \
+         ld-linux-x86-64.so.2 ld-linux-aarch64.so.1; do
+    find "$e2/lib" "$e2/usr/lib" -maxdepth 2 -name "$l" 2>/dev/null | while read -r f; do
+        rel=${f#"$e2"}
+        mkdir -p "$TARGET_DIR$(dirname "$rel")"
+        cp -L "$f" "$TARGET_DIR$rel"
+    done
+done
+# the program interpreter at the path the binaries name (/lib64/... or /lib/...)
+interp=$(file -L "$e2/sbin/mke2fs" | sed -n 's/.*interpreter \([^,]*\),.*/\1/p')
+if [ -n "$interp" ] && [ ! -e "$TARGET_DIR$interp" ]; then
+    mkdir -p "$TARGET_DIR$(dirname "$interp")"
+    ln -sf "$(find "$TARGET_DIR/lib" -name "$(basename "$interp")" | head -n1 | sed "s|^$TARGET_DIR||")" \
+        "$TARGET_DIR$interp"
+fi
 # the daemon
 install -D -m 0755 "$BIN" "$TARGET_DIR/usr/bin/outguard"
 # the kernel modules the boot needs, with their dependencies

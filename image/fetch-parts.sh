@@ -34,7 +34,18 @@ fi
 (
     cd "$out/debs"
     apt-get download "$kpkg:$darch" "busybox-static:$darch" "grub-efi-$darch-bin:$darch"
+    # mke2fs/e2fsck for the data partition (busybox's mke2fs makes ext2 only), with the
+    # libraries and the C library they link.
+    mkdir -p ../e2fsdebs
+    chmod 0777 ../e2fsdebs
+    cd ../e2fsdebs
+    apt-get download "e2fsprogs:$darch" "libext2fs2:$darch" "libcom-err2:$darch" \
+        "libblkid1:$darch" "libuuid1:$darch" "libc6:$darch"
 )
+mkdir -p "$out/e2fs"
+for d in "$out"/e2fsdebs/*.deb; do
+    dpkg-deb -x "$d" "$out/e2fs"
+done
 # The build runs busybox --list-full on the build machine to lay out the applet links.
 if [ "$darch" != amd64 ]; then
     mkdir -p "$out/hostdebs"
