@@ -165,6 +165,9 @@ def test_boot_submit_reboot(arch, tmp_path):
         assert re.search(r"^ ~> \.\s*\n<~  250 ", r.stdout, re.M), f"DATA not accepted:\n{r.stdout}"
         queue = json.dumps(guest_json(vm, "queue list --json"))
         assert RCPT in queue, f"message not in the queue: {queue}"
+        usage = guest_json(vm, f"user show {API_USER} --json")["usage"]
+        assert usage["day"] == 1 and usage["recipients_day"] == 1, usage
+        day1 = vm.sh("date -u +%F").strip()
 
         # the daemon's privileges, seen from inside the guest
         pid = vm.sh("cat /run/outguard/daemon.pid").strip()
@@ -214,6 +217,10 @@ def test_boot_submit_reboot(arch, tmp_path):
         vm.login(ADMIN_PASSWORD)
         users = json.dumps(guest_json(vm, "user list --json"))
         assert CSV_USER in users and API_USER in users, users
+        # the per-user counters survived (same calendar day: the guest clock is the host's)
+        usage2 = guest_json(vm, f"user show {API_USER} --json")["usage"]
+        if vm.sh("date -u +%F").strip() == day1:  # no midnight in between
+            assert usage2 == usage, (usage, usage2)
         queue = json.dumps(guest_json(vm, "queue list --json"))
         if not DELIVERY:
             assert RCPT in queue, f"queued message lost across the reboot: {queue}"
