@@ -52,7 +52,6 @@ NAME=Outguard
 ID=outguard
 PRETTY_NAME="Outguard $version ($BOARD_NAME)"
 VERSION_ID=$version
-HOME_URL=https://github.com/outguard/outguard
 OSR
 
 # Nothing on the root may be setuid/setgid: the appliance has no use for it.
