@@ -79,6 +79,11 @@ if [ -n "$interp" ] && [ ! -e "$TARGET_DIR$interp" ]; then
     ln -sf "$(find "$TARGET_DIR/lib" -name "$(basename "$interp")" | head -n1 | sed "s|^$TARGET_DIR||")" \
         "$TARGET_DIR$interp"
 fi
+# the CA bundle, made as update-ca-certificates makes it (what Buildroot's
+# ca-certificates package installs)
+mkdir -p "$TARGET_DIR/etc/ssl/certs"
+find "$PARTS/cacerts/usr/share/ca-certificates/mozilla" -name '*.crt' | LC_ALL=C sort \
+    | xargs cat > "$TARGET_DIR/etc/ssl/certs/ca-certificates.crt"
 # the daemon
 install -D -m 0755 "$BIN" "$TARGET_DIR/usr/bin/outguard"
 # the kernel modules the boot needs, with their dependencies

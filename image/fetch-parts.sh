@@ -41,10 +41,16 @@ fi
     cd ../e2fsdebs
     apt-get download "e2fsprogs:$darch" "libext2fs2:$darch" "libcom-err2:$darch" \
         "libblkid1:$darch" "libuuid1:$darch" "libc6:$darch"
+    # Mozilla's CA certificates, for verifying a TLS next hop (rustls-native-certs reads
+    # /etc/ssl/certs/ca-certificates.crt)
+    apt-get download ca-certificates
 )
-mkdir -p "$out/e2fs"
+mkdir -p "$out/e2fs" "$out/cacerts"
 for d in "$out"/e2fsdebs/*.deb; do
-    dpkg-deb -x "$d" "$out/e2fs"
+    case "$(basename "$d")" in
+        ca-certificates_*) dpkg-deb -x "$d" "$out/cacerts" ;;
+        *) dpkg-deb -x "$d" "$out/e2fs" ;;
+    esac
 done
 # The build runs busybox --list-full on the build machine to lay out the applet links.
 if [ "$darch" != amd64 ]; then
