@@ -197,28 +197,40 @@ class VM:
     # -- network --------------------------------------------------------------------------
     def wait_banner(self, timeout: float) -> tuple[str, float]:
         """Connect to the forwarded submission port until the SMTP banner arrives.
-        Returns (banner line, seconds since QEMU start). QEMU accepts and then resets a
-        connection made before the guest listens: retry."""
+        Returns (banner line, seconds since QEMU start).
+
+        QEMU's user networking accepts a host connection at once and only then tries the
+        guest: while the guest has no address yet the connection just hangs, and once it
+        has one but nothing listens it is reset. So probe only after the supervisor has
+        started the daemon, and give each probe a short first-byte timeout (growing after
+        a few misses, in case a loaded machine is slow to send the banner), so the time
+        measured is within about a second of the real one."""
         deadline = time.monotonic() + timeout
+        self.expect(r"supervise: started outguard", timeout)
         last = ""
+        attempt = 0
         while time.monotonic() < deadline:
             if not self.alive():
                 raise AssertionError(f"QEMU exited before the banner:\n{self.output()[-3000:]}")
+            attempt += 1
+            first_byte = 1.0 if attempt <= 10 else 5.0
             try:
                 with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=5) as s:
+                    s.settimeout(first_byte)
+                    data = s.recv(512)
                     s.settimeout(5)
-                    data = b""
-                    while not data.endswith(b"\n"):
+                    while data and not data.endswith(b"\n"):
                         chunk = s.recv(512)
                         if not chunk:
                             break
                         data += chunk
                     if data.startswith(b"220"):
+                        t = time.monotonic() - self.t0
                         s.sendall(b"QUIT\r\n")
-                        return data.decode().strip(), time.monotonic() - self.t0
+                        return data.decode().strip(), t
                     last = data.decode(errors="replace")
             except OSError as e:
                 last = str(e)
-            time.sleep(0.5)
+            time.sleep(0.1)
         raise TimeoutError(f"no SMTP banner on 127.0.0.1:{self.smtp_port} after {timeout}s "
                            f"(last: {last!r}); console:\n{self.output()[-3000:]}")
