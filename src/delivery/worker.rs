@@ -297,17 +297,28 @@ impl Delivery {
         let mut last = String::from("451 4.4.1 no address to connect to");
         for hop in hops {
             for addr in &hop.addrs {
-                match Session::open(
-                    *addr,
-                    &hop.host,
-                    &self.hostname,
-                    Duration::from_secs(self.cfg.connect_timeout_secs),
-                    Duration::from_secs(self.cfg.command_timeout_secs),
-                    &self.tls,
-                    self.auth.as_ref(),
-                )
-                .await
+                let open = |try_tls| {
+                    Session::open(
+                        *addr,
+                        &hop.host,
+                        &self.hostname,
+                        Duration::from_secs(self.cfg.connect_timeout_secs),
+                        Duration::from_secs(self.cfg.command_timeout_secs),
+                        &self.tls,
+                        try_tls,
+                        self.auth.as_ref(),
+                    )
+                };
+                let mut result = open(true).await;
+                if let Err(Error::Tls(e)) = &result
+                    && !self.tls.required
                 {
+                    // Opportunistic TLS: a broken handshake is no reason
+                    // to stop trying; the same host once more in plain text.
+                    tracing::info!(host = %hop.host, %addr, error = %e, "TLS failed; retrying without STARTTLS");
+                    result = open(false).await;
+                }
+                match result {
                     Ok(s) => return Ok((s, hop.host.clone())),
                     Err(e) => {
                         tracing::info!(host = %hop.host, %addr, error = %e, "next hop unusable");
@@ -316,7 +327,7 @@ impl Delivery {
                             // cannot take it now": we go on to the next
                             // host and retry later rather than bounce.
                             Error::Reply(r) => format!("451 4.4.0 {} said: {r}", hop.host),
-                            Error::Io(text) => format!("451 4.4.1 {text}"),
+                            Error::Io(text) | Error::Tls(text) => format!("451 4.4.1 {text}"),
                         };
                     }
                 }

@@ -313,3 +313,21 @@ def test_delay_warning_once_after_n_hours(outguard, sinks):
     d.set_clock(ts_text(received + 200 * MIN))
     wait_for(lambda: entry(d, qid)["recipients"][0]["attempts"] >= 3, what="a later attempt")
     assert len(sink.bounces(USER)) == 1
+
+
+def test_opportunistic_tls_falls_back_to_plain_text(outguard, sinks, workdir):
+    import ssl
+
+    _, ctx = make_certs(workdir / "certs", name="localhost")
+    # Offers STARTTLS but only with a suite rustls refuses (RSA key
+    # exchange, CBC): the handshake fails.
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("AES128-SHA")
+    sink = sinks(tls_context=ctx, require_tls=False)
+    d = outguard(smarthost(sink, starttls="opportunistic"))
+    d.add_user(USER)
+    qid = submit(d, USER, ["bob@remote.example"], message("fallback"))
+    [m] = wait_for(lambda: sink.received(), what="delivery in plain text")
+    assert not m["tls"]
+    assert "retrying without STARTTLS" in d.log()
+    wait_for(lambda: entry(d, qid) is None, what="entry to leave the queue")
