@@ -643,9 +643,18 @@ fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
                 println!("sender:   <{}>", v["sender"].as_str().unwrap_or(""));
                 for r in v["recipients"].as_array().into_iter().flatten() {
                     println!(
-                        "rcpt:     <{}> {}",
+                        "rcpt:     <{}> {} (attempts {}{}{})",
                         r["address"].as_str().unwrap_or(""),
-                        r["state"].as_str().unwrap_or("")
+                        r["state"].as_str().unwrap_or(""),
+                        r["attempts"],
+                        r["next_attempt"]
+                            .as_str()
+                            .map(|t| format!(", next {t}"))
+                            .unwrap_or_default(),
+                        r["last_reply"]
+                            .as_str()
+                            .map(|t| format!(", last reply: {t}"))
+                            .unwrap_or_default()
                     );
                 }
                 println!("size:     {}", v["size"]);

@@ -246,9 +246,12 @@ def ts_text(ns):
     return datetime.fromtimestamp(ns // 10**9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def message(subject, body="Hello.\r\nA line.\r\n.leading dot\r\n"):
-    return (f"From: alice@example.com\r\nTo: someone\r\nSubject: {subject}\r\n"
-            f"Message-ID: <{subject.replace(' ', '.')}@example.com>\r\n\r\n{body}").encode()
+def message(subject, body="Hi Bob,\r\nA line.\r\n.leading dot\r\nThanks,\r\nAlice\r\n"):
+    from email.utils import formatdate
+
+    return (f"From: alice@example.com\r\nTo: bob@remote.example\r\nSubject: {subject}\r\n"
+            f"Date: {formatdate()}\r\nMessage-ID: <{subject.replace(' ', '.')}@example.com>\r\n\r\n"
+            f"{body}").encode()
 
 
 def body_of(raw: bytes):
