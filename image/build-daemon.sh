@@ -9,13 +9,18 @@ set -eu
 ARCH=$1
 export CARGO_TARGET_DIR="$2"
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+# A statically linked glibc has no dlsym, so the getrandom crate (0.3/0.4) would take
+# getrandom(2) for missing and fall back to polling /dev/random, which the daemon's landlock
+# ruleset (rightly) does not open: the first random number then panics. Tell it to call
+# the system call directly.
+STATIC_RUSTFLAGS='-C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"'
 # Leave a core to the rest of the machine unless told otherwise.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 
 case "$ARCH" in
     x86_64)
         triple=x86_64-unknown-linux-gnu
-        RUSTFLAGS='-C target-feature=+crt-static' \
+        RUSTFLAGS=$STATIC_RUSTFLAGS \
             cargo build --quiet --release --locked --manifest-path "$TOP/Cargo.toml" --target "$triple" >&2
         ;;
     aarch64)
@@ -32,7 +37,7 @@ case "$ARCH" in
         fi
         RUSTC=/usr/bin/rustc \
         CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' \
+        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS=$STATIC_RUSTFLAGS \
             /usr/bin/cargo build --quiet --release --locked --manifest-path "$TOP/Cargo.toml" --target "$triple" >&2 || {
                 echo "build-daemon: aarch64 build failed; a dependency may need a newer rust than $have (cargo tree --target $triple; check rust-version)" >&2
                 exit 1

@@ -244,6 +244,32 @@ def test_boot_submit_reboot(arch, tmp_path):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_unprovisioned_first_boot(arch, tmp_path):
+    """The image as shipped, without provisioning: the daemon comes up with the default
+    config (MX delivery, which reads /etc/resolv.conf inside the daemon's landlock ruleset)
+    and stays up; the console stays locked."""
+    require_image(arch)
+    disk = ogvm.fresh_disk(arch, tmp_path)
+    vm = ogvm.VM(arch, disk, tmp_path / "console.log").start()
+    try:
+        banner, secs = vm.wait_banner(BANNER_TIMEOUT[arch])
+        print(f"{arch}: unprovisioned boot-to-banner {secs:.1f}s: {banner}")
+        assert re.fullmatch(r"220 outguard ESMTP Outguard.*", banner), banner
+        time.sleep(5)
+        assert "outguard exited" not in vm.output(), vm.output()[-2000:]
+        banner, _ = vm.wait_banner(30)
+        # root is locked (shadow has '*') until an admin password is provisioned
+        vm.send("\n")
+        vm.expect(r"login: ", 60)
+        vm.send("root\n")
+        vm.expect(r"Password: ", 30)
+        vm.send("\n")
+        vm.expect(r"Login incorrect", 60)
+    finally:
+        vm.kill()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_daemon_sandbox(arch):
     """The running daemon (seen in boot 1 of test_boot_submit_reboot) is confined by a
     seccomp filter and a landlock ruleset, and the kernel has both enabled."""
