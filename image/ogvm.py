@@ -195,7 +195,7 @@ class VM:
         return out
 
     # -- network --------------------------------------------------------------------------
-    def wait_banner(self, timeout: float) -> tuple[str, float]:
+    def wait_banner(self, timeout: float, after_start: bool = True) -> tuple[str, float]:
         """Connect to the forwarded submission port until the SMTP banner arrives.
         Returns (banner line, seconds since QEMU start).
 
@@ -204,9 +204,11 @@ class VM:
         has one but nothing listens it is reset. So probe only after the supervisor has
         started the daemon, and give each probe a short first-byte timeout (growing after
         a few misses, in case a loaded machine is slow to send the banner), so the time
-        measured is within about a second of the real one."""
+        measured is within about a second of the real one. after_start=False probes at
+        once (the daemon is already up)."""
         deadline = time.monotonic() + timeout
-        self.expect(r"supervise: started outguard", timeout)
+        if after_start:  # not when the daemon is known to be running already
+            self.expect(r"supervise: started outguard", timeout)
         last = ""
         attempt = 0
         while time.monotonic() < deadline:
