@@ -23,6 +23,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub control: ControlConfig,
+    pub admin: crate::admin::AdminConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
 }
@@ -117,6 +118,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             control: ControlConfig::default(),
+            admin: crate::admin::AdminConfig::default(),
             log: LogConfig::default(),
             debug: DebugConfig::default(),
         }
@@ -184,6 +186,7 @@ impl Config {
             data_dir: PathBuf::from("outguard-data"),
             run_user: "nobody".into(),
             smtp,
+            admin: crate::admin::AdminConfig::dev(),
             ..Config::default()
         }
     }

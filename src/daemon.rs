@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::admin;
 use crate::auth::password::Verifier;
 use crate::auth::throttle::Throttle;
 use crate::clock::Clock;
@@ -33,11 +34,12 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             privileged.give(p)?;
         }
     }
-    let tls_config = tls::server_config(&cert, &key)?;
+    let (tls_config, certs) = tls::server_config(&cert, &key)?;
     let store_path = cfg.store_path();
     let store =
         Arc::new(Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?);
     privileged.give(&store_path)?;
+    admin::provision(&store, &cfg)?;
     let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
 
     let mut listeners = Vec::new();
@@ -52,6 +54,12 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             listeners.push((l, kind));
         }
     }
+    let admin_listeners = cfg
+        .admin
+        .listen
+        .iter()
+        .map(|a| TcpListener::bind(a).map_err(|e| format!("cannot listen on {a} (admin): {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let socket = cfg.control_socket();
     let _ = std::fs::remove_file(&socket);
     let control_listener = UnixListener::bind(&socket)
@@ -90,14 +98,17 @@ pub fn serve(cfg: Config) -> Result<(), String> {
                 Duration::from_secs(cfg.auth.failure_window_secs),
                 Duration::from_secs(cfg.auth.block_secs),
             ),
-            tls: tokio_rustls::TlsAcceptor::from(tls_config),
+            tls: tokio_rustls::TlsAcceptor::from(tls_config.clone()),
             stats: smtp::Stats::default(),
         });
         let (stop, stopped) = watch::channel(false);
         let ctl = Arc::new(Control {
             server: server.clone(),
             config: Arc::new(cfg.clone()),
+            certs,
         });
+        let admin = admin::Admin::new(ctl.clone(), tokio_rustls::TlsAcceptor::from(tls_config));
+        let admin_task = tokio::spawn(admin::run(admin, admin_listeners, stopped.clone()));
         let control_task = tokio::spawn(control::run(ctl, control_listener, stopped.clone()));
         let smtp_task = tokio::spawn(smtp::run(server, Listeners(listeners), stopped));
         tracing::info!(socket = %socket.display(), "outguard ready");
@@ -105,6 +116,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = control_task.await;
+        let _ = admin_task.await;
         // Sessions in flight get a moment; accepted mail is already on disk.
         let _ = tokio::time::timeout(Duration::from_secs(5), smtp_task).await;
         Ok(())

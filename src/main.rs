@@ -2,6 +2,7 @@
 //! relay; the other subcommands administer it through the daemon's
 //! control socket.
 
+mod admin;
 mod auth;
 mod cli;
 mod clock;
@@ -9,6 +10,7 @@ mod config;
 mod control;
 mod daemon;
 mod import;
+mod incoming;
 mod limits;
 mod privilege;
 mod settings;
@@ -75,14 +77,20 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(cfg: &Config) {
-    let level = cfg.log.level.parse().unwrap_or(tracing::Level::INFO);
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let level: tracing::Level = cfg.log.level.parse().unwrap_or(tracing::Level::INFO);
+    let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);
+    // The ring layer keeps recent lines for the admin face's log search.
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(admin::logs::RingLayer);
     if cfg.log.json {
-        builder.json().init();
+        registry.with(fmt.json()).init();
     } else {
-        builder.init();
+        registry.with(fmt).init();
     }
 }

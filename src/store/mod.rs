@@ -5,6 +5,8 @@
 //! `Durability::Immediate` is fsynced before it returns.
 
 mod accept;
+mod admin;
+mod directory;
 mod queue;
 mod settings;
 mod usage;
@@ -18,7 +20,8 @@ use serde::de::DeserializeOwned;
 
 pub use accept::lock_text;
 pub use accept::{AcceptError, Committer, Submission};
-pub use queue::{QueueEntry, QueueFilter, parse_id, show_id as queue_id};
+pub use admin::AuditEntry;
+pub use queue::{QueueEntry, QueueFilter, RcptState, parse_id, show_id as queue_id};
 
 /// `user name -> User (JSON)`
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -83,6 +86,8 @@ impl Store {
             txn.open_table(QUEUE)?;
             txn.open_table(BODIES)?;
             txn.open_table(META)?;
+            admin::create(&txn)?;
+            directory::create(&txn)?;
         }
         txn.commit()?;
         Ok(Store { db })
