@@ -166,6 +166,7 @@ fn dispatch(admin: &Admin, req: &Req) -> Resp {
     // is refused outright, whatever its cookies (defence in depth: the
     // cookies are SameSite=Strict and every change needs a CSRF token).
     if !same_origin(req) {
+        tracing::warn!(ip = %req.ip, origin = ?req.headers.get(header::ORIGIN), host = ?req.headers.get(header::HOST), "cross-origin request refused");
         return deny(
             is_api,
             StatusCode::FORBIDDEN,
@@ -177,6 +178,9 @@ fn dispatch(admin: &Admin, req: &Req) -> Resp {
             return response(StatusCode::OK, "text/css; charset=utf-8", STYLE.into());
         }
         (&Method::GET, "/v1/openapi.json") => return api(admin, req, None),
+        (&Method::GET, "/favicon.ico") => {
+            return response(StatusCode::NOT_FOUND, "text/plain", Bytes::new());
+        }
         (&Method::GET, "/login") => return login_page(admin, req, None),
         (&Method::POST, "/login") => return login_form(admin, req),
         (&Method::POST, "/v1/session") => return login_json(admin, req),
@@ -270,7 +274,9 @@ fn dispatch(admin: &Admin, req: &Req) -> Resp {
 }
 
 /// Same-origin check on `Origin` (sent by browsers on POST and on
-/// cross-origin requests); absent for non-browser clients.
+/// cross-origin requests); absent for non-browser clients. Pages are sent
+/// with `Referrer-Policy: same-origin`: under `no-referrer` browsers send
+/// `Origin: null` even for the page's own forms.
 fn same_origin(req: &Req) -> bool {
     let Some(origin) = req
         .headers
@@ -371,8 +377,17 @@ fn expire_cookie(name: &str) -> String {
     format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
-fn login_page(_admin: &Admin, _req: &Req, error: Option<&str>) -> Resp {
-    let token = csrf::token();
+fn login_page(_admin: &Admin, req: &Req, error: Option<&str>) -> Resp {
+    // Keep the browser's current login token: a second load of the form
+    // (another tab, a favicon redirect) must not invalidate the first.
+    let token = req
+        .cookie(LOGIN_COOKIE)
+        .filter(|t| {
+            t.len() == 43
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(csrf::token, str::to_string);
     let body = format!(
         r#"<form method="post" action="/login" class="login">
 <fieldset><legend>Administrator login</legend>
@@ -476,7 +491,7 @@ pub fn response(status: StatusCode, content_type: &str, body: Bytes) -> Resp {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::CONTENT_SECURITY_POLICY,

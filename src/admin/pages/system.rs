@@ -254,6 +254,23 @@ fn choices(path: &str) -> Option<&'static [&'static str]> {
     }
 }
 
+/// A readable label for a setting's key.
+fn label(key: &str) -> String {
+    match key {
+        "ip_auth" => "IP authorisation (IP address users need no AUTH)".into(),
+        "sender_check" => "Envelope sender must match the user".into(),
+        "timezone" => "Timezone of the limit windows (IANA name)".into(),
+        _ => {
+            let text = key.replace('_', " ");
+            let mut chars = text.chars();
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
+        }
+    }
+}
+
 /// The settings form, built from the settings' JSON so that settings
 /// added by other parts of the daemon appear without a page change.
 fn settings_fields(out: &mut String, prefix: &str, v: &Map<String, Value>) {
@@ -265,7 +282,7 @@ fn settings_fields(out: &mut String, prefix: &str, v: &Map<String, Value>) {
         } else {
             format!("{prefix}.{k}")
         };
-        let label = esc(&k.replace('_', " "));
+        let label = esc(&label(k));
         let name = esc(&path);
         match val {
             Value::Object(o) => nested.push((path, o)),
@@ -318,7 +335,12 @@ fn settings_fields(out: &mut String, prefix: &str, v: &Map<String, Value>) {
     }
     out.push_str("</div>");
     for (path, o) in nested {
-        let _ = write!(out, "<h2>{}</h2>", esc(&path.replace('_', " ")));
+        let title = if path == "defaults" {
+            "Defaults of the user settings".to_string()
+        } else {
+            label(&path)
+        };
+        let _ = write!(out, "<h2>{}</h2>", esc(&title));
         settings_fields(out, &path, o);
     }
 }
