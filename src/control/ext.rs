@@ -22,8 +22,27 @@ type Res = Result<Answer, Answer>;
 pub const OPENAPI: &str = include_str!("../admin/openapi.json");
 
 fn flag(q: &[(String, String)], key: &str) -> bool {
-    q.iter()
-        .any(|(k, v)| k == key && (v.is_empty() || v == "true" || v == "1"))
+    q.iter().any(|(k, v)| k == key && (v == "true" || v == "1"))
+}
+
+/// The boolean query parameters of a route, checked before it runs so
+/// that `?preview=maybe` is an error rather than a silent "no".
+fn bool_params(method: &Method, segs: &[&str]) -> &'static [&'static str] {
+    match (method, segs) {
+        (&Method::POST, ["v1", "users", "import"]) => &["skip_invalid", "preview"],
+        (&Method::POST, ["v1", "users", "import-incoming"]) => &["preview"],
+        (&Method::POST, ["v1", "incoming", "users", "import"]) => &["skip_invalid"],
+        _ => &[],
+    }
+}
+
+fn check_flags(q: &[(String, String)], keys: &[&str]) -> Result<(), Answer> {
+    for (k, v) in q {
+        if keys.contains(&k.as_str()) && !["true", "false", "1", "0"].contains(&v.as_str()) {
+            return Err(bad(format!("{k} must be true or false, not '{v}'")));
+        }
+    }
+    Ok(())
 }
 
 fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -50,6 +69,9 @@ pub fn route(
     q: &[(String, String)],
     body: &[u8],
 ) -> Option<Answer> {
+    if let Err(e) = check_flags(q, bool_params(method, segs)) {
+        return Some(e);
+    }
     let result = match (method, segs) {
         (&Method::GET, ["v1", "openapi.json"]) => openapi(),
         (&Method::GET, ["v1", "dashboard"]) => dashboard(ctl),
