@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use crate::control::client;
+use crate::scan;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -20,12 +21,50 @@ pub enum Command {
     /// Accepted mail waiting in the queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Spam and malware kept for review.
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
     /// System settings (timezone, IP authorisation, sender check, defaults).
     #[command(subcommand)]
     Settings(SettingsCmd),
     /// Test support (needs debug.clock_override in the daemon's config).
     #[command(subcommand)]
     Debug(DebugCmd),
+    /// Train the spam classifier and write the model file.
+    Train {
+        #[arg(long, required = true, num_args = 1..)]
+        ham: Vec<std::path::PathBuf>,
+        #[arg(long, required = true, num_args = 1..)]
+        spam: Vec<std::path::PathBuf>,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Drop tokens seen in fewer messages than this.
+        #[arg(long, default_value_t = scan::training::DEFAULT_MIN_COUNT)]
+        min_count: u32,
+    },
+    /// Scan one message file and print the verdict, score and reasons.
+    Scan {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Directory with signatures/ and an optional model.bin.
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+    },
+    /// K-fold cross-validation of the scanner on a labelled corpus.
+    ScanEval {
+        #[arg(long, default_value_t = 10)]
+        folds: usize,
+        #[arg(long, required = true, num_args = 1..)]
+        ham: Vec<std::path::PathBuf>,
+        #[arg(long, required = true, num_args = 1..)]
+        spam: Vec<std::path::PathBuf>,
+        #[arg(long, default_value_t = scan::training::DEFAULT_MIN_COUNT)]
+        min_count: u32,
+        /// Print the paths and scores of misclassified messages.
+        #[arg(long)]
+        list_errors: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +233,26 @@ pub enum QueueCmd {
 }
 
 #[derive(Subcommand)]
+pub enum QuarantineCmd {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue the message for delivery.
+    Release {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum SettingsCmd {
     Show {
         #[arg(long)]
@@ -346,9 +405,32 @@ fn print_user(u: &Value) {
 pub fn run(command: Command, socket: &Path) -> Result<(), String> {
     match command {
         Command::Serve => unreachable!("handled by main"),
+        Command::Train {
+            ham,
+            spam,
+            out,
+            min_count,
+        } => scan::cli::train(&ham, &spam, &out, min_count).map_err(|e| e.to_string()),
+        Command::Scan {
+            file,
+            json,
+            data_dir,
+        } => scan::cli::scan(&file, json, data_dir.as_deref())
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Command::ScanEval {
+            folds,
+            ham,
+            spam,
+            min_count,
+            list_errors,
+        } => scan::cli::scan_eval(&ham, &spam, folds, min_count, list_errors)
+            .map(drop)
+            .map_err(|e| e.to_string()),
         Command::User(c) => user(c, socket),
         Command::Queue(c) => queue(c, socket),
         Command::Settings(c) => settings(c, socket),
+        Command::Quarantine(c) => quarantine(c, socket),
         Command::Debug(DebugCmd::Clock { time }) => {
             let body = if time == "now" {
                 json!({})
@@ -563,6 +645,69 @@ fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
                 println!("received: {}", v["received"].as_str().unwrap_or(""));
                 println!("\n{}", v["headers"].as_str().unwrap_or(""));
             }
+        }
+    }
+    Ok(())
+}
+
+fn quarantine(c: QuarantineCmd, socket: &Path) -> Result<(), String> {
+    match c {
+        QuarantineCmd::List { json } => {
+            let v = call(socket, "GET", "/v1/quarantine", None)?;
+            if json {
+                print_json(&v);
+            } else {
+                for e in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{} {} {:>6.1} {} <{}> {}",
+                        e["id"].as_str().unwrap_or(""),
+                        e["received"].as_str().unwrap_or(""),
+                        e["score"].as_f64().unwrap_or(0.0),
+                        e["class"].as_str().unwrap_or(""),
+                        e["sender"].as_str().unwrap_or(""),
+                        e["user"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        QuarantineCmd::Show { id, json } => {
+            let v = call(socket, "GET", &format!("/v1/quarantine/{}", seg(&id)), None)?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("id:      {}", v["id"].as_str().unwrap_or(""));
+                println!("user:    {}", v["user"].as_str().unwrap_or(""));
+                println!(
+                    "class:   {} (score {})",
+                    v["class"].as_str().unwrap_or(""),
+                    v["score"]
+                );
+                for r in v["reasons"].as_array().into_iter().flatten() {
+                    println!("reason:  {}", r.as_str().unwrap_or(""));
+                }
+                println!("\n{}", v["headers"].as_str().unwrap_or(""));
+            }
+        }
+        QuarantineCmd::Release { id } => {
+            let v = call(
+                socket,
+                "POST",
+                &format!("/v1/quarantine/{}/release", seg(&id)),
+                None,
+            )?;
+            println!(
+                "released {id} as queue id {}",
+                v["queue_id"].as_str().unwrap_or("")
+            );
+        }
+        QuarantineCmd::Delete { id } => {
+            call(
+                socket,
+                "DELETE",
+                &format!("/v1/quarantine/{}", seg(&id)),
+                None,
+            )?;
+            println!("deleted {id}");
         }
     }
     Ok(())

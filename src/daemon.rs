@@ -41,6 +41,8 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     privileged.give(&store_path)?;
     admin::provision(&store, &cfg)?;
     let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
+    // Signatures and a retrained model are read now, while privileged.
+    let screener = smtp::Screener::new(&cfg.scan, &cfg.data_dir)?;
 
     let mut listeners = Vec::new();
     let groups = [
@@ -99,6 +101,8 @@ pub fn serve(cfg: Config) -> Result<(), String> {
                 Duration::from_secs(cfg.auth.block_secs),
             ),
             tls: tokio_rustls::TlsAcceptor::from(tls_config.clone()),
+            screener,
+            scan_failure: cfg.scan.failure_action,
             stats: smtp::Stats::default(),
         });
         let (stop, stopped) = watch::channel(false);
@@ -110,6 +114,12 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         let admin = admin::Admin::new(ctl.clone(), tokio_rustls::TlsAcceptor::from(tls_config));
         let admin_task = tokio::spawn(admin::run(admin, admin_listeners, stopped.clone()));
         let control_task = tokio::spawn(control::run(ctl, control_listener, stopped.clone()));
+        let every = Duration::from_secs(cfg.housekeeping_secs.max(1));
+        tokio::spawn(crate::housekeeping::run(
+            server.clone(),
+            every,
+            stopped.clone(),
+        ));
         let smtp_task = tokio::spawn(smtp::run(server, Listeners(listeners), stopped));
         tracing::info!(socket = %socket.display(), "outguard ready");
         wait_for_signal().await;

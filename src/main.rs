@@ -1,31 +1,14 @@
-//! Outguard: an outbound spam-gateway appliance. `outguard serve` runs the
-//! relay; the other subcommands administer it through the daemon's
-//! control socket.
-
-mod admin;
-mod auth;
-mod cli;
-mod clock;
-mod config;
-mod control;
-mod daemon;
-mod import;
-mod incoming;
-mod limits;
-mod privilege;
-mod settings;
-mod smtp;
-mod store;
-mod tls;
-mod users;
-mod windows;
+//! The `outguard` command: `outguard serve` runs the relay; the other
+//! subcommands administer it through the daemon's control socket, or work
+//! on files (training and running the scanner).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::config::Config;
+use outguard::config::Config;
+use outguard::{cli, daemon};
 
 #[derive(Parser)]
 #[command(name = "outguard", version, about = "Outbound spam-gateway relay")]
@@ -87,7 +70,7 @@ fn init_logging(cfg: &Config) {
     // The ring layer keeps recent lines for the admin face's log search.
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(admin::logs::RingLayer);
+        .with(outguard::admin::logs::RingLayer);
     if cfg.log.json {
         registry.with(fmt.json()).init();
     } else {

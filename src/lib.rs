@@ -1,0 +1,25 @@
+//! Outguard: an outbound spam-gateway appliance. The library holds every
+//! part of the daemon; `main.rs` is only the command-line entry. Being a
+//! library lets integration tests and fuzz targets reach the parsers.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod housekeeping;
+pub mod import;
+pub mod incoming;
+pub mod limits;
+pub mod locking;
+pub mod notify;
+pub mod privilege;
+pub mod scan;
+pub mod settings;
+pub mod smtp;
+pub mod store;
+pub mod tls;
+pub mod users;
+pub mod windows;

@@ -1,0 +1,103 @@
+//! Command-line entry points for the scanner (`train`, `scan`,
+//! `scan-eval`). Plain functions so the binary's argument parser only has to
+//! forward values.
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use super::training::{self, EvalReport};
+use super::{ScanConfig, Scanner, Verdict};
+
+type CliResult<T> = Result<T, Box<dyn Error>>;
+
+/// `outguard train --ham DIR... --spam DIR... --out FILE`
+pub fn train(ham: &[PathBuf], spam: &[PathBuf], out: &Path, min_count: u32) -> CliResult<()> {
+    let model = training::train(ham, spam, min_count)?;
+    training::save_model(&model, out)?;
+    let size = std::fs::metadata(out)?.len();
+    println!(
+        "trained on {} ham / {} spam messages: {} tokens, {} bytes -> {}",
+        model.ham_messages(),
+        model.spam_messages(),
+        model.token_count(),
+        size,
+        out.display()
+    );
+    Ok(())
+}
+
+/// `outguard scan FILE [--json] [--data-dir DIR]`: prints the verdict.
+pub fn scan(file: &Path, json: bool, data_dir: Option<&Path>) -> CliResult<Verdict> {
+    let raw = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let scanner = Scanner::new(ScanConfig::default(), data_dir)?;
+    let verdict = scanner
+        .scan(training::strip_mbox_from(&raw))
+        .map_err(|e| format!("scan refused: {e}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+    } else {
+        println!("verdict: {}", verdict.class);
+        println!(
+            "score: {:.2} (threshold {:.1})",
+            verdict.score,
+            scanner.config().spam_threshold
+        );
+        for r in &verdict.reasons {
+            println!("  {r}");
+        }
+    }
+    Ok(verdict)
+}
+
+/// `outguard scan-eval --folds K --ham DIR... --spam DIR...`: k-fold
+/// cross-validation with the default configuration.
+pub fn scan_eval(
+    ham: &[PathBuf],
+    spam: &[PathBuf],
+    folds: usize,
+    min_count: u32,
+    list_errors: bool,
+) -> CliResult<EvalReport> {
+    if folds < 2 {
+        return Err("--folds must be at least 2".into());
+    }
+    let config = ScanConfig::default();
+    let (report, errors) = training::cross_validate_dirs(ham, spam, folds, &config, min_count)?;
+    println!(
+        "{}-fold cross-validation: {} ham, {} spam, {} unscannable",
+        report.folds, report.ham, report.spam, report.unscannable
+    );
+    println!(
+        "catch rate: {:.2}% ({}/{})",
+        100.0 * report.catch_rate(),
+        report.spam_caught,
+        report.spam
+    );
+    println!(
+        "false-positive rate: {:.2}% ({}/{})",
+        100.0 * report.false_positive_rate(),
+        report.false_positives,
+        report.ham
+    );
+    println!("threshold sweep (catch% / FP%):");
+    for t in [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0] {
+        let (c, f) = report.rates_at(t);
+        let mark = if t == config.spam_threshold {
+            "  <- configured"
+        } else {
+            ""
+        };
+        println!("  {t:>4.1}: {:6.2} / {:5.2}{mark}", 100.0 * c, 100.0 * f);
+    }
+    println!("rule hits (ham / spam messages):");
+    for (name, (h, s)) in &report.rule_hits {
+        println!("  {name:<26} {h:>5} / {s:>4}");
+    }
+    if list_errors {
+        println!("misclassified:");
+        for (path, score) in errors {
+            println!("  {score:8.2} {}", path.display());
+        }
+    }
+    Ok(report)
+}

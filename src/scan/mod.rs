@@ -1,0 +1,412 @@
+//! Content scanner for outbound mail: malware checks, heuristic rules and a
+//! statistical (Bayesian) classifier combined into one [`Verdict`].
+//!
+//! The engine is synchronous and CPU-bound; callers on an async runtime should
+//! run [`Scanner::scan`] inside `spawn_blocking`. Every stage is bounded by
+//! [`Limits`] so hostile input produces a [`ScanError`] instead of unbounded
+//! work or memory.
+
+pub mod archive;
+pub mod bayes;
+pub mod cli;
+pub mod content;
+pub mod html;
+pub mod malware;
+pub mod mime;
+pub mod rules;
+pub mod signatures;
+pub mod tokenize;
+pub mod training;
+pub mod urls;
+pub mod uuencode;
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use bayes::Model;
+pub use malware::{Action, Policy};
+
+/// Model trained on the SpamAssassin public corpus, regenerated with
+/// `outguard train` (see docs/SCANNING.md).
+const SHIPPED_MODEL: &[u8] = include_bytes!("model.bin");
+
+/// Resource bounds applied while taking a message apart.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Raw message size accepted for scanning.
+    pub max_message_bytes: usize,
+    /// MIME parts across the whole message, nested messages included.
+    pub max_parts: usize,
+    /// Nesting of multiparts and attached messages.
+    pub max_depth: usize,
+    /// Decoded bytes (MIME bodies plus everything decompressed from archives).
+    pub max_decoded_bytes: u64,
+    /// Archive-in-archive nesting.
+    pub max_archive_depth: usize,
+    /// Archive members across all archives of one message.
+    pub max_archive_entries: usize,
+    /// Uncompressed/compressed ratio above which a member is treated as a bomb
+    /// (only checked for members above 1 MiB uncompressed).
+    pub max_compression_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 << 20,
+            max_parts: 1000,
+            max_depth: 16,
+            max_decoded_bytes: 128 << 20,
+            max_archive_depth: 4,
+            max_archive_entries: 2000,
+            max_compression_ratio: 200,
+        }
+    }
+}
+
+/// Scanner configuration, typically a `[scan]` table of the appliance config.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    pub limits: Limits,
+    pub policy: Policy,
+    /// Score at or above which a message is classified as spam.
+    pub spam_threshold: f64,
+    /// Points the classifier adds at probability 1.0 (and removes at 0.0);
+    /// the contribution is linear in between, zero at 0.5. With the default
+    /// threshold of 5 the classifier alone flags mail at p >= 0.8125.
+    pub bayes_weight: f64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            policy: Policy::default(),
+            spam_threshold: 5.0,
+            bayes_weight: 8.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Clean,
+    Spam,
+    Malware,
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Class::Clean => "clean",
+            Class::Spam => "spam",
+            Class::Malware => "malware",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub class: Class,
+    pub score: f64,
+    pub reasons: Vec<String>,
+}
+
+/// A message could not be scanned within the configured bounds. The caller
+/// decides the fail-safe action (typically: reject or quarantine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanError {
+    MessageTooLarge { size: usize, limit: usize },
+    TooManyParts { limit: usize },
+    NestingTooDeep { limit: usize },
+    DecodedBytesExceeded { limit: u64 },
+    ArchiveTooDeep { limit: usize },
+    TooManyArchiveEntries { limit: usize },
+    CompressionRatioExceeded { limit: u64 },
+}
+
+impl fmt::Display for ScanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScanError::MessageTooLarge { size, limit } => {
+                write!(
+                    f,
+                    "message of {size} bytes exceeds the {limit}-byte scan limit"
+                )
+            }
+            ScanError::TooManyParts { limit } => write!(f, "more than {limit} MIME parts"),
+            ScanError::NestingTooDeep { limit } => {
+                write!(f, "MIME nesting deeper than {limit} levels")
+            }
+            ScanError::DecodedBytesExceeded { limit } => {
+                write!(f, "more than {limit} decoded bytes")
+            }
+            ScanError::ArchiveTooDeep { limit } => {
+                write!(f, "archives nested deeper than {limit} levels")
+            }
+            ScanError::TooManyArchiveEntries { limit } => {
+                write!(f, "more than {limit} archive members")
+            }
+            ScanError::CompressionRatioExceeded { limit } => {
+                write!(
+                    f,
+                    "archive member compressed more than {limit}:1 (zip bomb)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+/// Failure to set up a [`Scanner`] (bad model or signature files).
+#[derive(Debug)]
+pub enum InitError {
+    Io(std::path::PathBuf, std::io::Error),
+    Model(String),
+    Signature {
+        file: std::path::PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::Io(path, e) => write!(f, "{}: {e}", path.display()),
+            InitError::Model(m) => write!(f, "invalid classifier model: {m}"),
+            InitError::Signature {
+                file,
+                line,
+                message,
+            } => {
+                write!(f, "{}:{line}: {message}", file.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for InitError {}
+
+/// Byte budget shared by MIME decoding and archive extraction of one message.
+#[derive(Debug)]
+pub struct Budget {
+    decoded_left: u64,
+    decoded_limit: u64,
+    archive_entries_left: usize,
+    archive_entries_limit: usize,
+}
+
+impl Budget {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            decoded_left: limits.max_decoded_bytes,
+            decoded_limit: limits.max_decoded_bytes,
+            archive_entries_left: limits.max_archive_entries,
+            archive_entries_limit: limits.max_archive_entries,
+        }
+    }
+
+    pub fn charge_bytes(&mut self, n: u64) -> Result<(), ScanError> {
+        self.decoded_left =
+            self.decoded_left
+                .checked_sub(n)
+                .ok_or(ScanError::DecodedBytesExceeded {
+                    limit: self.decoded_limit,
+                })?;
+        Ok(())
+    }
+
+    pub fn charge_entry(&mut self) -> Result<(), ScanError> {
+        self.archive_entries_left =
+            self.archive_entries_left
+                .checked_sub(1)
+                .ok_or(ScanError::TooManyArchiveEntries {
+                    limit: self.archive_entries_limit,
+                })?;
+        Ok(())
+    }
+}
+
+/// Everything the model-independent stages found in one message. Kept
+/// separate from the final verdict so cross-validation can analyse each
+/// message once and re-score it against many models.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// Malware / dangerous-content findings that the policy blocks.
+    pub malware: Vec<String>,
+    /// GTUBE or another rule that forces the spam class.
+    pub forced_spam: bool,
+    pub rule_hits: Vec<rules::RuleHit>,
+    /// Sorted, de-duplicated token hashes for the classifier.
+    pub tokens: Vec<u32>,
+}
+
+/// The scanning engine. Immutable after construction, so it can be shared
+/// between threads behind an `Arc`.
+#[derive(Debug)]
+pub struct Scanner {
+    config: ScanConfig,
+    model: Model,
+    signatures: signatures::SignatureDb,
+}
+
+impl Scanner {
+    /// Builds a scanner. With a `data_dir`, hash signatures are loaded from
+    /// `<data_dir>/signatures/*.hdb|*.hsb` and a retrained classifier from
+    /// `<data_dir>/model.bin` replaces the shipped one when present.
+    pub fn new(config: ScanConfig, data_dir: Option<&Path>) -> Result<Self, InitError> {
+        let mut model = None;
+        let mut signatures = signatures::SignatureDb::default();
+        if let Some(dir) = data_dir {
+            let model_path = dir.join("model.bin");
+            if model_path.is_file() {
+                let bytes = std::fs::read(&model_path).map_err(|e| InitError::Io(model_path, e))?;
+                model = Some(Model::from_bytes(&bytes).map_err(InitError::Model)?);
+            }
+            signatures = signatures::SignatureDb::load_dir(&dir.join("signatures"))?;
+        }
+        let model = match model {
+            Some(m) => m,
+            None => Model::from_bytes(SHIPPED_MODEL).map_err(InitError::Model)?,
+        };
+        Ok(Self::with_model(config, model, signatures))
+    }
+
+    /// Builds a scanner from explicit parts (training tools, tests).
+    pub fn with_model(
+        config: ScanConfig,
+        model: Model,
+        signatures: signatures::SignatureDb,
+    ) -> Self {
+        Self {
+            config,
+            model,
+            signatures,
+        }
+    }
+
+    pub fn config(&self) -> &ScanConfig {
+        &self.config
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Scans one raw RFC 5322 message.
+    pub fn scan(&self, raw_message: &[u8]) -> Result<Verdict, ScanError> {
+        let analysis = self.analyze(raw_message)?;
+        Ok(self.verdict(&analysis, &self.model))
+    }
+
+    /// Runs every model-independent stage on a message.
+    pub fn analyze(&self, raw_message: &[u8]) -> Result<Analysis, ScanError> {
+        let limits = &self.config.limits;
+        if raw_message.len() > limits.max_message_bytes {
+            return Err(ScanError::MessageTooLarge {
+                size: raw_message.len(),
+                limit: limits.max_message_bytes,
+            });
+        }
+        let mut budget = Budget::new(limits);
+        let parsed = mime::parse(raw_message, limits)?;
+        let doc = mime::Document::extract(parsed.as_ref(), raw_message, limits, &mut budget)?;
+        let malware = malware::scan_document(
+            &doc,
+            &self.config.policy,
+            &self.signatures,
+            limits,
+            &mut budget,
+        )?;
+        let content = content::Content::new(&doc);
+        let rule_hits = rules::evaluate(&doc, &content);
+        let forced_spam = rule_hits.iter().any(|h| h.forces_spam);
+        let tokens = tokenize::tokenize(&doc, &content);
+        Ok(Analysis {
+            malware,
+            forced_spam,
+            rule_hits,
+            tokens,
+        })
+    }
+
+    /// Combines an analysis with a classifier model into the final verdict.
+    pub fn verdict(&self, analysis: &Analysis, model: &Model) -> Verdict {
+        let mut reasons = Vec::new();
+        if !analysis.malware.is_empty() {
+            reasons.extend(analysis.malware.iter().cloned());
+            return Verdict {
+                class: Class::Malware,
+                score: 100.0,
+                reasons,
+            };
+        }
+        let mut score = 0.0;
+        for hit in &analysis.rule_hits {
+            score += hit.score;
+            reasons.push(format!("{} ({:+.1}): {}", hit.name, hit.score, hit.detail));
+        }
+        if let Some(p) = model.spam_probability(&analysis.tokens) {
+            let points = self.config.bayes_weight * (2.0 * p - 1.0);
+            score += points;
+            reasons.push(format!(
+                "BAYES ({points:+.1}): classifier spam probability {p:.3}"
+            ));
+        }
+        let class = if analysis.forced_spam || score >= self.config.spam_threshold {
+            Class::Spam
+        } else {
+            Class::Clean
+        };
+        Verdict {
+            class,
+            score: (score * 100.0).round() / 100.0,
+            reasons,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanner_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Scanner>();
+    }
+
+    #[test]
+    fn shipped_model_loads() {
+        let model = Model::from_bytes(SHIPPED_MODEL).expect("shipped model");
+        assert!(model.spam_messages() > 0 && model.ham_messages() > 0);
+    }
+
+    #[test]
+    fn config_defaults_fill_missing_fields() {
+        let cfg: ScanConfig =
+            toml::from_str("spam_threshold = 7.5\n[limits]\nmax_parts = 10\n").expect("parse");
+        assert_eq!(cfg.spam_threshold, 7.5);
+        assert_eq!(cfg.limits.max_parts, 10);
+        assert_eq!(cfg.limits.max_depth, Limits::default().max_depth);
+    }
+
+    #[test]
+    fn oversized_message_is_refused() {
+        let mut config = ScanConfig::default();
+        config.limits.max_message_bytes = 100;
+        let scanner = Scanner::with_model(config, Model::default(), Default::default());
+        let msg = vec![b'a'; 101];
+        assert!(matches!(
+            scanner.scan(&msg),
+            Err(ScanError::MessageTooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,230 @@
+//! Turns a message into classifier tokens: words of the visible text,
+//! selected header fields (prefixed so "free" in a subject differs from
+//! "free" in the body), URL hosts and MIME structure. Tokens are hashed to
+//! 32 bits so the model stays compact.
+
+use super::content::Content;
+use super::mime::Document;
+use super::urls;
+
+/// Words longer than this become a `skip:` token (SpamBayes does the same:
+/// long strings are mostly encoded junk whose exact value never repeats).
+const MAX_WORD: usize = 12;
+const MIN_WORD: usize = 3;
+
+const SENDER_HEADERS: &[&str] = &[
+    "reply-to",
+    "cc",
+    "in-reply-to",
+    "references",
+    "organization",
+    "x-priority",
+    "x-msmail-priority",
+    "importance",
+    "x-mimeole",
+    "mime-version",
+    "x-accept-language",
+    "disposition-notification-to",
+    "content-transfer-encoding",
+];
+
+/// FNV-1a, 32 bits: fast, stable across platforms and releases.
+pub fn hash(token: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in token.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Sorted, de-duplicated token hashes of a message.
+pub fn tokenize(doc: &Document<'_>, content: &Content<'_>) -> Vec<u32> {
+    let mut out = Vec::new();
+    for_each_token(doc, content, |t| out.push(hash(t)));
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Calls `emit` with every token string (duplicates included); exposed for
+/// debugging and tests.
+pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl FnMut(&str)) {
+    let mut buf = String::new();
+    let mut prefixed = |prefix: &str, value: &str, emit: &mut dyn FnMut(&str)| {
+        buf.clear();
+        buf.push_str(prefix);
+        buf.push_str(value);
+        emit(&buf);
+    };
+
+    if let Some(subject) = doc.subject {
+        for w in words(subject) {
+            prefixed("subject:", &w, &mut emit);
+        }
+        if subject.contains('!') {
+            emit("subject:has-bang");
+        }
+    }
+    if let Some(name) = doc.from_name {
+        for w in words(name) {
+            prefixed("from-name:", &w, &mut emit);
+        }
+    } else {
+        emit("from-name:none");
+    }
+    if let Some(addr) = doc.from_address {
+        let domain = addr.rsplit('@').next().unwrap_or("").to_ascii_lowercase();
+        prefixed("from-domain:", urls::registrable_domain(&domain), &mut emit);
+    }
+    if let Some(mailer) = doc.mailer {
+        let first = mailer.split(['/', ' ', '(']).next().unwrap_or("");
+        prefixed("mailer:", &first.to_ascii_lowercase(), &mut emit);
+    }
+    // Header fields written by the sender's mail program (never those added
+    // in transit, which an outbound gateway does not see): bulk mailers and
+    // personal mail clients differ in which they set.
+    for name in &doc.header_names {
+        if SENDER_HEADERS.contains(&name.as_str()) {
+            prefixed("header:", name, &mut emit);
+        }
+    }
+    emit(match doc.recipients {
+        0 => "rcpt:0",
+        1 => "rcpt:1",
+        2..=5 => "rcpt:2-5",
+        _ => "rcpt:6+",
+    });
+
+    for part in &doc.parts {
+        prefixed("ct:", &part.content_type, &mut emit);
+        if let Some(cs) = part.charset {
+            prefixed("charset:", &cs.to_ascii_lowercase(), &mut emit);
+        }
+        if let Some(cte) = part.transfer_encoding {
+            prefixed("cte:", &cte.to_ascii_lowercase(), &mut emit);
+        }
+        if let Some(ext) = part
+            .name
+            .and_then(|n| n.rsplit_once('.'))
+            .map(|(_, e)| e.to_ascii_lowercase())
+        {
+            prefixed("attach:", &ext, &mut emit);
+        }
+    }
+
+    for url in &content.urls {
+        let lower = url.to_ascii_lowercase();
+        emit(if lower.starts_with("https") {
+            "proto:https"
+        } else {
+            "proto:http"
+        });
+        if let Some(host) = urls::host(url) {
+            if urls::is_ip_literal(&host) {
+                emit("url:ip-literal");
+            } else {
+                prefixed("url:", &host, &mut emit);
+                prefixed("url-domain:", urls::registrable_domain(&host), &mut emit);
+            }
+        }
+    }
+    for h in &content.html {
+        if h.images > 0 {
+            emit("html:img");
+        }
+        // Markup style differs between mail clients and bulk-mail tools.
+        for e in &h.elements {
+            prefixed("html:", e, &mut emit);
+        }
+    }
+
+    for text in content.texts() {
+        for raw in text.split_whitespace() {
+            if raw.len() > 4 && raw.as_bytes()[..4].eq_ignore_ascii_case(b"http") {
+                continue; // counted as url tokens
+            }
+            let w = trim_word(raw);
+            if w.is_empty() {
+                continue;
+            }
+            if let Some((_, domain)) = w.split_once('@')
+                && domain.contains('.')
+            {
+                prefixed("email:", &domain.to_lowercase(), &mut emit);
+                continue;
+            }
+            let chars = w.chars().count();
+            if chars > MAX_WORD {
+                let first = w.chars().next().unwrap_or('?');
+                let v = format!("{first} {}", chars / 10 * 10);
+                prefixed("skip:", &v, &mut emit);
+            } else if chars >= MIN_WORD {
+                prefixed("", &w.to_lowercase(), &mut emit);
+            }
+        }
+    }
+}
+
+fn trim_word(w: &str) -> &str {
+    w.trim_matches(|c: char| ".,;:!?\"'()[]{}<>*-_=+|~`#".contains(c))
+}
+
+fn words(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split_whitespace()
+        .map(trim_word)
+        .filter(|w| !w.is_empty() && w.chars().count() <= MAX_WORD)
+        .map(str::to_lowercase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::{Budget, Limits};
+
+    fn tokens(raw: &str) -> Vec<String> {
+        let limits = Limits::default();
+        let mut budget = Budget::new(&limits);
+        let parsed = mail_parser::MessageParser::default().parse(raw.as_bytes());
+        let doc = Document::extract(parsed.as_ref(), raw.as_bytes(), &limits, &mut budget).unwrap();
+        let content = Content::new(&doc);
+        let mut v = Vec::new();
+        for_each_token(&doc, &content, |t| v.push(t.to_string()));
+        v
+    }
+
+    #[test]
+    fn header_body_url_tokens() {
+        let t = tokens(
+            "From: Bob Smith <bob@mail.example.org>\r\nSubject: Cheap pills!\r\n\
+             Content-Type: text/html\r\n\r\n<p>Buy <b>CHEAP</b> pills at \
+             <a href=\"https://shop.pills.example.com/x\">our shop</a>, \
+             mail sales@pills.example.com aaaaaaaaaaaaaaaaaaaaaaaa</p>",
+        );
+        for want in [
+            "subject:cheap",
+            "subject:pills",
+            "subject:has-bang",
+            "from-name:bob",
+            "from-domain:example.org",
+            "ct:text/html",
+            "proto:https",
+            "url:shop.pills.example.com",
+            "url-domain:example.com",
+            "email:pills.example.com",
+            "cheap",
+            "pills",
+            "skip:a 20",
+        ] {
+            assert!(t.iter().any(|x| x == want), "{want} missing from {t:?}");
+        }
+        assert!(!t.iter().any(|x| x == "at"), "short words dropped");
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        // Shipped models depend on this exact function.
+        assert_eq!(hash(""), 0x811c_9dc5);
+        assert_eq!(hash("a"), 0xe40c_292c);
+    }
+}
