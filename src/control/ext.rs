@@ -107,7 +107,8 @@ fn openapi() -> Res {
 pub fn summary(ctl: &Control) -> Result<Value, Answer> {
     let store = &ctl.server.store;
     let now = ctl.server.clock.now();
-    let w = ctl.server.settings.read(|c| windows::windows(now, &c.tz));
+    let tz = ctl.server.settings.read(|c| c.tz.clone());
+    let w = windows::windows(now, &tz);
     let users = store.users().map_err(internal)?;
     let (mut accepted_today, mut recipients_today, mut locked) = (0u64, 0u64, 0u64);
     for u in &users {
@@ -131,8 +132,15 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         .flat_map(|e| &e.recipients)
         .filter(|r| r.state == crate::store::RcptState::Delivered)
         .count() as u64;
+    let quarantine = store.quarantined().map_err(internal)?;
+    let quarantined_today = quarantine
+        .iter()
+        .filter(|q| windows::windows(q.received, &tz).day == w.day)
+        .count();
     Ok(json!({
         "today": w.day,
+        "quarantine_size": quarantine.len(),
+        "messages_quarantined_today": quarantined_today,
         "messages_accepted_today": accepted_today,
         "recipients_today": recipients_today,
         "users": users.len(),

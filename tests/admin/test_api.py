@@ -11,7 +11,7 @@ import subprocess
 
 import requests
 
-from conftest import ROOT
+from adminlib import ROOT
 
 SPEC = json.loads((ROOT / "src" / "admin" / "openapi.json").read_text())
 SAMPLE = {"name": "nobody@example.com", "id": "0000000000000001", "domain": "example.com"}

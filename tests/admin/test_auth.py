@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 import requests
 
-from conftest import PASSWORD, Daemon
+from adminlib import PASSWORD, Daemon
 
 
 @pytest.fixture(scope="module")

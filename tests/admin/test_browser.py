@@ -1,9 +1,8 @@
 """The admin page in headless Chromium (Debian chromium + chromium-driver)
 through WebDriver: log in, add a user through the dialog, import a CSV
 with a bad line then fix it, import from incoming users, unlock a locked
-user; each step checked in the API afterwards. Screenshots are kept in
-tests/artifacts/. Releasing a quarantined message waits for the
-quarantine (issue 4): the page lists GET /v1/quarantine once it exists."""
+user, release a quarantined message; each step checked in the API
+afterwards. Screenshots are kept in tests/artifacts/."""
 
 import shutil
 import tempfile
@@ -15,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import PASSWORD
+from adminlib import PASSWORD, submit_spam
 
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")
@@ -161,13 +160,35 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     assert "unlocked" in flash(d)
     assert api.get(og.url + "/v1/users/csv2@import.example").json()["locked"] is False
 
-    # The users list with counters, and the settings page, for the record.
-    d.get(og.url + "/users")
-    shot(d, artifacts, "09-users")
-    d.get(og.url + "/settings")
-    shot(d, artifacts, "10-settings")
+    # Release a quarantined message (GTUBE sent by a user whose quarantine
+    # response is 'accepted', so the client is told 250).
+    spammer = {"auto_lock": False, "quarantine_response": "accepted"}
+    r = api.post(og.url + "/v1/users", json={"name": "spam@import.example", "password": "spammer-secret", "settings": spammer})
+    assert r.status_code == 201, r.text
+    submit_spam(og, "spam@import.example", "spammer-secret")
+    [held] = api.get(og.url + "/v1/quarantine").json()
+    d.get(og.url + "/dashboard")
+    assert d.find_element(By.ID, "quarantined-today").text.startswith("1")
+    assert d.find_element(By.ID, "caught").text.startswith("1")
+    shot(d, artifacts, "09-dashboard")
     d.get(og.url + "/quarantine")
-    shot(d, artifacts, "11-quarantine")
+    row = d.find_element(By.CSS_SELECTOR, f"#quarantine tr[data-id='{held['id']}']")
+    assert "spam" in row.text and "GTUBE" in row.text
+    shot(d, artifacts, "10-quarantine")
+    click(d, d.find_element(By.LINK_TEXT, held["id"]))
+    assert "Subject: offer" in d.find_element(By.TAG_NAME, "main").text
+    click(d, d.find_element(By.XPATH, "//main//button[text()='Release']"))
+    assert "released" in flash(d)
+    assert api.get(og.url + "/v1/quarantine").json() == []
+    assert [q["user"] for q in api.get(og.url + "/v1/queue").json()] == ["spam@import.example"]
+
+    # The users list with counters, the dashboard and settings, for the record.
+    d.get(og.url + "/users")
+    shot(d, artifacts, "11-users")
+    d.get(og.url + "/dashboard")
+    assert d.find_element(By.ID, "quarantine-size").text.startswith("0")
+    d.get(og.url + "/settings")
+    shot(d, artifacts, "12-settings")
 
     # Logging out ends the session.
     click(d, d.find_element(By.XPATH, "//nav//button[text()='Log out']"))

@@ -191,7 +191,7 @@ pub fn incoming(c: &Ctx) -> Resp {
             domains,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&n),
-            esc(&cell(&x["added"])),
+            esc(&super::when(&x["added"])),
             button(
                 &format!("/incoming/domains/{}/delete", seg(&n)),
                 "Delete",
@@ -207,7 +207,7 @@ pub fn incoming(c: &Ctx) -> Resp {
             users,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&n),
-            esc(&cell(&x["added"])),
+            esc(&super::when(&x["added"])),
             button(
                 &format!("/incoming/users/{}/delete", seg(&n)),
                 "Delete",

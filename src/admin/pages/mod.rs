@@ -136,6 +136,14 @@ pub fn line_errors(body: &Value) -> String {
     format!("<ul class=\"errors\" id=\"line-errors\">{items}</ul>")
 }
 
+/// An RFC 3339 time as `2026-11-27 12:08:10 UTC`, for tables.
+pub fn when(v: &Value) -> String {
+    match v.as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+        Some(t) => t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        None => cell(v),
+    }
+}
+
 /// Text of a JSON scalar for a table cell.
 pub fn cell(v: &Value) -> String {
     match v {

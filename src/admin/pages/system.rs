@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::{Ctx, cell, error_text, ok};
+use super::{Ctx, cell, error_text, ok, when};
 use crate::admin::html::{button, csrf_field, esc, seg};
 use crate::admin::server::{self, Resp};
 
@@ -25,50 +25,62 @@ pub fn dashboard(c: &Ctx) -> Resp {
     }
     let s = &a.body;
     let st = &s["since_start"];
-    let quarantine = c.get("/v1/quarantine");
-    let quarantined = if ok(&quarantine) {
-        let n = quarantine.body.as_array().map_or(0, Vec::len);
-        card(&json!(n), "messages in quarantine", "quarantined")
-    } else {
-        String::new()
-    };
-    let body = format!(
-        r#"<p class="muted">Today is {} in the appliance's timezone.</p><div class="cards">{}{}{}{}{}{}</div>
-<h2>Since the daemon started</h2><div class="cards">{}{}{}{}</div>
-<h2>Directory</h2><div class="cards">{}{}</div>"#,
-        esc(&cell(&s["today"])),
+    let today = [
         card(
             &s["messages_accepted_today"],
             "messages accepted today",
-            "accepted-today"
+            "accepted-today",
         ),
         card(
-            &st["messages_refused"],
-            "messages refused since start",
-            "refused"
+            &s["messages_quarantined_today"],
+            "caught today, still in quarantine",
+            "quarantined-today",
         ),
-        quarantined,
         card(&s["locked_users"], "locked users", "locked-users"),
         card(&s["queue_size"], "messages in the queue", "queue-size"),
-        card(&s["users"], "outgoing users", "users"),
+        card(
+            &s["quarantine_size"],
+            "messages in quarantine",
+            "quarantine-size",
+        ),
+    ];
+    let since = [
+        card(&st["messages_accepted"], "messages accepted", "accepted"),
+        card(
+            &st["messages_refused"],
+            "messages refused (limits, locks, policy)",
+            "refused",
+        ),
+        card(&st["messages_caught"], "spam and malware caught", "caught"),
         card(&st["sessions"], "SMTP sessions", "sessions"),
         card(
             &st["auth_failures"],
             "authentication failures",
-            "auth-failures"
+            "auth-failures",
         ),
-        card(&st["messages_accepted"], "messages accepted", "accepted"),
         card(
             &st["sessions_refused"],
             "sessions refused",
-            "sessions-refused"
+            "sessions-refused",
         ),
+    ];
+    let directory = [
+        card(&s["users"], "outgoing users", "users"),
         card(
             &s["incoming_domains"],
             "protected domains",
-            "incoming-domains"
+            "incoming-domains",
         ),
         card(&s["incoming_users"], "incoming users", "incoming-users"),
+    ];
+    let body = format!(
+        r#"<p class="muted">Today is {} in the appliance's timezone.</p><div class="cards">{}</div>
+<h2>Since the daemon started</h2><div class="cards">{}</div>
+<h2>Directory</h2><div class="cards">{}</div>"#,
+        esc(&cell(&s["today"])),
+        today.concat(),
+        since.concat(),
+        directory.concat()
     );
     c.render("Dashboard", "/dashboard", &body)
 }
@@ -109,13 +121,13 @@ pub fn queue(c: &Ctx) -> Resp {
             "<tr><td><a href=\"/queue/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
             seg(&id),
             esc(&id),
-            esc(&cell(&e["received"])),
+            esc(&when(&e["received"])),
             esc(&cell(&e["user"])),
             esc(&cell(&e["sender"])),
             esc(&rcpts.join(", ")),
             esc(&cell(&e["size"])),
             esc(&cell(&e["state"])),
-            esc(&cell(&e["next_attempt"])),
+            esc(&when(&e["next_attempt"])),
         );
     }
     let body = format!(
@@ -163,7 +175,15 @@ pub fn queue_entry(c: &Ctx, id: &str) -> Resp {
     c.render(&format!("Queued message {id}"), "/queue", &body)
 }
 
-/// Lists what `GET /v1/quarantine` answers once the quarantine exists.
+fn recipients(v: &Value) -> String {
+    match v {
+        Value::Array(r) => r.iter().map(cell).collect::<Vec<_>>().join(", "),
+        other => cell(other),
+    }
+}
+
+/// Lists what `GET /v1/quarantine` answers (a daemon without the
+/// quarantine answers 404, and the page says so).
 pub fn quarantine(c: &Ctx) -> Resp {
     let a = c.get("/v1/quarantine");
     if a.status == StatusCode::NOT_FOUND {
@@ -179,19 +199,24 @@ pub fn quarantine(c: &Ctx) -> Resp {
     let mut rows = String::new();
     for e in a.body.as_array().into_iter().flatten() {
         let id = cell(&e["id"]);
-        let reasons = match &e["reasons"] {
-            Value::Array(r) => r.iter().map(cell).collect::<Vec<_>>().join("; "),
-            other => cell(other),
-        };
+        let reasons: String = e["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| format!("<li>{}</li>", esc(&cell(r))))
+            .collect();
         let _ = write!(
             rows,
-            "<tr><td><a href=\"/quarantine/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
+            "<tr data-id=\"{}\"><td><a href=\"/quarantine/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><ul class=\"reasons\">{}</ul></td><td class=\"nowrap\">{} {}</td></tr>",
+            esc(&id),
             seg(&id),
             esc(&id),
-            esc(&cell(&e["received"])),
+            esc(&when(&e["received"])),
             esc(&cell(&e["user"])),
             esc(&cell(&e["sender"])),
-            esc(&reasons),
+            esc(&recipients(&e["recipients"])),
+            esc(&cell(&e["class"])),
+            reasons,
             button(
                 &format!("/quarantine/{}/release", seg(&id)),
                 "Release",
@@ -207,7 +232,7 @@ pub fn quarantine(c: &Ctx) -> Resp {
         );
     }
     let body = format!(
-        "<table id=\"quarantine\"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Sender</th><th>Reasons</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        "<p class=\"muted\">Spam and malware held back; releasing a message queues it for delivery.</p><table id=\"quarantine\"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Sender</th><th>Recipients</th><th>Class</th><th>Reasons</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
     );
     c.render("Quarantine", "/quarantine", &body)
 }
@@ -496,7 +521,7 @@ pub fn audit(c: &Ctx) -> Resp {
         let _ = write!(
             rows,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            esc(&cell(&e["at"])),
+            esc(&when(&e["at"])),
             esc(&cell(&e["who"])),
             esc(&cell(&e["action"])),
             esc(&cell(&e["status"])),
