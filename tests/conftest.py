@@ -79,6 +79,9 @@ class Daemon:
                 "tls_sniff_ms": 400,
             },
             "debug": {"clock_override": True},
+            # The HTTPS admin face is tested in tests/admin; here it stays
+            # off so that no test daemon listens on 0.0.0.0:8443.
+            "admin": {"listen": []},
         }
         for name, values in sections.items():
             if isinstance(values, dict):

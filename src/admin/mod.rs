@@ -5,6 +5,7 @@
 //! serves (`control::routes`); this face only adds who may call it.
 
 pub mod audit;
+pub mod cli;
 mod csrf;
 mod form;
 mod html;

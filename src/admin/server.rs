@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::session::Session;
+use super::session::{self, Session};
 use super::{Admin, audit, csrf, form, html, metrics, pages};
 use crate::auth::password;
 use crate::control::{Answer, routes};
@@ -177,7 +177,7 @@ fn dispatch(admin: &Admin, req: &Req) -> Resp {
         (&Method::GET, "/style.css") => {
             return response(StatusCode::OK, "text/css; charset=utf-8", STYLE.into());
         }
-        (&Method::GET, "/v1/openapi.json") => return api(admin, req, None),
+        (&Method::GET, "/v1/openapi.json") => return api(admin, req),
         (&Method::GET, "/favicon.ico") => {
             return response(StatusCode::NOT_FOUND, "text/plain", Bytes::new());
         }
@@ -191,6 +191,21 @@ fn dispatch(admin: &Admin, req: &Req) -> Resp {
     }
     let token = req.cookie(SESSION_COOKIE).map(str::to_string);
     let session = token.as_deref().and_then(|t| admin.sessions.touch(t));
+    let current = admin
+        .ctl
+        .server
+        .store
+        .admin_password()
+        .ok()
+        .flatten()
+        .map(|phc| session::password_tag(&phc));
+    let session = match (session, &token) {
+        (Some(s), Some(t)) if Some(s.password) != current => {
+            admin.sessions.remove(t);
+            None
+        }
+        (s, _) => s,
+    };
     let (Some(token), Some(session)) = (token, session) else {
         if is_api || req.path == "/metrics" {
             return deny(
@@ -240,7 +255,7 @@ fn dispatch(admin: &Admin, req: &Req) -> Resp {
         _ => {}
     }
     if is_api {
-        return api(admin, req, Some(&token));
+        return api(admin, req);
     }
     let form = if changes {
         match form::Form::parse(req.content_type(), &req.body) {
@@ -307,7 +322,7 @@ fn session_view(admin: &Admin, s: &Session) -> serde_json::Value {
 
 /// Runs an API route as the Unix socket does, recording changes in the
 /// audit log under the admin's name.
-pub fn api(admin: &Admin, req: &Req, _session: Option<&str>) -> Resp {
+pub fn api(admin: &Admin, req: &Req) -> Resp {
     let uri: hyper::Uri = match req.uri().parse() {
         Ok(u) => u,
         Err(_) => return json(Answer::error(StatusCode::BAD_REQUEST, "malformed path")),
@@ -328,16 +343,15 @@ pub fn call(admin: &Admin, req: &Req, method: Method, uri: &str, body: &[u8]) ->
     answer
 }
 
-/// Audits a call; a new admin password ends every session (log in again).
+/// Audits a call. (A new admin password ends every session through the
+/// password tag each session carries.)
 fn after_call(admin: &Admin, req: &Req, method: &Method, path: &str, answer: &Answer) {
     audit::api_call(&admin.ctl.server.store, &req.who(), method, path, answer);
-    if path == "/v1/admin/password" && answer.status.is_success() {
-        admin.sessions.clear();
-    }
 }
 
 /// Checks a login attempt: throttled per address, audited either way.
-fn check_login(admin: &Admin, req: &Req, pw: &str) -> Result<(), (StatusCode, &'static str)> {
+/// On success, the tag of the password hash the new session depends on.
+fn check_login(admin: &Admin, req: &Req, pw: &str) -> Result<[u8; 32], (StatusCode, &'static str)> {
     let store = &admin.ctl.server.store;
     if admin.throttle.is_blocked(req.ip) {
         audit::record(
@@ -366,7 +380,7 @@ fn check_login(admin: &Admin, req: &Req, pw: &str) -> Result<(), (StatusCode, &'
     admin.throttle.succeed(req.ip);
     audit::record(store, &req.who(), "login".into(), 200, String::new());
     tracing::info!(ip = %req.ip, "admin logged in");
-    Ok(())
+    Ok(session::password_tag(phc.as_deref().unwrap_or("")))
 }
 
 fn session_cookie(token: &str) -> String {
@@ -423,8 +437,8 @@ fn login_form(admin: &Admin, req: &Req) -> Resp {
         );
     }
     match check_login(admin, req, f.get("password").unwrap_or("")) {
-        Ok(()) => {
-            let (token, _) = admin.sessions.create(req.ip);
+        Ok(tag) => {
+            let (token, _) = admin.sessions.create(req.ip, tag);
             let mut r = redirect("/dashboard");
             set_cookie(&mut r, &session_cookie(&token));
             set_cookie(&mut r, &expire_cookie(LOGIN_COOKIE));
@@ -463,8 +477,8 @@ fn login_json(admin: &Admin, req: &Req) -> Resp {
         }
     };
     match check_login(admin, req, &login.password) {
-        Ok(()) => {
-            let (token, session) = admin.sessions.create(req.ip);
+        Ok(tag) => {
+            let (token, session) = admin.sessions.create(req.ip, tag);
             let mut r = json(Answer {
                 status: StatusCode::CREATED,
                 body: session_view(admin, &session),

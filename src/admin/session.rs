@@ -27,6 +27,14 @@ pub struct Session {
     pub last_seen: Timestamp,
     /// A message for the next page shown (after a redirect).
     pub flash: Option<String>,
+    /// Hash of the admin password hash in force at login: a session
+    /// outlives no password change, whichever face made it.
+    pub password: [u8; 32],
+}
+
+/// What a session remembers of the admin password (never the password).
+pub fn password_tag(phc: &str) -> [u8; 32] {
+    Sha256::digest(phc.as_bytes()).into()
 }
 
 pub struct Sessions {
@@ -56,7 +64,7 @@ impl Sessions {
     }
 
     /// Starts a session; returns its cookie token.
-    pub fn create(&self, ip: IpAddr) -> (String, Session) {
+    pub fn create(&self, ip: IpAddr, password: [u8; 32]) -> (String, Session) {
         let now = self.clock.now();
         let token = csrf::token();
         let s = Session {
@@ -65,6 +73,7 @@ impl Sessions {
             created: now,
             last_seen: now,
             flash: None,
+            password,
         };
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_SESSIONS {
@@ -107,11 +116,6 @@ impl Sessions {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(&key(token)).is_some()
     }
-
-    /// Ends every session (after the admin password changes).
-    pub fn clear(&self) {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
 }
 
 #[cfg(test)]
@@ -127,7 +131,7 @@ mod tests {
             Duration::from_secs(600),
         );
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let (t, sess) = s.create(ip);
+        let (t, sess) = s.create(ip, [0; 32]);
         assert_eq!(s.touch(&t).unwrap().csrf, sess.csrf);
         assert!(s.touch("not-a-token").is_none());
         // Idle past the limit: gone.
@@ -135,14 +139,14 @@ mod tests {
         assert!(s.touch(&t).is_none());
         // Used often but too old: gone too.
         clock.reset();
-        let (t2, _) = s.create(ip);
+        let (t2, _) = s.create(ip, [0; 32]);
         for step in 1..=12 {
             clock.set(Timestamp::now() + SignedDuration::from_secs(55 * step));
             let alive = s.touch(&t2).is_some();
             assert_eq!(alive, 55 * step < 600, "step {step}");
         }
         clock.reset();
-        let (t3, _) = s.create(ip);
+        let (t3, _) = s.create(ip, [0; 32]);
         s.flash(&t3, "saved".into());
         assert_eq!(s.touch(&t3).unwrap().flash.as_deref(), Some("saved"));
         assert_eq!(s.touch(&t3).unwrap().flash, None);

@@ -2,7 +2,7 @@
 
 import pytest
 
-from adminlib import ARTIFACTS, Daemon, build
+from .adminlib import ARTIFACTS, Daemon, build
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,7 +11,7 @@ import subprocess
 
 import requests
 
-from adminlib import ROOT
+from .adminlib import ROOT
 
 SPEC = json.loads((ROOT / "src" / "admin" / "openapi.json").read_text())
 SAMPLE = {"name": "nobody@example.com", "id": "0000000000000001", "domain": "example.com"}
@@ -248,15 +248,29 @@ def test_tls_certificate_upload(og, api, tmp_path):
     assert (og.data / "tls" / "cert.pem").read_text() == crt.read_text()
 
 
-def test_cli_and_socket_drive_the_same_api(og, api):
+def test_cli_and_socket_drive_the_same_api(og, api, tmp_path):
     og.cli("user", "add", "cli@sock.example", "--password-stdin", "--limit-day", "4", stdin="cli-secret-1\n")
     assert api.get(og.url + "/v1/users/cli@sock.example").json()["effective"]["limit_per_day"] == 4
     status, body = og.socket_call("POST", "/v1/incoming/domains", {"domain": "sock.example"})
     assert status == 201
-    status, body = og.socket_call("POST", "/v1/incoming/users", {"name": "sam@sock.example"})
-    assert status == 201
-    assert "sam@sock.example" in [i["name"] for i in api.get(og.url + "/v1/incoming/users").json()]
+    og.cli("incoming", "add-user", "sam@sock.example")
+    csv = tmp_path / "incoming.csv"
+    csv.write_text("tim,sock.example\nnot an address\n")
+    r = og.cli("incoming", "import", str(csv), check=False)
+    assert r.returncode != 0 and "line 2" in r.stderr
+    out = og.cli("incoming", "import", str(csv), "--skip-invalid").stdout
+    assert "added: tim@sock.example" in out and "skipped line 2" in out
+    assert {"sam@sock.example", "tim@sock.example"} <= {i["name"] for i in api.get(og.url + "/v1/incoming/users").json()}
+    assert "would add" in og.cli("incoming", "to-outgoing", "--preview").stdout
+    out = og.cli("incoming", "to-outgoing").stdout
+    assert "sam@sock.example" in out and "no password" in out
+    assert api.get(og.url + "/v1/users/sam@sock.example").json()["has_password"] is False
+    export = og.cli("export").stdout
+    assert export.startswith("user,domain,kind,has_password,status") and "sam@sock.example" in export
     og.cli("user", "lock", "cli@sock.example")
     assert api.get(og.url + "/v1/users/cli@sock.example").json()["lock"]["state"] == "locked_by_admin"
     audit = api.get(og.url + "/v1/audit?filter=root@control-socket").json()
     assert {"POST /v1/users/cli@sock.example/lock", "POST /v1/incoming/users"} <= {e["action"] for e in audit}
+    assert "POST /v1/users/import-incoming" in og.cli("audit", "--filter", "import-incoming").stdout
+    assert "user added" in og.cli("logs", "cli@sock.example").stdout
+    assert og.cli("tls", "show").stdout.startswith("sha256 ")

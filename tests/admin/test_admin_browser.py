@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from adminlib import PASSWORD, submit_spam
+from .adminlib import PASSWORD, submit_spam
 
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")

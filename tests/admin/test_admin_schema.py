@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from adminlib import Daemon
+from .adminlib import Daemon
 
 SCHEMATHESIS = shutil.which("schemathesis") or shutil.which("st")
 

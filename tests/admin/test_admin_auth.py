@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 import requests
 
-from adminlib import PASSWORD, Daemon
+from .adminlib import Daemon
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +60,30 @@ def test_session_expires_when_idle_and_when_old(strict):
     strict.socket_call("PUT", "/v1/debug/clock", {})
 
 
+def test_admin_password_change(strict):
+    s = strict.login()
+    r = s.put(strict.url + "/v1/admin/password", json={"password": "short"})
+    assert r.status_code == 400 and "at least 8" in r.json()["error"]
+    assert s.put(strict.url + "/v1/admin/password", json={"password": "a-new-admin-pass"}).status_code == 200
+    # Every HTTPS session ends; the old password no longer works.
+    assert s.get(strict.url + "/v1/session").status_code == 401
+    s = strict.login("a-new-admin-pass")
+    # Root resets it over the socket (a lost password), from standard input;
+    # that ends the HTTPS sessions too.
+    strict.cli("admin-password", stdin="root-set-password\n")
+    assert s.get(strict.url + "/v1/session").status_code == 401
+    assert post_login(strict, "a-new-admin-pass").status_code == 401
+    assert post_login(strict, "root-set-password").status_code == 201
+
+
 def test_login_throttling(strict):
+    # Last in this module: it leaves 127.0.0.1 blocked on this daemon.
+    strict.cli("admin-password", stdin="throttle-test-pass\n")
     for _ in range(2):
         assert post_login(strict, "wrong-password").status_code == 401
     # The third failure blocks the address, then even the right password waits.
     assert post_login(strict, "wrong-password").status_code == 401
-    r = post_login(strict, PASSWORD)
+    r = post_login(strict, "throttle-test-pass")
     assert r.status_code == 429 and "too many" in r.json()["error"]
     audit = strict.socket_call("GET", "/v1/audit?filter=login")[1]
     actions = [e["action"] for e in audit]
