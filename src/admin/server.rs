@@ -25,6 +25,9 @@ use crate::control::{Answer, routes};
 const MAX_BODY: usize = 16 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
+/// Connections served at once over all admin listeners; more wait in the
+/// kernel's backlog. A handful of admins needs far fewer.
+const MAX_CONNECTIONS: usize = 64;
 pub const SESSION_COOKIE: &str = "og_session";
 const LOGIN_COOKIE: &str = "og_login";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -39,13 +42,21 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     for l in listeners {
         l.set_nonblocking(true)?;
         let l = TcpListener::from_std(l)?;
         tracing::info!(addr = %l.local_addr()?, "admin HTTPS listening");
-        let (admin, mut shutdown) = (admin.clone(), shutdown.clone());
+        let (admin, slots, mut shutdown) = (admin.clone(), slots.clone(), shutdown.clone());
         tasks.spawn(async move {
             loop {
+                let slot = tokio::select! {
+                    s = slots.clone().acquire_owned() => match s {
+                        Ok(s) => s,
+                        Err(_) => break,
+                    },
+                    _ = shutdown.changed() => break,
+                };
                 let (tcp, peer) = tokio::select! {
                     a = l.accept() => match a {
                         Ok(a) => a,
@@ -57,7 +68,11 @@ pub async fn run(
                     },
                     _ = shutdown.changed() => break,
                 };
-                tokio::spawn(serve(admin.clone(), tcp, peer));
+                let admin = admin.clone();
+                tokio::spawn(async move {
+                    serve(admin, tcp, peer).await;
+                    drop(slot);
+                });
             }
         });
     }

@@ -274,3 +274,60 @@ def test_cli_and_socket_drive_the_same_api(og, api, tmp_path):
     assert "POST /v1/users/import-incoming" in og.cli("audit", "--filter", "import-incoming").stdout
     assert "user added" in og.cli("logs", "cli@sock.example").stdout
     assert og.cli("tls", "show").stdout.startswith("sha256 ")
+
+
+def page_token(s, url):
+    return re.search(r'name="csrf" value="([^"]+)"', s.get(url).text).group(1)
+
+
+def test_settings_page_saves_typed_values(og, api):
+    page = og.url + "/settings"
+    token = page_token(api, page)
+    before = api.get(og.url + "/v1/settings").json()
+    form = {
+        "csrf": token,
+        "timezone": "Europe/Paris",
+        "ip_auth": "false",  # the hidden field of an unticked checkbox
+        "sender_check": "exact",
+        "quarantine": ["false", "true"],  # hidden field, then the ticked box
+        "quarantine_retention_days": "21",
+        "admin_address": "postmaster@example.com",
+        "defaults.limit_per_day": "321",
+        "defaults.auto_lock": ["false", "true"],
+    }
+    r = api.post(page, data=form, allow_redirects=False)
+    assert r.status_code == 303, r.text
+    s = api.get(og.url + "/v1/settings").json()
+    assert s["timezone"] == "Europe/Paris" and s["ip_auth"] is False and s["sender_check"] == "exact"
+    assert s["quarantine"] is True and s["quarantine_retention_days"] == 21
+    assert s["defaults"]["limit_per_day"] == 321 and s["defaults"]["auto_lock"] is True
+    assert s["defaults"]["limit_per_week"] == before["defaults"]["limit_per_week"]
+    # A negative number is refused with a message and changes nothing.
+    form.update({"csrf": page_token(api, page), "defaults.limit_per_day": "-4"})
+    r = api.post(page, data=form)
+    assert r.status_code == 400 and "must not be negative" in r.text
+    assert api.get(og.url + "/v1/settings").json()["defaults"]["limit_per_day"] == 321
+    api.patch(og.url + "/v1/settings", json={k: before[k] for k in ("timezone", "ip_auth", "sender_check")})
+
+
+def test_pages_escape_what_they_show(og, api):
+    api.post(og.url + "/v1/users", json={"name": "<script>alert(1)</script>", "password": "longenough1"})
+    page = api.get(og.url + "/audit").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>" not in page
+    r = api.get(og.url + "/users?filter=%3Cb%3Ex")
+    assert 'value="&lt;b&gt;x"' in r.text and "<b>x" not in r.text
+    assert "script-src" not in r.headers["content-security-policy"]  # no script at all
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+
+
+def test_certificate_page_refuses_a_bad_upload(og, api, tmp_path):
+    before = served_fingerprint(og.port)
+    token = page_token(api, og.url + "/tls")
+    r = api.post(
+        og.url + "/tls",
+        data={"csrf": token},
+        files={"certificate": ("c.pem", b"not a certificate"), "private_key": ("k.pem", b"nor a key")},
+    )
+    assert r.status_code == 400 and "certificate" in r.text
+    assert served_fingerprint(og.port) == before
