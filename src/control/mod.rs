@@ -35,6 +35,7 @@ pub struct Control {
     pub config: Arc<Config>,
     /// The certificate served by every TLS listener, replaced on upload.
     pub certs: Arc<crate::tls::Certs>,
+    pub delivery: Arc<crate::delivery::Stats>,
 }
 
 pub async fn run(
