@@ -151,6 +151,7 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         "incoming_domains": store.incoming_domains().map_err(internal)?.len(),
         "incoming_users": store.incoming_users().map_err(internal)?.len(),
         "since_start": ctl.server.stats.snapshot(),
+        "delivery": ctl.delivery.snapshot(),
     }))
 }
 

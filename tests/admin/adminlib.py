@@ -58,6 +58,11 @@ submissions = ["127.0.0.1:{self.smtps}"]
 [admin]
 listen = ["127.0.0.1:{self.port}"]
 {admin_extra}
+[delivery]
+# A closed loopback port: released or accepted mail stays queued and no
+# test reaches the network.
+smarthost = "127.0.0.1:1"
+starttls = "opportunistic"
 [debug]
 clock_override = {"true" if debug_clock else "false"}
 """

@@ -1,8 +1,8 @@
 """The admin page in headless Chromium (Debian chromium + chromium-driver)
 through WebDriver: log in, add a user through the dialog, import a CSV
 with a bad line then fix it, import from incoming users, unlock a locked
-user, release a quarantined message; each step checked in the API
-afterwards. Screenshots are kept in tests/artifacts/."""
+user, release a quarantined message, retry and delete it in the queue;
+each step checked in the API afterwards. Screenshots are kept in tests/artifacts/."""
 
 import shutil
 import tempfile
@@ -180,15 +180,28 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     click(d, d.find_element(By.XPATH, "//main//button[text()='Release']"))
     assert "released" in flash(d)
     assert api.get(og.url + "/v1/quarantine").json() == []
-    assert [q["user"] for q in api.get(og.url + "/v1/queue").json()] == ["spam@import.example"]
+    [queued] = api.get(og.url + "/v1/queue").json()
+    assert queued["user"] == "spam@import.example"
+
+    # The queue: retry it now, then delete it (the next hop is a closed port).
+    d.get(og.url + "/queue")
+    row = d.find_element(By.CSS_SELECTOR, f"#queue tr[data-id='{queued['id']}']")
+    shot(d, artifacts, "11-queue")
+    click(d, row.find_element(By.XPATH, ".//button[text()='Retry']"))
+    assert "set for delivery now" in flash(d)
+    assert any(e["action"] == f"POST /v1/queue/{queued['id']}/retry" for e in api.get(og.url + "/v1/audit").json())
+    row = d.find_element(By.CSS_SELECTOR, f"#queue tr[data-id='{queued['id']}']")
+    click(d, row.find_element(By.XPATH, ".//button[text()='Delete']"))
+    assert "deleted" in flash(d)
+    assert api.get(og.url + f"/v1/queue/{queued['id']}").status_code == 404
 
     # The users list with counters, the dashboard and settings, for the record.
     d.get(og.url + "/users")
-    shot(d, artifacts, "11-users")
+    shot(d, artifacts, "12-users")
     d.get(og.url + "/dashboard")
     assert d.find_element(By.ID, "quarantine-size").text.startswith("0")
     d.get(og.url + "/settings")
-    shot(d, artifacts, "12-settings")
+    shot(d, artifacts, "13-settings")
 
     # Logging out ends the session.
     click(d, d.find_element(By.XPATH, "//nav//button[text()='Log out']"))

@@ -199,6 +199,9 @@ pub fn handle(
         (true, ["incoming", "import"]) => imports::import_incoming_csv(&c),
         (false, ["queue"]) => system::queue(&c),
         (false, ["queue", id]) => system::queue_entry(&c, id),
+        (true, ["queue", id, action @ ("retry" | "bounce" | "delete")]) => {
+            system::queue_action(&c, id, action)
+        }
         (false, ["quarantine"]) => system::quarantine(&c),
         (false, ["quarantine", id]) => system::quarantine_entry(&c, id),
         (true, ["quarantine", id, "release"]) => system::quarantine_action(&c, id, true),

@@ -52,6 +52,12 @@ pub fn dashboard(c: &Ctx) -> Resp {
             "refused",
         ),
         card(&st["messages_caught"], "spam and malware caught", "caught"),
+        card(
+            &s["delivery"]["delivered"],
+            "recipients delivered",
+            "delivered",
+        ),
+        card(&s["delivery"]["bounced"], "recipients bounced", "bounced"),
         card(&st["sessions"], "SMTP sessions", "sessions"),
         card(
             &st["auth_failures"],
@@ -118,22 +124,69 @@ pub fn queue(c: &Ctx) -> Resp {
             .collect();
         let _ = write!(
             rows,
-            "<tr><td><a href=\"/queue/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-id=\"{}\"><td><a href=\"/queue/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"nowrap\">{}</td></tr>",
+            esc(&id),
             seg(&id),
             esc(&id),
             esc(&when(&e["received"])),
-            esc(&cell(&e["user"])),
-            esc(&cell(&e["sender"])),
+            who_sent(e),
             esc(&rcpts.join(", ")),
             esc(&cell(&e["size"])),
             esc(&cell(&e["state"])),
             esc(&when(&e["next_attempt"])),
+            queue_buttons(c, &id, e["state"] == "queued"),
         );
     }
     let body = format!(
-        r#"<table id="queue"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Sender</th><th>Recipients</th><th class="num">Size</th><th>State</th><th>Next attempt</th></tr></thead><tbody>{rows}</tbody></table>"#
+        r#"<p class="muted">Retry tries delivery now; Bounce gives up and returns the message to its sender; Delete drops it silently.</p>
+<table id="queue"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th class="num">Size</th><th>State</th><th>Next attempt</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#
     );
     c.render("Queue", "/queue", &body)
+}
+
+fn queue_buttons(c: &Ctx, id: &str, waiting: bool) -> String {
+    let href = format!("/queue/{}", seg(id));
+    let mut out = String::new();
+    if waiting {
+        out.push_str(&button(
+            &format!("{href}/retry"),
+            "Retry",
+            c.csrf(),
+            "small",
+        ));
+        out.push(' ');
+        out.push_str(&button(
+            &format!("{href}/bounce"),
+            "Bounce",
+            c.csrf(),
+            "secondary small",
+        ));
+        out.push(' ');
+    }
+    out.push_str(&button(
+        &format!("{href}/delete"),
+        "Delete",
+        c.csrf(),
+        "danger small",
+    ));
+    out
+}
+
+pub fn queue_action(c: &Ctx, id: &str, action: &str) -> Resp {
+    let uri = format!("/v1/queue/{}", seg(id));
+    let a = match action {
+        "delete" => c.call(Method::DELETE, &uri, b""),
+        _ => c.call(Method::POST, &format!("{uri}/{action}"), b""),
+    };
+    if !ok(&a) {
+        return c.failed("Queue", "/queue", &a, "/queue");
+    }
+    let done = match action {
+        "retry" => "set for delivery now",
+        "bounce" => "returned to its sender",
+        _ => "deleted",
+    };
+    c.done(format!("Message {id} {done}."), "/queue")
 }
 
 /// A JSON object as a two-column table (for entries whose shape belongs
@@ -168,11 +221,26 @@ pub fn queue_entry(c: &Ctx, id: &str) -> Resp {
         return c.failed("Queued message", "/queue", &a, "/queue");
     }
     let body = format!(
-        "{}<h2>Headers</h2><pre>{}</pre><p><a href=\"/queue\">Back to the queue</a></p>",
+        "<p>{}</p>{}<h2>Headers</h2><pre>{}</pre><p><a href=\"/queue\">Back to the queue</a></p>",
+        queue_buttons(c, id, a.body["state"] == "queued"),
         object_table(&a.body),
         esc(&cell(&a.body["headers"]))
     );
     c.render(&format!("Queued message {id}"), "/queue", &body)
+}
+
+/// The user, and the envelope sender when it is another address.
+fn who_sent(e: &Value) -> String {
+    let (user, sender) = (cell(&e["user"]), cell(&e["sender"]));
+    if sender == user {
+        esc(&user)
+    } else {
+        format!(
+            "{}<br><span class=\"muted\">from {}</span>",
+            esc(&user),
+            esc(if sender.is_empty() { "<>" } else { &sender })
+        )
+    }
 }
 
 fn recipients(v: &Value) -> String {
@@ -207,13 +275,12 @@ pub fn quarantine(c: &Ctx) -> Resp {
             .collect();
         let _ = write!(
             rows,
-            "<tr data-id=\"{}\"><td><a href=\"/quarantine/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><ul class=\"reasons\">{}</ul></td><td class=\"nowrap\">{} {}</td></tr>",
+            "<tr data-id=\"{}\"><td><a href=\"/quarantine/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><ul class=\"reasons\">{}</ul></td><td class=\"nowrap\">{} {}</td></tr>",
             esc(&id),
             seg(&id),
             esc(&id),
             esc(&when(&e["received"])),
-            esc(&cell(&e["user"])),
-            esc(&cell(&e["sender"])),
+            who_sent(e),
             esc(&recipients(&e["recipients"])),
             esc(&cell(&e["class"])),
             reasons,
@@ -232,7 +299,7 @@ pub fn quarantine(c: &Ctx) -> Resp {
         );
     }
     let body = format!(
-        "<p class=\"muted\">Spam and malware held back; releasing a message queues it for delivery.</p><table id=\"quarantine\"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Sender</th><th>Recipients</th><th>Class</th><th>Reasons</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        "<p class=\"muted\">Spam and malware held back; releasing a message queues it for delivery.</p><table id=\"quarantine\"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th>Class</th><th>Reasons</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
     );
     c.render("Quarantine", "/quarantine", &body)
 }
