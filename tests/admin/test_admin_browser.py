@@ -101,6 +101,17 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     assert u["settings"]["auto_lock"] is False and u["settings"]["quarantine_response"] == "accepted"
     assert u["settings"]["limit_per_week"] is None
 
+    # The edit dialog: change one setting, reset another to the default.
+    d.get(og.url + "/users")
+    click(d, d.find_element(By.CSS_SELECTOR, "tr[data-user='web.user@example.com'] a.btn"))
+    assert d.find_element(By.ID, "limit_per_day").get_attribute("value") == "12"
+    d.find_element(By.ID, "limit_per_day").clear()
+    d.find_element(By.ID, "limit_per_week").send_keys("99")
+    click(d, d.find_element(By.ID, "save"))
+    assert "saved" in flash(d)
+    s = api.get(og.url + "/v1/users/web.user@example.com").json()["settings"]
+    assert s["limit_per_day"] is None and s["limit_per_week"] == 99 and s["max_recipients_per_day"] == 40
+
     # Validation is clear and keeps what was typed.
     d.get(og.url + "/users/new")
     d.find_element(By.ID, "name").send_keys("bad name")
