@@ -264,10 +264,11 @@ fn rank(class: Class) -> u8 {
 ///
 /// - Class: the worst of all — Malware from any engine wins, otherwise Spam
 ///   from any engine makes the message Spam.
-/// - Score: the built-in score, raised to an engine's score where that is
-///   higher, and to 100 (the built-in malware score) when an engine found
-///   malware. Engines use their own scales, so the score is informative;
-///   the class is what the caller acts on.
+/// - Score: the built-in score, raised to the score of an engine that found
+///   spam where that is higher, and to 100 (the built-in malware score) when
+///   an engine found malware. Engines use their own scales (rspamd's spam
+///   threshold is 15, not 5), so a clean finding never changes the score;
+///   the score is informative, the class is what the caller acts on.
 /// - Reasons: the built-in reasons, then one line per finding prefixed by
 ///   the engine name (clean findings included, so logs show who was asked).
 pub fn combine(builtin: Verdict, findings: &[Finding]) -> Verdict {
@@ -277,6 +278,7 @@ pub fn combine(builtin: Verdict, findings: &[Finding]) -> Verdict {
             verdict.class = f.class;
         }
         if let Some(s) = f.score
+            && f.class != Class::Clean
             && s.is_finite()
             && s > verdict.score
         {
@@ -343,6 +345,13 @@ mod tests {
         );
         assert_eq!(v.class, Class::Malware);
         assert_eq!(v.score, 100.0);
+
+        let v = combine(
+            builtin(Class::Clean, 1.0),
+            &[finding("rspamd", Class::Clean, Some(5.9))],
+        );
+        assert_eq!(v.class, Class::Clean);
+        assert_eq!(v.score, 1.0);
 
         let v = combine(builtin(Class::Spam, 6.0), &[]);
         assert_eq!(v.class, Class::Spam);
