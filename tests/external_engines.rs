@@ -509,20 +509,28 @@ async fn engines_combine_and_failures_name_the_engine() {
     assert!(verdict.reasons[0].starts_with("clamd: virus found: Outguard.Test.Pattern"));
     assert!(verdict.reasons[1].starts_with("spamd: score"));
 
-    // rspamd configured but nothing listens on its port.
+    // rspamd configured but nothing listens on its port: an error naming
+    // rspamd, unless another engine found malware (no answer can change
+    // that verdict).
     let closed = free_port();
     cfg.rspamd = Some(RspamdConfig {
         url: format!("http://127.0.0.1:{closed}"),
         ..RspamdConfig::default()
     });
-    let err = external::check(&cfg, &message)
+    let spam_only = plain_message("offer", GTUBE);
+    let err = external::check(&cfg, &spam_only)
         .await
         .expect_err("rspamd is down");
     assert_eq!(err.engine, "rspamd");
     assert!(matches!(err.kind, ErrorKind::Io(_)), "{err}");
-    let each = external::check_each(&cfg, &message).await;
+    let each = external::check_each(&cfg, &spam_only).await;
     assert_eq!(each.len(), 3);
     assert!(each[0].is_ok() && each[1].is_ok() && each[2].is_err());
+    let found = external::check(&cfg, &message)
+        .await
+        .expect("malware found, rspamd's failure cannot change it");
+    let engines: Vec<_> = found.iter().map(|f| f.engine).collect();
+    assert_eq!(engines, ["clamd", "spamd"]);
 
     // An engine that accepts the connection but never answers times out.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -541,7 +549,7 @@ async fn engines_combine_and_failures_name_the_engine() {
         timeout_ms: 300,
         ..SpamdConfig::default()
     });
-    let err = external::check(&cfg, &message)
+    let err = external::check(&cfg, &spam_only)
         .await
         .expect_err("spamd is silent");
     assert_eq!(err.engine, "spamd");

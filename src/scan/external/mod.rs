@@ -246,10 +246,26 @@ pub async fn check_each(
 
 /// Asks every configured engine concurrently. All must answer: the first
 /// failure (in the order clamd, spamd, rspamd) is returned so the caller
-/// applies its fail-safe action, even when another engine did answer.
+/// applies its fail-safe action, even when another engine did answer —
+/// except when an engine found malware: no other answer can change that
+/// verdict, so the findings are returned and the failures only logged.
 /// Callers that prefer to act on partial answers use [`check_each`].
 pub async fn check(cfg: &ExternalConfig, message: &[u8]) -> Result<Vec<Finding>, ExternalError> {
-    check_each(cfg, message).await.into_iter().collect()
+    let results = check_each(cfg, message).await;
+    let malware = results
+        .iter()
+        .any(|r| matches!(r, Ok(f) if f.class == Class::Malware));
+    let mut findings = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(f) => findings.push(f),
+            Err(e) if malware => {
+                tracing::warn!(error = %e, "external engine failed; malware already found")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(findings)
 }
 
 fn rank(class: Class) -> u8 {
