@@ -36,7 +36,7 @@ pub struct ClamdConfig {
     pub address: Option<String>,
     /// Whole exchange: connect, stream, verdict.
     pub timeout_ms: u64,
-    /// clamd's `StreamMaxLength` (default 25 MiB there). A larger message
+    /// clamd's `StreamMaxLength` (25M in Debian's clamd.conf). A larger message
     /// is not sent (clamd would drop the connection); it is an error so the
     /// caller's fail-safe action applies.
     pub max_stream_bytes: u64,
