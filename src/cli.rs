@@ -21,6 +21,9 @@ pub enum Command {
     /// Accepted mail waiting in the queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Spam and malware kept for review.
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
     /// System settings (timezone, IP authorisation, sender check, defaults).
     #[command(subcommand)]
     Settings(SettingsCmd),
@@ -230,6 +233,26 @@ pub enum QueueCmd {
 }
 
 #[derive(Subcommand)]
+pub enum QuarantineCmd {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue the message for delivery.
+    Release {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum SettingsCmd {
     Show {
         #[arg(long)]
@@ -407,6 +430,7 @@ pub fn run(command: Command, socket: &Path) -> Result<(), String> {
         Command::User(c) => user(c, socket),
         Command::Queue(c) => queue(c, socket),
         Command::Settings(c) => settings(c, socket),
+        Command::Quarantine(c) => quarantine(c, socket),
         Command::Debug(DebugCmd::Clock { time }) => {
             let body = if time == "now" {
                 json!({})
@@ -621,6 +645,69 @@ fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
                 println!("received: {}", v["received"].as_str().unwrap_or(""));
                 println!("\n{}", v["headers"].as_str().unwrap_or(""));
             }
+        }
+    }
+    Ok(())
+}
+
+fn quarantine(c: QuarantineCmd, socket: &Path) -> Result<(), String> {
+    match c {
+        QuarantineCmd::List { json } => {
+            let v = call(socket, "GET", "/v1/quarantine", None)?;
+            if json {
+                print_json(&v);
+            } else {
+                for e in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{} {} {:>6.1} {} <{}> {}",
+                        e["id"].as_str().unwrap_or(""),
+                        e["received"].as_str().unwrap_or(""),
+                        e["score"].as_f64().unwrap_or(0.0),
+                        e["class"].as_str().unwrap_or(""),
+                        e["sender"].as_str().unwrap_or(""),
+                        e["user"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        QuarantineCmd::Show { id, json } => {
+            let v = call(socket, "GET", &format!("/v1/quarantine/{}", seg(&id)), None)?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("id:      {}", v["id"].as_str().unwrap_or(""));
+                println!("user:    {}", v["user"].as_str().unwrap_or(""));
+                println!(
+                    "class:   {} (score {})",
+                    v["class"].as_str().unwrap_or(""),
+                    v["score"]
+                );
+                for r in v["reasons"].as_array().into_iter().flatten() {
+                    println!("reason:  {}", r.as_str().unwrap_or(""));
+                }
+                println!("\n{}", v["headers"].as_str().unwrap_or(""));
+            }
+        }
+        QuarantineCmd::Release { id } => {
+            let v = call(
+                socket,
+                "POST",
+                &format!("/v1/quarantine/{}/release", seg(&id)),
+                None,
+            )?;
+            println!(
+                "released {id} as queue id {}",
+                v["queue_id"].as_str().unwrap_or("")
+            );
+        }
+        QuarantineCmd::Delete { id } => {
+            call(
+                socket,
+                "DELETE",
+                &format!("/v1/quarantine/{}", seg(&id)),
+                None,
+            )?;
+            println!("deleted {id}");
         }
     }
     Ok(())

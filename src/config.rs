@@ -19,12 +19,54 @@ pub struct Config {
     pub run_user: String,
     /// Name announced in the banner and EHLO reply; empty means the host name.
     pub hostname: String,
+    /// How often timed locks and quarantine retention are checked.
+    pub housekeeping_secs: u64,
     pub smtp: SmtpConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub control: ControlConfig,
+    pub scan: ScanSettings,
     pub log: LogConfig,
     pub debug: DebugConfig,
+}
+
+/// What happens to a message the scanner could not judge (error, timeout,
+/// message over the scanner's bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    /// 451 4.7.1: the client keeps the message and retries later.
+    Tempfail,
+    /// 554 5.7.0: refused for good.
+    Reject,
+    /// Queued unscanned (logged).
+    Accept,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanSettings {
+    /// Scan outgoing mail at the end of DATA.
+    pub enabled: bool,
+    /// Longest a scan may take before the failure action applies.
+    pub timeout_ms: u64,
+    pub failure_action: FailureAction,
+    /// Scans running at once (CPU-bound; the rest wait their turn).
+    pub max_parallel: usize,
+    /// The built-in engine: limits, attachment policy, spam threshold.
+    pub builtin: crate::scan::ScanConfig,
+}
+
+impl Default for ScanSettings {
+    fn default() -> Self {
+        ScanSettings {
+            enabled: true,
+            timeout_ms: 10_000,
+            failure_action: FailureAction::Tempfail,
+            max_parallel: 2,
+            builtin: crate::scan::ScanConfig::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,10 +155,12 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/outguard"),
             run_user: "outguard".into(),
             hostname: String::new(),
+            housekeeping_secs: 30,
             smtp: SmtpConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             control: ControlConfig::default(),
+            scan: ScanSettings::default(),
             log: LogConfig::default(),
             debug: DebugConfig::default(),
         }

@@ -39,6 +39,8 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         Arc::new(Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?);
     privileged.give(&store_path)?;
     let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
+    // Signatures and a retrained model are read now, while privileged.
+    let screener = smtp::Screener::new(&cfg.scan, &cfg.data_dir)?;
 
     let mut listeners = Vec::new();
     let groups = [
@@ -91,6 +93,8 @@ pub fn serve(cfg: Config) -> Result<(), String> {
                 Duration::from_secs(cfg.auth.block_secs),
             ),
             tls: tokio_rustls::TlsAcceptor::from(tls_config),
+            screener,
+            scan_failure: cfg.scan.failure_action,
             stats: smtp::Stats::default(),
         });
         let (stop, stopped) = watch::channel(false);
@@ -99,6 +103,12 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             config: Arc::new(cfg.clone()),
         });
         let control_task = tokio::spawn(control::run(ctl, control_listener, stopped.clone()));
+        let every = Duration::from_secs(cfg.housekeeping_secs.max(1));
+        tokio::spawn(crate::housekeeping::run(
+            server.clone(),
+            every,
+            stopped.clone(),
+        ));
         let smtp_task = tokio::spawn(smtp::run(server, Listeners(listeners), stopped));
         tracing::info!(socket = %socket.display(), "outguard ready");
         wait_for_signal().await;

@@ -29,6 +29,14 @@ pub struct SystemSettings {
     /// Whether IP-address users authenticate by their address.
     pub ip_auth: bool,
     pub sender_check: SenderCheck,
+    /// Keep spam and malware for the admin to release or delete (off:
+    /// such mail is dropped). The user's quarantine response decides the
+    /// reply either way.
+    pub quarantine: bool,
+    /// Days a quarantined message is kept before it is deleted.
+    pub quarantine_retention_days: u32,
+    /// Where lock and unlock notices are mailed; empty: none are sent.
+    pub admin_address: String,
     /// Values for user settings a user leaves unset.
     pub defaults: EffectiveSettings,
 }
@@ -39,6 +47,9 @@ impl Default for SystemSettings {
             timezone: "UTC".into(),
             ip_auth: true,
             sender_check: SenderCheck::Domain,
+            quarantine: true,
+            quarantine_retention_days: 30,
+            admin_address: String::new(),
             defaults: EffectiveSettings::default(),
         }
     }
@@ -46,6 +57,16 @@ impl Default for SystemSettings {
 
 impl SystemSettings {
     pub fn validate(&self) -> Result<TimeZone, String> {
+        if !self.admin_address.is_empty() {
+            let (local, domain) = self.admin_address.rsplit_once('@').ok_or_else(|| {
+                format!("admin_address '{}' is not an address", self.admin_address)
+            })?;
+            crate::users::validate_local_part(local)?;
+            crate::users::validate_domain(domain)?;
+        }
+        if self.quarantine_retention_days == 0 {
+            return Err("quarantine_retention_days must be at least 1".into());
+        }
         windows::timezone(&self.timezone)
     }
 }

@@ -81,7 +81,10 @@ class Daemon:
             "debug": {"clock_override": True},
         }
         for name, values in sections.items():
-            cfg.setdefault(name, {}).update(values)
+            if isinstance(values, dict):
+                cfg.setdefault(name, {}).update(values)
+            else:
+                cfg[""][name] = values  # a top-level key
         lines = []
         for name, values in cfg.items():
             if name:
@@ -102,9 +105,12 @@ class Daemon:
     def _ready(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"daemon exited: {self.log()}")
+        # The listeners are bound before the control socket appears; probing
+        # the API rather than an SMTP port leaves session counts untouched.
+        if not self.socket.exists():
+            return False
         try:
-            socket.create_connection(("127.0.0.1", self.submissions), timeout=1).close()
-            return self.socket.exists()
+            return self.api("GET", "/v1/health")[0] == 200
         except OSError:
             return False
 
@@ -263,7 +269,19 @@ def login(port, user, password=PASSWORD, implicit=False):
     return r
 
 
-def send_message(r, sender, rcpts, body="Subject: test\r\n\r\nhello\r\n"):
+def ham(subject="Minutes of Tuesday meeting", sender="alice@example.com", to="bob@remote.example"):
+    """An ordinary business message (the scanner must pass it)."""
+    from email.utils import formatdate, make_msgid
+
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {formatdate()}\r\n"
+        f"Message-ID: {make_msgid(domain='example.com')}\r\n\r\n"
+        "Hi Bob,\r\n\r\nattached are the notes from the meeting on Tuesday. "
+        "Let me know if I missed anything.\r\n\r\nThanks,\r\nAlice\r\n"
+    )
+
+
+def send_message(r, sender, rcpts, body=None):
     """MAIL, RCPT..., DATA on an open session; returns the final reply."""
     code, last, _ = r.cmd(f"MAIL FROM:<{sender}>")
     if code != 250:
@@ -274,6 +292,6 @@ def send_message(r, sender, rcpts, body="Subject: test\r\n\r\nhello\r\n"):
             return code, last
     code, last, _ = r.cmd("DATA")
     assert code == 354, last
-    r.send(body + ".\r\n")
+    r.send((body if body is not None else ham()) + ".\r\n")
     code, last, _ = r.reply()
     return code, last

@@ -4,7 +4,7 @@ clock is moved through the control API), exact under concurrency."""
 
 import threading
 
-from conftest import login, send_message
+from conftest import ham, login, send_message
 
 USER = "alice@example.com"
 
@@ -83,7 +83,7 @@ def test_recipients_per_day(daemon):
     assert text == "452 4.5.3 daily recipient limit of 3 reached; it resets at 2026-11-28 00:00 UTC"
     # The transaction goes on with the recipient it has.
     assert r.cmd("DATA")[0] == 354
-    r.send("Subject: x\r\n\r\nx\r\n.\r\n")
+    r.send(ham() + ".\r\n")
     assert r.reply()[0] == 250
     assert daemon.user(USER)["usage"]["recipients_day"] == 3
     daemon.set_clock("2026-11-28T00:00:01Z")
@@ -115,7 +115,7 @@ def test_two_sessions_cannot_pass_a_limit_together(daemon):
 
     def finish(r):
         barrier.wait()
-        r.send("Subject: race\r\n\r\nx\r\n.\r\n")
+        r.send(ham() + ".\r\n")
         results.append(r.reply()[:2])
 
     threads = [threading.Thread(target=finish, args=(r,)) for r in sessions]

@@ -5,7 +5,7 @@ each case the daemon must still serve a new client."""
 import socket
 import time
 
-from conftest import Raw, login, send_message, wait_for
+from conftest import Raw, ham, login, send_message, wait_for
 
 USER = "alice@example.com"
 
@@ -124,7 +124,7 @@ def test_pipelined_commands_answered_in_order(daemon):
     r = login(daemon.submission, USER)
     r.send(f"MAIL FROM:<{USER}>\r\nRCPT TO:<a@remote.example>\r\nRCPT TO:<b@remote.example>\r\nDATA\r\n")
     assert [r.reply()[0] for _ in range(4)] == [250, 250, 250, 354]
-    r.send("Subject: p\r\n\r\nx\r\n.\r\nNOOP\r\nQUIT\r\n")
+    r.send(ham() + ".\r\nNOOP\r\nQUIT\r\n")
     assert [r.reply()[0] for _ in range(3)] == [250, 250, 221]
     assert len(daemon.queue()) == 1
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import PASSWORD, Raw, login, tls_client_context
+from conftest import PASSWORD, Raw, ham, login, tls_client_context
 
 USER = "alice@example.com"
 
@@ -54,7 +54,7 @@ def test_swaks_submits(daemon, mode, port_attr, mech):
 def test_smtplib_submits(daemon, mode):
     daemon.add_user(USER)
     rcpt = f"carol-{mode}@remote.example"
-    msg = f"From: {USER}\r\nTo: {rcpt}\r\nSubject: smtplib {mode}\r\n\r\nbody line\r\n"
+    msg = ham(subject=f"smtplib {mode}", to=rcpt)
     if mode == "starttls":
         s = smtplib.SMTP("127.0.0.1", daemon.submission, timeout=20)
         s.starttls(context=tls_client_context())

@@ -4,7 +4,7 @@ line-numbered errors, IP users from CSV."""
 
 import json
 
-from conftest import Raw, login, send_message
+from conftest import Raw, ham, login, send_message
 
 USER = "alice@example.com"
 
@@ -41,7 +41,7 @@ def test_lock_applies_to_open_session_at_data(daemon):
     assert r.cmd("RCPT TO:<x@remote.example>")[0] == 250
     daemon.cli("user", "lock", USER)
     assert r.cmd("DATA")[0] == 354
-    r.send("Subject: x\r\n\r\nx\r\n.\r\n")
+    r.send(ham() + ".\r\n")
     assert r.reply()[:2] == (550, "550 5.7.1 account is locked until an administrator unlocks it")
     assert daemon.queue() == []
 

@@ -101,6 +101,10 @@ pub fn route(ctl: &Control, method: &Method, uri: &Uri, body: &[u8]) -> Answer {
         (&Method::PATCH, ["v1", "settings"]) => edit_settings(ctl, body),
         (&Method::GET, ["v1", "queue"]) => list_queue(ctl, &q),
         (&Method::GET, ["v1", "queue", id]) => show_queue(ctl, id),
+        (&Method::GET, ["v1", "quarantine"]) => list_quarantine(ctl),
+        (&Method::GET, ["v1", "quarantine", id]) => show_quarantine(ctl, id),
+        (&Method::POST, ["v1", "quarantine", id, "release"]) => release_quarantine(ctl, id),
+        (&Method::DELETE, ["v1", "quarantine", id]) => delete_quarantine(ctl, id),
         (&Method::PUT, ["v1", "debug", "clock"]) => set_clock(ctl, body),
         (_, ["v1", ..]) => Err(Answer::error(
             StatusCode::NOT_FOUND,
@@ -473,6 +477,81 @@ fn show_queue(ctl: &Control, id: &str) -> Res {
         v["headers"] = json!(String::from_utf8_lossy(&body[..head_end.min(64 * 1024)]));
     }
     Ok(Answer::ok(v))
+}
+
+fn quarantine_id(id: &str) -> Result<u64, Answer> {
+    parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a quarantine id")))
+}
+
+fn quarantine_view(q: &crate::store::QuarantineEntry) -> Value {
+    json!({
+        "id": queue_id(q.id),
+        "user": q.user,
+        "sender": q.sender,
+        "recipients": q.recipients,
+        "size": q.size,
+        "received": q.received,
+        "client_ip": q.client_ip,
+        "class": q.class,
+        "score": q.score,
+        "reasons": q.reasons,
+    })
+}
+
+fn list_quarantine(ctl: &Control) -> Res {
+    let entries = ctl.server.store.quarantined().map_err(internal)?;
+    Ok(Answer::ok(Value::Array(
+        entries.iter().map(quarantine_view).collect(),
+    )))
+}
+
+fn show_quarantine(ctl: &Control, id: &str) -> Res {
+    let n = quarantine_id(id)?;
+    let (q, body) = ctl
+        .server
+        .store
+        .quarantine_entry(n)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no quarantined message {id}")))?;
+    let mut v = quarantine_view(&q);
+    v["headers"] = json!(header_text(&body));
+    Ok(Answer::ok(v))
+}
+
+fn release_quarantine(ctl: &Control, id: &str) -> Res {
+    let n = quarantine_id(id)?;
+    let queue = ctl.server.committer.reserve_id();
+    let now = ctl.server.clock.now();
+    if !ctl
+        .server
+        .store
+        .release_quarantined(n, queue, now)
+        .map_err(internal)?
+    {
+        return Err(not_found(format!("no quarantined message {id}")));
+    }
+    tracing::info!(quarantine_id = %id, queue_id = %queue_id(queue), "released from quarantine");
+    Ok(Answer::ok(
+        json!({ "released": id, "queue_id": queue_id(queue) }),
+    ))
+}
+
+fn delete_quarantine(ctl: &Control, id: &str) -> Res {
+    let n = quarantine_id(id)?;
+    if !ctl.server.store.delete_quarantined(n).map_err(internal)? {
+        return Err(not_found(format!("no quarantined message {id}")));
+    }
+    tracing::info!(quarantine_id = %id, "deleted from quarantine");
+    Ok(Answer::ok(json!({ "deleted": id })))
+}
+
+/// The header section of a message, bounded, as text.
+fn header_text(body: &[u8]) -> String {
+    let end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(body.len(), |p| p + 2);
+    String::from_utf8_lossy(&body[..end.min(64 * 1024)]).into_owned()
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@ mod conn;
 mod data;
 mod listener;
 mod reply;
+mod screen;
 mod session;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_rustls::TlsAcceptor;
 
 pub use listener::{Kind, Listeners, run};
+pub use screen::Screener;
 
 use crate::auth::password::Verifier;
 use crate::auth::throttle::Throttle;
@@ -32,6 +34,8 @@ pub struct Server {
     pub verifier: Arc<Verifier>,
     pub throttle: Throttle,
     pub tls: TlsAcceptor,
+    pub screener: Screener,
+    pub scan_failure: crate::config::FailureAction,
     pub stats: Stats,
 }
 
@@ -43,6 +47,7 @@ pub struct Stats {
     pub auth_failures: AtomicU64,
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
+    pub quarantined: AtomicU64,
 }
 
 impl Stats {
@@ -58,6 +63,7 @@ impl Stats {
             "auth_failures": g(&self.auth_failures),
             "messages_accepted": g(&self.accepted),
             "messages_refused": g(&self.refused),
+            "messages_caught": g(&self.quarantined),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use jiff::Timestamp;
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -12,12 +13,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::conn::{Conn, ConnError, Line, LineRead};
 use super::data::{DataError, DataReceiver};
 use super::reply::{Reply, multiline};
+use super::screen::{self, Screened};
 use super::{Server, Stats};
 use crate::auth::sasl::{self, Response, SaslError};
+use crate::config::FailureAction;
 use crate::limits::{self, Counts};
+use crate::scan::Verdict;
 use crate::settings::SenderCheck;
-use crate::store::{AcceptError, Submission, queue_id};
-use crate::users::{EffectiveSettings, User, UserName};
+use crate::store::{AcceptError, Detection, QuarantineEntry, Submission, queue_id};
+use crate::users::{EffectiveSettings, QuarantineResponse, User, UserName};
 use crate::windows;
 
 /// Longest command line, CRLF included (RFC 5321 4.5.3.1.4).
@@ -644,7 +648,7 @@ impl Session<'_> {
             .await?;
         let tx = self.tx.take().expect("checked");
         let reply = match rx.verdict() {
-            Ok(()) => self.queue(tx, body).await,
+            Ok(()) => self.finish(tx, Bytes::from(body)).await,
             Err(e) => {
                 Stats::bump(&self.srv.stats.refused);
                 let r = data_error_reply(e, self.srv.smtp.max_message_size);
@@ -656,12 +660,131 @@ impl Session<'_> {
         Ok(Flow::Continue)
     }
 
-    async fn queue(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
+    /// Screens the message, then queues it, or handles what was caught.
+    async fn finish(&mut self, tx: Transaction, body: Bytes) -> Reply {
+        match self.srv.screener.screen(body.clone()).await {
+            Screened::Clean(_) => self.queue(tx, &body).await,
+            Screened::Caught(verdict) => self.caught(tx, &body, verdict).await,
+            Screened::Failed(why) => {
+                let action = self.srv.scan_failure;
+                tracing::warn!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), error = %why, ?action, "scan failed");
+                match action {
+                    FailureAction::Accept => self.queue(tx, &body).await,
+                    FailureAction::Tempfail => {
+                        Stats::bump(&self.srv.stats.refused);
+                        Reply::new(
+                            451,
+                            "4.7.1",
+                            "Message could not be scanned, try again later",
+                        )
+                    }
+                    FailureAction::Reject => {
+                        Stats::bump(&self.srv.stats.refused);
+                        Reply::new(554, "5.7.0", "Message could not be scanned")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Spam or malware: quarantine (or drop) it, lock the sender if
+    /// automatic lock applies, and answer as the user's quarantine
+    /// response says. Nothing is queued for delivery; nothing is counted.
+    async fn caught(&mut self, tx: Transaction, body: &[u8], v: Verdict) -> Reply {
+        let user = self.user.clone().unwrap_or_default();
+        let st = match self.standing(&user) {
+            Ok(Some(st)) => st,
+            Ok(None) => return Reply::new(550, "5.7.1", "User no longer exists"),
+            Err(r) => return r,
+        };
+        let (keep, admin) = self
+            .srv
+            .settings
+            .read(|c| (c.settings.quarantine, c.settings.admin_address.clone()));
+        let id = self.srv.committer.reserve_id();
+        let mut message = self.received_header(id, &tx).into_bytes();
+        message.extend_from_slice(body);
+        let summary = screen::summary(&v);
+        let reason = format!("{} sent (score {:.1}): {summary}", v.class, v.score);
+        let entry = QuarantineEntry {
+            id,
+            user: user.clone(),
+            sender: tx.sender.clone(),
+            recipients: tx.recipients.clone(),
+            size: message.len() as u64,
+            received: st.now,
+            client_ip: self.ip.to_string(),
+            helo: self.helo.clone().unwrap_or_default(),
+            class: v.class.to_string(),
+            score: v.score,
+            reasons: v.reasons.clone(),
+        };
+        let (store, eff, now, name) =
+            (self.srv.store.clone(), st.eff.clone(), st.now, user.clone());
+        let lock_reason = reason.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            store.record_detection(&Detection {
+                keep: keep.then_some((&entry, message.as_slice())),
+                lock: eff.auto_lock.then_some((&eff, lock_reason.as_str())),
+                user: &name,
+                now,
+            })
+        })
+        .await;
+        let lock = match stored {
+            Ok(Ok(lock)) => lock,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "storing a detection failed");
+                return Reply::new(451, "4.3.0", "Temporary local problem, try again later");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing a detection failed");
+                return Reply::new(451, "4.3.0", "Temporary local problem, try again later");
+            }
+        };
+        Stats::bump(&self.srv.stats.quarantined);
+        tracing::warn!(
+            ip = %self.ip, user, id = %queue_id(id), class = %v.class, score = v.score,
+            reasons = %v.reasons.join("; "), quarantined = keep, response = ?st.eff.quarantine_response,
+            "message caught"
+        );
+        if let Some(lock) = &lock {
+            let text = crate::store::lock_text(lock, &st.tz);
+            tracing::warn!(user, lock = %text, "user locked automatically");
+            if !admin.is_empty() {
+                let notice = crate::notify::queue_notice(
+                    &self.srv.store,
+                    self.srv.committer.reserve_id(),
+                    &self.srv.hostname,
+                    &admin,
+                    &format!("Outguard: {user} locked"),
+                    &format!(
+                        "The outgoing user {user} was locked automatically: {reason}\n\nStatus: {text}\n"
+                    ),
+                    st.now,
+                );
+                if let Err(e) = notice {
+                    tracing::error!(error = %e, "queueing the lock notice failed");
+                }
+            }
+        }
+        match st.eff.quarantine_response {
+            QuarantineResponse::Rejected => Reply::new(
+                550,
+                "5.7.1",
+                format!("Message refused: {} detected ({summary})", v.class),
+            ),
+            QuarantineResponse::Accepted => {
+                Reply::new(250, "2.0.0", format!("Ok: queued as {}", queue_id(id)))
+            }
+        }
+    }
+
+    async fn queue(&mut self, tx: Transaction, body: &[u8]) -> Reply {
         let user = self.user.clone().unwrap_or_default();
         let id = self.srv.committer.reserve_id();
         let mut message = self.received_header(id, &tx).into_bytes();
-        message.extend_from_slice(&body);
-        drop(body);
+        message.extend_from_slice(body);
         let rcpts = tx.recipients.len();
         let size = message.len();
         let submission = Submission {

@@ -194,12 +194,18 @@ fn accept_one(
     txn.open_table(QUEUE)?
         .insert(s.id, to_json(&entry)?.as_slice())?;
     txn.open_table(BODIES)?.insert(s.id, s.message.as_slice())?;
+    bump_seq(txn, s.id)?;
+    Ok(Ok(s.id))
+}
+
+/// Records that `id` is used, so a restart never hands it out again.
+pub(super) fn bump_seq(txn: &WriteTransaction, id: u64) -> Result<()> {
     let mut meta = txn.open_table(META)?;
     let seq = meta.get(QUEUE_SEQ)?.map(|v| v.value()).unwrap_or(1);
-    if s.id >= seq {
-        meta.insert(QUEUE_SEQ, s.id + 1)?;
+    if id >= seq {
+        meta.insert(QUEUE_SEQ, id + 1)?;
     }
-    Ok(Ok(s.id))
+    Ok(())
 }
 
 /// What a locked user is told.

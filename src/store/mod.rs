@@ -5,6 +5,7 @@
 //! `Durability::Immediate` is fsynced before it returns.
 
 mod accept;
+mod quarantine;
 mod queue;
 mod settings;
 mod usage;
@@ -18,7 +19,8 @@ use serde::de::DeserializeOwned;
 
 pub use accept::lock_text;
 pub use accept::{AcceptError, Committer, Submission};
-pub use queue::{QueueEntry, QueueFilter, parse_id, show_id as queue_id};
+pub use quarantine::{Detection, QuarantineEntry};
+pub use queue::{QueueEntry, QueueFilter, RcptState, Recipient, parse_id, show_id as queue_id};
 
 /// `user name -> User (JSON)`
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -32,6 +34,10 @@ const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 /// `queue id -> message bytes`, apart so that listing the queue is cheap.
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+/// `id -> QuarantineEntry (JSON)`: spam and malware kept for the admin.
+const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
+/// `id -> message bytes` of quarantined mail.
+const QBODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine_bodies");
 /// Sequences: `"queue_id" -> next id`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -83,6 +89,8 @@ impl Store {
             txn.open_table(QUEUE)?;
             txn.open_table(BODIES)?;
             txn.open_table(META)?;
+            txn.open_table(QUARANTINE)?;
+            txn.open_table(QBODIES)?;
         }
         txn.commit()?;
         Ok(Store { db })

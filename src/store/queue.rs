@@ -115,3 +115,17 @@ impl Store {
             .unwrap_or(1))
     }
 }
+
+impl Store {
+    /// Queues a message the appliance itself wrote (notices), outside any
+    /// user's limits. `id` comes from the committer's sequence.
+    pub fn enqueue(&self, entry: &QueueEntry, body: &[u8]) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(QUEUE)?
+            .insert(entry.id, super::to_json(entry)?.as_slice())?;
+        txn.open_table(BODIES)?.insert(entry.id, body)?;
+        super::accept::bump_seq(&txn, entry.id)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
