@@ -279,33 +279,47 @@ fn rank(class: Class) -> u8 {
 /// Merges engine findings into the built-in verdict.
 ///
 /// - Class: the worst of all — Malware from any engine wins, otherwise Spam
-///   from any engine makes the message Spam.
+///   from any engine makes Spam; a clean finding never lowers the class.
 /// - Score: the built-in score, raised to the score of an engine that found
 ///   spam where that is higher, and to 100 (the built-in malware score) when
 ///   an engine found malware. Engines use their own scales (rspamd's spam
 ///   threshold is 15, not 5), so a clean finding never changes the score;
 ///   the score is informative, the class is what the caller acts on.
-/// - Reasons: the built-in reasons, then one line per finding prefixed by
-///   the engine name (clean findings included, so logs show who was asked).
+/// - Reasons: one line per finding, prefixed by the engine name (clean
+///   findings included, so logs show who was asked), merged with the
+///   built-in reasons so that the sources with the worst class come first
+///   (reply lines show only the first reasons); among equals the built-in
+///   reasons come first, then the engines in order.
 pub fn combine(builtin: Verdict, findings: &[Finding]) -> Verdict {
-    let mut verdict = builtin;
+    let mut class = builtin.class;
+    let mut score = builtin.score;
     for f in findings {
-        if rank(f.class) > rank(verdict.class) {
-            verdict.class = f.class;
+        if rank(f.class) > rank(class) {
+            class = f.class;
         }
         if let Some(s) = f.score
             && f.class != Class::Clean
             && s.is_finite()
-            && s > verdict.score
+            && s > score
         {
-            verdict.score = s;
+            score = s;
         }
-        if f.class == Class::Malware && verdict.score < 100.0 {
-            verdict.score = 100.0;
+        if f.class == Class::Malware && score < 100.0 {
+            score = 100.0;
         }
-        verdict.reasons.push(format!("{}: {}", f.engine, f.reason));
     }
-    verdict
+    let mut groups: Vec<(Class, Vec<String>)> = Vec::with_capacity(findings.len() + 1);
+    groups.push((builtin.class, builtin.reasons));
+    for f in findings {
+        groups.push((f.class, vec![format!("{}: {}", f.engine, f.reason)]));
+    }
+    // Stable: ties keep the built-in-first, engine order.
+    groups.sort_by_key(|(c, _)| std::cmp::Reverse(rank(*c)));
+    Verdict {
+        class,
+        score,
+        reasons: groups.into_iter().flat_map(|(_, r)| r).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -342,7 +356,7 @@ mod tests {
         assert_eq!(v.score, 100.0);
         assert_eq!(
             v.reasons,
-            ["BUILTIN (+1.0): x", "spamd: spam", "clamd: malware"]
+            ["clamd: malware", "BUILTIN (+1.0): x", "spamd: spam"]
         );
     }
 
@@ -354,6 +368,7 @@ mod tests {
         );
         assert_eq!(v.class, Class::Spam);
         assert_eq!(v.score, 16.0);
+        assert_eq!(v.reasons, ["rspamd: spam", "BUILTIN (+1.0): x"]);
 
         let v = combine(
             builtin(Class::Malware, 100.0),
