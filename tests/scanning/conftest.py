@@ -1,8 +1,9 @@
 """Real external engines for the end-to-end scanning tests: clamd with a
 signature database written here (EICAR and a private hex pattern) and
 spamd with one private rule, each on loopback with its own config in a
-temp dir, stopped by PID at the end. A missing binary skips the tests that
-need it (Debian packages: clamav-daemon, spamd)."""
+temp dir, stopped by PID at the end. rspamd likewise, with the packaged
+rules plus one private rule. A missing binary skips the tests that need it
+(Debian packages: clamav-daemon, spamd, rspamd)."""
 
 import os
 import shutil
@@ -20,6 +21,9 @@ import pytest
 CLAMD_PATTERN = "OUTGUARD-CLAMD-TEST-PATTERN-7f3a91"
 # Only spamd knows this one (a body rule scoring 20 written below).
 SPAMD_PHRASE = "OUTGUARD-SPAMD-TEST-PHRASE-41c2"
+# Only rspamd knows this one (a Lua rule scoring 20, over its reject
+# threshold of 15).
+RSPAMD_PHRASE = "OUTGUARD-RSPAMD-TEST-PHRASE-9d07"
 
 START_DEADLINE = 300.0
 
@@ -162,6 +166,47 @@ def spamd():
     try:
         e.wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=1))
         yield f"127.0.0.1:{port}"
+    finally:
+        e.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+RSPAMD_RULE = """
+rspamd_config.OUTGUARD_TEST_PHRASE = {
+  callback = function(task)
+    return tostring(task:get_content()):find('%s', 1, true) ~= nil
+  end,
+  score = 20.0,
+  description = 'Outguard test phrase',
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def rspamd():
+    """rspamd's normal worker on a loopback port; yields its URL."""
+    binary = _binary("rspamd")
+    if not binary:
+        pytest.skip("rspamd is not installed (Debian package rspamd)")
+    d = _shared_dir("og-rspamd-")
+    port = free_port()
+    # The packaged rules ($CONFDIR) with our own options, log and single
+    # worker; LOCAL_CONFDIR is this dir, so only our rule is added.
+    (d / "rspamd.conf").write_text(
+        '.include "$CONFDIR/common.conf"\n'
+        'options {\n  pidfile = "$RUNDIR/rspamd.pid";\n  .include "$CONFDIR/options.inc"\n}\n'
+        'logging {\n  type = "file";\n  filename = "$LOGDIR/rspamd.log";\n  level = "info";\n}\n'
+        f'worker "normal" {{\n  bind_socket = "127.0.0.1:{port}";\n  .include "$CONFDIR/worker-normal.inc"\n}}\n'
+    )
+    (d / "rspamd.local.lua").write_text(RSPAMD_RULE % RSPAMD_PHRASE)
+    argv = [binary, "-f", "-c", str(d / "rspamd.conf")]
+    argv += [f"--var={v}={d}" for v in ("LOCAL_CONFDIR", "DBDIR", "RUNDIR", "LOGDIR")]
+    if os.geteuid() == 0:
+        argv += ["-u", "root", "-g", "root", "-i"]
+    e = Engine("rspamd", argv, d / "rspamd.out")
+    try:
+        e.wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=1))
+        yield f"http://127.0.0.1:{port}"
     finally:
         e.stop()
         shutil.rmtree(d, ignore_errors=True)

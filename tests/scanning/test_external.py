@@ -1,5 +1,5 @@
-"""External engines end to end: `outguard serve` with [scan.clamd] and
-[scan.spamd] tables talking to the real daemons (see conftest.py). A
+"""External engines end to end: `outguard serve` with [scan.clamd],
+[scan.spamd] and [scan.rspamd] tables talking to the real daemons (see conftest.py). A
 message only an engine recognises is refused and quarantined with that
 engine's reason, the sender is locked when automatic lock applies, clean
 mail is queued, and an engine that cannot answer makes the scan fail so
@@ -9,7 +9,7 @@ from email.utils import formatdate, make_msgid
 
 from conftest import ham, login, send_message
 
-from .conftest import CLAMD_PATTERN, SPAMD_PHRASE, free_port
+from .conftest import CLAMD_PATTERN, RSPAMD_PHRASE, SPAMD_PHRASE, free_port
 
 USER = "alice@example.com"
 
@@ -72,6 +72,19 @@ def test_spamd_refuses_what_only_it_flags(make_daemon, spamd):
     [q] = quarantined(d)
     assert q["class"] == "spam" and q["score"] >= 20.0
     assert any("OUTGUARD_TEST_PHRASE" in r for r in q["reasons"]), q
+    assert submit(d, ham())[0] == 250
+    assert len(d.queue()) == 1
+
+
+def test_rspamd_refuses_what_only_it_flags(make_daemon, rspamd):
+    d = make_daemon(**{"scan.rspamd": {"url": rspamd}})
+    d.add_user(USER, auto_lock="off")
+    code, text = submit(d, message(f"our reference is {RSPAMD_PHRASE}."))
+    assert code == 550, text
+    assert text.startswith('550 5.7.1 Message refused: spam detected (rspamd: action "reject"'), text
+    [q] = quarantined(d)
+    assert q["class"] == "spam" and q["score"] >= 20.0
+    assert any("OUTGUARD_TEST_PHRASE(20.0)" in r for r in q["reasons"]), q
     assert submit(d, ham())[0] == 250
     assert len(d.queue()) == 1
 
