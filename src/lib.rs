@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod housekeeping;
 pub mod import;
+pub mod jail;
 pub mod limits;
 pub mod locking;
 pub mod notify;

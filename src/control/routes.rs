@@ -120,6 +120,7 @@ fn health(ctl: &Control) -> Answer {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "stats": ctl.server.stats.snapshot(),
+        "hardening": ctl.server.hardening,
     }))
 }
 
