@@ -420,6 +420,17 @@ async fn spamd_flags_gtube_and_passes_ham() {
     .await
     .expect("spamd answers");
     assert_eq!(found[0].class, Class::Clean, "{found:?}");
+
+    // Over max_message_bytes: not sent, whatever it contains.
+    let mut small = cfg.clone();
+    if let Some(s) = small.spamd.as_mut() {
+        s.max_message_bytes = 100;
+    }
+    let found = external::check(&small, &plain_message("offer", GTUBE))
+        .await
+        .expect("skipped");
+    assert_eq!(found[0].class, Class::Clean, "{found:?}");
+    assert!(found[0].reason.starts_with("not asked"), "{found:?}");
     drop(daemon);
 }
 

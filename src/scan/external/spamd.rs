@@ -32,6 +32,18 @@ pub async fn scan(cfg: &SpamdConfig, message: &[u8]) -> Result<Finding, External
             ErrorKind::Config(format!("invalid user name {user:?}")),
         ));
     }
+    if message.len() as u64 > cfg.max_message_bytes {
+        return Ok(Finding {
+            engine: ENGINE,
+            class: Class::Clean,
+            score: None,
+            reason: format!(
+                "not asked: {} bytes is over max_message_bytes ({})",
+                message.len(),
+                cfg.max_message_bytes
+            ),
+        });
+    }
     let io = |what: &str, e: std::io::Error| {
         ExternalError::new(
             ENGINE,
@@ -159,6 +171,20 @@ mod tests {
         assert_eq!(f.class, Class::Clean);
         assert_eq!(f.score, Some(-0.3));
         assert_eq!(f.reason, "score -0.3 / 5.0");
+    }
+
+    #[tokio::test]
+    async fn large_messages_are_not_sent() {
+        // Nothing listens on the discard port: only a skip answers Ok.
+        let cfg = SpamdConfig {
+            address: "127.0.0.1:9".into(),
+            max_message_bytes: 10,
+            ..SpamdConfig::default()
+        };
+        let f = scan(&cfg, &[b'x'; 11]).await.expect("skipped");
+        assert_eq!(f.class, Class::Clean);
+        assert_eq!(f.score, None);
+        assert!(f.reason.starts_with("not asked: 11 bytes"), "{}", f.reason);
     }
 
     #[test]
