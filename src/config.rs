@@ -29,6 +29,7 @@ pub struct Config {
     pub hardening: HardeningConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
+    pub delivery: crate::delivery::DeliveryConfig,
 }
 
 /// What happens to a message the scanner could not judge (error, timeout,
@@ -205,6 +206,7 @@ impl Default for Config {
             hardening: HardeningConfig::default(),
             log: LogConfig::default(),
             debug: DebugConfig::default(),
+            delivery: crate::delivery::DeliveryConfig::default(),
         }
     }
 }

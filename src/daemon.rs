@@ -35,6 +35,8 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         }
     }
     let tls_config = tls::server_config(&cert, &key)?;
+    // Smarthost password and CA file may be readable by root only.
+    let delivery_prep = crate::delivery::Prepared::load(&cfg.delivery)?;
     let store_path = cfg.store_path();
     let store =
         Arc::new(Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?);
@@ -89,6 +91,16 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             Committer::start(store.clone(), settings.clone(), clock.clone())
                 .map_err(|e| e.to_string())?,
         );
+        let delivery_stats = Arc::new(crate::delivery::Stats::default());
+        let delivery = crate::delivery::Delivery::new(
+            delivery_prep,
+            hostname.clone(),
+            store.clone(),
+            committer.clone(),
+            settings.clone(),
+            clock.clone(),
+            delivery_stats.clone(),
+        )?;
         let server = Arc::new(Server {
             smtp: cfg.smtp.clone(),
             hostname,
@@ -115,7 +127,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         let ctl = Arc::new(Control {
             server: server.clone(),
             config: Arc::new(cfg.clone()),
+            delivery: delivery_stats,
         });
+        let delivery_task = tokio::spawn(delivery.run(stopped.clone()));
         let control_task = tokio::spawn(control::run(ctl, control_listener, stopped.clone()));
         let every = Duration::from_secs(cfg.housekeeping_secs.max(1));
         tokio::spawn(crate::housekeeping::run(
@@ -129,6 +143,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = control_task.await;
+        let _ = delivery_task.await;
         // Sessions in flight get a moment; accepted mail is already on disk.
         let _ = tokio::time::timeout(Duration::from_secs(5), smtp_task).await;
         Ok(())

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod delivery;
 pub mod housekeeping;
 pub mod import;
 pub mod jail;
