@@ -15,6 +15,7 @@ use crate::auth::throttle::Throttle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::{self, Control};
+use crate::jail;
 use crate::privilege::Privileged;
 use crate::settings;
 use crate::smtp::{self, Kind, Listeners, Server};
@@ -63,9 +64,21 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set mode of {}: {e}", socket.display()))?;
 
+    let ruleset = if cfg.hardening.landlock {
+        Some(jail::prepare_landlock(&cfg.data_dir)?)
+    } else {
+        None
+    };
+
     // Stage 2: unprivileged from here on.
     let jailed = privileged.drop_privileges()?;
-    tracing::info!(uid = jailed.uid.as_raw(), "serving unprivileged");
+    let hardening = confine(&cfg, ruleset, jailed.uid.as_raw())?;
+    tracing::info!(
+        uid = hardening.uid,
+        landlock = %hardening.landlock,
+        seccomp = hardening.seccomp,
+        "serving unprivileged"
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -108,6 +121,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             screener,
             scan_failure: cfg.scan.failure_action,
             stats: smtp::Stats::default(),
+            hardening,
         });
         let (stop, stopped) = watch::channel(false);
         let ctl = Arc::new(Control {
@@ -133,6 +147,27 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         // Sessions in flight get a moment; accepted mail is already on disk.
         let _ = tokio::time::timeout(Duration::from_secs(5), smtp_task).await;
         Ok(())
+    })
+}
+
+/// Landlock, then seccomp (last: it would forbid setting up landlock).
+fn confine(
+    cfg: &Config,
+    ruleset: Option<landlock::RulesetCreated>,
+    uid: u32,
+) -> Result<jail::Hardening, String> {
+    let landlock = match ruleset {
+        Some(r) => jail::landlock(r)?,
+        None => "off".to_string(),
+    };
+    if cfg.hardening.seccomp {
+        jail::seccomp()?;
+    }
+    Ok(jail::Hardening {
+        uid,
+        no_new_privs: true,
+        landlock,
+        seccomp: cfg.hardening.seccomp,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod housekeeping;
 pub mod import;
+pub mod jail;
 pub mod limits;
 pub mod locking;
 pub mod notify;

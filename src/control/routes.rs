@@ -124,6 +124,7 @@ fn health(ctl: &Control) -> Answer {
         "version": env!("CARGO_PKG_VERSION"),
         "stats": ctl.server.stats.snapshot(),
         "delivery": ctl.delivery.snapshot(),
+        "hardening": ctl.server.hardening,
     }))
 }
 
