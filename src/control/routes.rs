@@ -123,8 +123,8 @@ fn health(ctl: &Control) -> Answer {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "stats": ctl.server.stats.snapshot(),
-        "delivery": ctl.delivery.snapshot(),
         "hardening": ctl.server.hardening,
+        "delivery": ctl.delivery.snapshot(),
     }))
 }
 
