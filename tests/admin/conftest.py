@@ -27,3 +27,9 @@ def api(og):
 def artifacts():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+def pytest_configure(config):
+    # The daemon's certificate is self-signed: the tests connect with
+    # verify=False on purpose.
+    config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
