@@ -36,6 +36,7 @@ ADMIN_PASSWORD = "console-Secret-42"
 HOSTNAME = "relay-test.example.org"
 CSV_USER, CSV_PASSWORD = "alice@example.com", "alice-Pass-1"
 API_USER, API_PASSWORD = "bob@example.com", "bob-Pass-2"
+WEB_USER, WEB_PASSWORD = "carol@example.com", "carol-Pass-3"
 RCPT = "someone@example.net"
 
 # HOOK, delivery to the next hop (being built in another issue): provisioning sets
@@ -96,6 +97,39 @@ def swaks(vm: ogvm.VM, user: str, password: str, subject: str) -> subprocess.Com
          "--from", user, "--to", RCPT, "--header", f"Subject: {subject}",
          "--body", "Outguard image test message.", "--timeout", "120"],
         capture_output=True, text=True, timeout=300)
+
+
+def admin_api(vm: ogvm.VM, password: str):
+    """A session on the admin HTTPS API through the forwarded admin port (self-signed
+    certificate: not verified). Returns call(method, path, body) -> (status, json)."""
+    import http.client
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    state: dict[str, str] = {}
+
+    def call(method: str, path: str, body=None):
+        c = http.client.HTTPSConnection("127.0.0.1", vm.admin_port, context=ctx, timeout=60)
+        headers = {"Content-Type": "application/json"}
+        if "cookie" in state:
+            headers["Cookie"] = state["cookie"]
+            headers["X-CSRF-Token"] = state["csrf"]
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers=headers)
+        r = c.getresponse()
+        raw = r.read()
+        cookie = r.getheader("Set-Cookie")
+        if cookie:
+            state["cookie"] = cookie.split(";", 1)[0]
+        c.close()
+        return r.status, (json.loads(raw) if raw.strip().startswith((b"{", b"[")) else raw)
+
+    status, body = call("POST", "/v1/session", {"password": password})
+    assert status == 201, (status, body)
+    state["csrf"] = body["csrf_token"]
+    return call
 
 
 def guest_json(vm: ogvm.VM, args: str):
@@ -159,7 +193,14 @@ def test_boot_submit_reboot(arch, tmp_path):
             assert has_smarthost, "the next hop was not written as [delivery] smarthost"
         assert CSV_USER in json.dumps(guest_json(vm, "user list --json"))
 
-        # a user created through the control API (the outguard CLI is its client)
+        # a user created through the admin HTTPS API, from the host through the forwarded
+        # port, logged in with the provisioned admin password
+        api = admin_api(vm, ADMIN_PASSWORD)
+        status, body = api("POST", "/v1/users", {"name": WEB_USER, "password": WEB_PASSWORD})
+        assert status in (200, 201), (status, body)
+        assert WEB_USER in json.dumps(guest_json(vm, "user list --json"))
+
+        # and one through the control socket (the outguard CLI is its client)
         vm.sh(f"printf '%s\\n' '{API_PASSWORD}' | outguard --config /etc/outguard/outguard.toml "
               f"user add {API_USER} --password-stdin")
         assert API_USER in json.dumps(guest_json(vm, "user list --json"))
@@ -223,7 +264,7 @@ def test_boot_submit_reboot(arch, tmp_path):
         assert "creating the data filesystem" not in vm.output()
         vm.login(ADMIN_PASSWORD)
         users = json.dumps(guest_json(vm, "user list --json"))
-        assert CSV_USER in users and API_USER in users, users
+        assert CSV_USER in users and API_USER in users and WEB_USER in users, users
         # the per-user counters survived (same calendar day: the guest clock is the host's)
         usage2 = guest_json(vm, f"user show {API_USER} --json")["usage"]
         if vm.sh("date -u +%F").strip() == day1:  # no midnight in between
