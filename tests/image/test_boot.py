@@ -299,6 +299,13 @@ def test_unprovisioned_first_boot(arch, tmp_path):
         time.sleep(5)
         assert "outguard exited" not in vm.output(), vm.output()[-2000:]
         banner, _ = vm.wait_banner(30, after_start=False)
+        # the admin password the daemon generated is shown once on the console, not logged,
+        # and opens the admin API
+        m = re.search(r"generated admin password \(shown once\): (\S+)", vm.output())
+        assert m, "no generated admin password on the console"
+        api = admin_api(vm, m.group(1))
+        status, users = api("GET", "/v1/users")
+        assert status == 200, (status, users)
         # root is locked (shadow has '*') until an admin password is provisioned
         vm.send("\n")
         vm.expect(r"login: ", 60)
