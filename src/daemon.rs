@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::admin;
 use crate::auth::password::Verifier;
 use crate::auth::throttle::Throttle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::{self, Control};
+use crate::jail;
 use crate::privilege::Privileged;
 use crate::settings;
 use crate::smtp::{self, Kind, Listeners, Server};
@@ -33,13 +35,14 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             privileged.give(p)?;
         }
     }
-    let tls_config = tls::server_config(&cert, &key)?;
+    let (tls_config, certs) = tls::server_config(&cert, &key)?;
     // Smarthost password and CA file may be readable by root only.
     let delivery_prep = crate::delivery::Prepared::load(&cfg.delivery)?;
     let store_path = cfg.store_path();
     let store =
         Arc::new(Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?);
     privileged.give(&store_path)?;
+    admin::provision(&store, &cfg)?;
     let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
     // Signatures and a retrained model are read now, while privileged.
     let screener = smtp::Screener::new(&cfg.scan, &cfg.data_dir)?;
@@ -56,6 +59,12 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             listeners.push((l, kind));
         }
     }
+    let admin_listeners = cfg
+        .admin
+        .listen
+        .iter()
+        .map(|a| TcpListener::bind(a).map_err(|e| format!("cannot listen on {a} (admin): {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let socket = cfg.control_socket();
     let _ = std::fs::remove_file(&socket);
     let control_listener = UnixListener::bind(&socket)
@@ -63,9 +72,21 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set mode of {}: {e}", socket.display()))?;
 
+    let ruleset = if cfg.hardening.landlock {
+        Some(jail::prepare_landlock(&cfg.data_dir)?)
+    } else {
+        None
+    };
+
     // Stage 2: unprivileged from here on.
     let jailed = privileged.drop_privileges()?;
-    tracing::info!(uid = jailed.uid.as_raw(), "serving unprivileged");
+    let hardening = confine(&cfg, ruleset, jailed.uid.as_raw())?;
+    tracing::info!(
+        uid = hardening.uid,
+        landlock = %hardening.landlock,
+        seccomp = hardening.seccomp,
+        "serving unprivileged"
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -104,17 +125,21 @@ pub fn serve(cfg: Config) -> Result<(), String> {
                 Duration::from_secs(cfg.auth.failure_window_secs),
                 Duration::from_secs(cfg.auth.block_secs),
             ),
-            tls: tokio_rustls::TlsAcceptor::from(tls_config),
+            tls: tokio_rustls::TlsAcceptor::from(tls_config.clone()),
             screener,
             scan_failure: cfg.scan.failure_action,
             stats: smtp::Stats::default(),
+            hardening,
         });
         let (stop, stopped) = watch::channel(false);
         let ctl = Arc::new(Control {
             server: server.clone(),
             config: Arc::new(cfg.clone()),
+            certs,
             delivery: delivery_stats,
         });
+        let admin = admin::Admin::new(ctl.clone(), tokio_rustls::TlsAcceptor::from(tls_config));
+        let admin_task = tokio::spawn(admin::run(admin, admin_listeners, stopped.clone()));
         let delivery_task = tokio::spawn(delivery.run(stopped.clone()));
         let control_task = tokio::spawn(control::run(ctl, control_listener, stopped.clone()));
         let every = Duration::from_secs(cfg.housekeeping_secs.max(1));
@@ -129,10 +154,32 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = control_task.await;
+        let _ = admin_task.await;
         let _ = delivery_task.await;
         // Sessions in flight get a moment; accepted mail is already on disk.
         let _ = tokio::time::timeout(Duration::from_secs(5), smtp_task).await;
         Ok(())
+    })
+}
+
+/// Landlock, then seccomp (last: it would forbid setting up landlock).
+fn confine(
+    cfg: &Config,
+    ruleset: Option<landlock::RulesetCreated>,
+    uid: u32,
+) -> Result<jail::Hardening, String> {
+    let landlock = match ruleset {
+        Some(r) => jail::landlock(r)?,
+        None => "off".to_string(),
+    };
+    if cfg.hardening.seccomp {
+        jail::seccomp()?;
+    }
+    Ok(jail::Hardening {
+        uid,
+        no_new_privs: true,
+        landlock,
+        seccomp: cfg.hardening.seccomp,
     })
 }
 

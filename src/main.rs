@@ -89,14 +89,20 @@ fn limit_malloc_arenas() -> Option<std::io::Error> {
 }
 
 fn init_logging(cfg: &Config) {
-    let level = cfg.log.level.parse().unwrap_or(tracing::Level::INFO);
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let level: tracing::Level = cfg.log.level.parse().unwrap_or(tracing::Level::INFO);
+    let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);
+    // The ring layer keeps recent lines for the admin face's log search.
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(outguard::admin::logs::RingLayer);
     if cfg.log.json {
-        builder.json().init();
+        registry.with(fmt.json()).init();
     } else {
-        builder.init();
+        registry.with(fmt).init();
     }
 }

@@ -14,15 +14,15 @@ use crate::users::{LockState, User, UserName, UserSettings};
 
 type Res = Result<Answer, Answer>;
 
-fn bad(msg: impl Into<String>) -> Answer {
+pub(super) fn bad(msg: impl Into<String>) -> Answer {
     Answer::error(StatusCode::BAD_REQUEST, msg)
 }
 
-fn not_found(msg: impl Into<String>) -> Answer {
+pub(super) fn not_found(msg: impl Into<String>) -> Answer {
     Answer::error(StatusCode::NOT_FOUND, msg)
 }
 
-fn internal(e: impl std::fmt::Display) -> Answer {
+pub(super) fn internal(e: impl std::fmt::Display) -> Answer {
     tracing::error!(error = %e, "control API failure");
     Answer::error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -30,7 +30,7 @@ fn internal(e: impl std::fmt::Display) -> Answer {
     )
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Answer> {
+pub(super) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Answer> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
@@ -52,7 +52,7 @@ fn query(uri: &Uri) -> Vec<(String, String)> {
 }
 
 /// Percent-decoding; `+` is a space only in query strings.
-fn unescape(s: &str, plus_is_space: bool) -> String {
+pub(crate) fn unescape(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -87,6 +87,9 @@ pub fn route(ctl: &Control, method: &Method, uri: &Uri, body: &[u8]) -> Answer {
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let q = query(uri);
+    if let Some(answer) = super::ext::route(ctl, method, &segs, &q, body) {
+        return answer;
+    }
     let result = match (method, segs.as_slice()) {
         (&Method::GET, ["v1", "health"]) => Ok(health(ctl)),
         (&Method::GET, ["v1", "users"]) => list_users(ctl, &q),
@@ -101,13 +104,13 @@ pub fn route(ctl: &Control, method: &Method, uri: &Uri, body: &[u8]) -> Answer {
         (&Method::PATCH, ["v1", "settings"]) => edit_settings(ctl, body),
         (&Method::GET, ["v1", "queue"]) => list_queue(ctl, &q),
         (&Method::GET, ["v1", "queue", id]) => show_queue(ctl, id),
+        (&Method::DELETE, ["v1", "queue", id]) => delete_queue(ctl, id),
+        (&Method::POST, ["v1", "queue", id, "retry"]) => retry_queue(ctl, id),
+        (&Method::POST, ["v1", "queue", id, "bounce"]) => bounce_queue(ctl, id),
         (&Method::GET, ["v1", "quarantine"]) => list_quarantine(ctl),
         (&Method::GET, ["v1", "quarantine", id]) => show_quarantine(ctl, id),
         (&Method::POST, ["v1", "quarantine", id, "release"]) => release_quarantine(ctl, id),
         (&Method::DELETE, ["v1", "quarantine", id]) => delete_quarantine(ctl, id),
-        (&Method::DELETE, ["v1", "queue", id]) => delete_queue(ctl, id),
-        (&Method::POST, ["v1", "queue", id, "retry"]) => retry_queue(ctl, id),
-        (&Method::POST, ["v1", "queue", id, "bounce"]) => bounce_queue(ctl, id),
         (&Method::PUT, ["v1", "debug", "clock"]) => set_clock(ctl, body),
         (_, ["v1", ..]) => Err(Answer::error(
             StatusCode::NOT_FOUND,
@@ -123,6 +126,7 @@ fn health(ctl: &Control) -> Answer {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "stats": ctl.server.stats.snapshot(),
+        "hardening": ctl.server.hardening,
         "delivery": ctl.delivery.snapshot(),
     }))
 }
@@ -483,6 +487,41 @@ fn show_queue(ctl: &Control, id: &str) -> Res {
     Ok(Answer::ok(v))
 }
 
+fn queue_number(id: &str) -> Result<u64, Answer> {
+    parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a queue id")))
+}
+
+fn delete_queue(ctl: &Control, id: &str) -> Res {
+    let n = queue_number(id)?;
+    if !ctl.server.store.remove_entry(n).map_err(internal)? {
+        return Err(not_found(format!("no queued message {id}")));
+    }
+    tracing::info!(id = %queue_id(n), "queued message deleted by admin");
+    Ok(Answer::ok(json!({ "deleted": queue_id(n) })))
+}
+
+fn retry_queue(ctl: &Control, id: &str) -> Res {
+    let n = queue_number(id)?;
+    let now = ctl.server.clock.now();
+    let e = crate::delivery::admin_retry(&ctl.server.store, n, now)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no queued message {id}")))?;
+    tracing::info!(id = %queue_id(n), "queued message set for immediate retry by admin");
+    Ok(Answer::ok(queue_view(&e)))
+}
+
+fn bounce_queue(ctl: &Control, id: &str) -> Res {
+    let n = queue_number(id)?;
+    let s = &ctl.server;
+    let now = s.clock.now();
+    let e =
+        crate::delivery::admin_bounce(&s.store, &s.committer, &s.hostname, &ctl.delivery, n, now)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(format!("no queued message {id}")))?;
+    tracing::info!(id = %queue_id(n), "queued message returned to sender by admin");
+    Ok(Answer::ok(queue_view(&e)))
+}
+
 fn quarantine_id(id: &str) -> Result<u64, Answer> {
     parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a quarantine id")))
 }
@@ -556,41 +595,6 @@ fn header_text(body: &[u8]) -> String {
         .position(|w| w == b"\r\n\r\n")
         .map_or(body.len(), |p| p + 2);
     String::from_utf8_lossy(&body[..end.min(64 * 1024)]).into_owned()
-}
-
-fn queue_number(id: &str) -> Result<u64, Answer> {
-    parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a queue id")))
-}
-
-fn delete_queue(ctl: &Control, id: &str) -> Res {
-    let n = queue_number(id)?;
-    if !ctl.server.store.remove_entry(n).map_err(internal)? {
-        return Err(not_found(format!("no queued message {id}")));
-    }
-    tracing::info!(id = %queue_id(n), "queued message deleted by admin");
-    Ok(Answer::ok(json!({ "deleted": queue_id(n) })))
-}
-
-fn retry_queue(ctl: &Control, id: &str) -> Res {
-    let n = queue_number(id)?;
-    let now = ctl.server.clock.now();
-    let e = crate::delivery::admin_retry(&ctl.server.store, n, now)
-        .map_err(internal)?
-        .ok_or_else(|| not_found(format!("no queued message {id}")))?;
-    tracing::info!(id = %queue_id(n), "queued message set for immediate retry by admin");
-    Ok(Answer::ok(queue_view(&e)))
-}
-
-fn bounce_queue(ctl: &Control, id: &str) -> Res {
-    let n = queue_number(id)?;
-    let s = &ctl.server;
-    let now = s.clock.now();
-    let e =
-        crate::delivery::admin_bounce(&s.store, &s.committer, &s.hostname, &ctl.delivery, n, now)
-            .map_err(internal)?
-            .ok_or_else(|| not_found(format!("no queued message {id}")))?;
-    tracing::info!(id = %queue_id(n), "queued message returned to sender by admin");
-    Ok(Answer::ok(queue_view(&e)))
 }
 
 #[derive(Deserialize)]

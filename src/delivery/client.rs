@@ -45,15 +45,17 @@ impl std::fmt::Display for Reply {
 pub enum Error {
     /// The next hop answered with a negative reply.
     Reply(Reply),
-    /// Connection, TLS or protocol trouble: always temporary.
+    /// Connection or protocol trouble: always temporary.
     Io(String),
+    /// The STARTTLS handshake failed (the connection is lost).
+    Tls(String),
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Reply(r) => r.fmt(f),
-            Error::Io(e) => f.write_str(e),
+            Error::Io(e) | Error::Tls(e) => f.write_str(e),
         }
     }
 }
@@ -91,8 +93,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects, reads the greeting, says EHLO, starts TLS and
-    /// authenticates as the policy asks.
+    /// Connects, reads the greeting, says EHLO, starts TLS (when offered
+    /// and `try_tls`) and authenticates as the policy asks.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         addr: SocketAddr,
         host: &str,
@@ -100,6 +103,7 @@ impl Session {
         connect_timeout: Duration,
         command_timeout: Duration,
         tls: &TlsPolicy,
+        try_tls: bool,
         auth: Option<&Credentials>,
     ) -> Result<Session> {
         let tcp = timeout(connect_timeout, TcpStream::connect(addr))
@@ -117,7 +121,7 @@ impl Session {
         };
         s.expect(220).await?;
         s.ehlo(helo).await?;
-        if s.has("STARTTLS") {
+        if s.has("STARTTLS") && (try_tls || tls.required) {
             s.command("STARTTLS").await?.ok(220)?;
             let name = rustls::pki_types::ServerName::try_from(host.to_string())
                 .map_err(|e| Error::Io(format!("bad TLS name {host}: {e}")))?;
@@ -129,8 +133,8 @@ impl Session {
             let io = std::mem::replace(&mut s.io, Box::new(tokio::io::empty()));
             let stream = timeout(command_timeout, tls.connector.connect(name, io))
                 .await
-                .map_err(|_| Error::Io("TLS handshake timed out".into()))?
-                .map_err(|e| Error::Io(format!("TLS handshake with {host}: {e}")))?;
+                .map_err(|_| Error::Tls("TLS handshake timed out".into()))?
+                .map_err(|e| Error::Tls(format!("TLS handshake with {host}: {e}")))?;
             s.io = Box::new(stream);
             s.tls = true;
             s.ehlo(helo).await?;
@@ -351,8 +355,10 @@ pub fn tls_connector(
             }
         }
         if roots.is_empty() {
-            return Err(
-                "no CA certificates: install ca-certificates or set delivery.ca_file".into(),
+            // Fail closed, not at start: every certificate check fails (and
+            // mail stays queued) until roots are installed.
+            tracing::error!(
+                "no CA certificates for the next hop: install ca-certificates or set delivery.ca_file"
             );
         }
         tracing::debug!(system = added, total = roots.len(), "CA roots loaded");

@@ -22,6 +22,9 @@ use crate::clock::Clock;
 use crate::settings;
 use crate::store::{Committer, QueueEntry, RcptState, Store, queue_id};
 
+/// How long a message whose outcome could not be committed is left alone.
+const STORE_FAILURE_HOLD: Duration = Duration::from_secs(300);
+
 /// How long the loop waits after a "message queued" signal before it
 /// scans, so that one scan picks up a burst of commits.
 const QUEUED_GATHER: Duration = Duration::from_millis(10);
@@ -315,17 +318,28 @@ impl Delivery {
         let mut last = String::from("451 4.4.1 no address to connect to");
         for hop in hops {
             for addr in &hop.addrs {
-                match Session::open(
-                    *addr,
-                    &hop.host,
-                    &self.hostname,
-                    Duration::from_secs(self.cfg.connect_timeout_secs),
-                    Duration::from_secs(self.cfg.command_timeout_secs),
-                    &self.tls,
-                    self.auth.as_ref(),
-                )
-                .await
+                let open = |try_tls| {
+                    Session::open(
+                        *addr,
+                        &hop.host,
+                        &self.hostname,
+                        Duration::from_secs(self.cfg.connect_timeout_secs),
+                        Duration::from_secs(self.cfg.command_timeout_secs),
+                        &self.tls,
+                        try_tls,
+                        self.auth.as_ref(),
+                    )
+                };
+                let mut result = open(true).await;
+                if let Err(Error::Tls(e)) = &result
+                    && !self.tls.required
                 {
+                    // Opportunistic TLS: a broken handshake is no reason
+                    // to stop trying; the same host once more in plain text.
+                    tracing::info!(host = %hop.host, %addr, error = %e, "TLS failed; retrying without STARTTLS");
+                    result = open(false).await;
+                }
+                match result {
                     Ok(s) => return Ok((s, hop.host.clone())),
                     Err(e) => {
                         tracing::info!(host = %hop.host, %addr, error = %e, "next hop unusable");
@@ -334,7 +348,7 @@ impl Delivery {
                             // cannot take it now": we go on to the next
                             // host and retry later rather than bounce.
                             Error::Reply(r) => format!("451 4.4.0 {} said: {r}", hop.host),
-                            Error::Io(text) => format!("451 4.4.1 {text}"),
+                            Error::Io(text) | Error::Tls(text) => format!("451 4.4.1 {text}"),
                         };
                     }
                 }
@@ -344,7 +358,12 @@ impl Delivery {
     }
 
     /// Commits a job's results and writes the log lines.
-    async fn finish(&self, job: &Job, results: Vec<(String, Outcome)>, remote: Option<&str>) {
+    async fn finish(
+        self: &Arc<Self>,
+        job: &Job,
+        results: Vec<(String, Outcome)>,
+        remote: Option<&str>,
+    ) {
         let store = self.store.clone();
         let committer = self.committer.clone();
         let settings = self.settings.clone();
@@ -369,22 +388,32 @@ impl Delivery {
             outcome::record(&store, &ctx, id, now, &results, remote_owned.as_deref())
         })
         .await;
-        self.release(job.id);
         let hop = remote.unwrap_or("-");
-        match done {
+        let error = match done {
             Ok(Ok(Some(lines))) => {
                 for l in lines {
                     log_attempt(job.id, hop, &l);
                 }
+                None
             }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(id = %queue_id(job.id), error = %e, "cannot record delivery result")
-            }
-            Err(e) => {
-                tracing::error!(id = %queue_id(job.id), error = %e, "delivery result task failed")
-            }
-        }
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        let Some(e) = error else {
+            self.release(job.id);
+            return;
+        };
+        // The outcome is not on disk, so the message still looks due: hold
+        // it back a while, or a failing store (disk full) would have it
+        // sent again on every scan.
+        tracing::error!(id = %queue_id(job.id), error = %e, hold_secs = STORE_FAILURE_HOLD.as_secs(), "cannot record delivery result");
+        let me = self.clone();
+        let id = job.id;
+        tokio::spawn(async move {
+            tokio::time::sleep(STORE_FAILURE_HOLD).await;
+            me.release(id);
+        });
     }
 }
 

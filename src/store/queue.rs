@@ -143,20 +143,6 @@ impl Store {
     }
 }
 
-impl Store {
-    /// Queues a message the appliance itself wrote (notices), outside any
-    /// user's limits. `id` comes from the committer's sequence.
-    pub fn enqueue(&self, entry: &QueueEntry, body: &[u8]) -> Result<()> {
-        let txn = self.write()?;
-        txn.open_table(QUEUE)?
-            .insert(entry.id, super::to_json(entry)?.as_slice())?;
-        txn.open_table(BODIES)?.insert(entry.id, body)?;
-        super::accept::bump_seq(&txn, entry.id)?;
-        txn.commit()?;
-        Ok(())
-    }
-}
-
 /// A message the daemon writes itself (a delivery status notification),
 /// queued like any accepted message.
 #[derive(Debug, Clone)]
@@ -269,14 +255,7 @@ impl Store {
                 };
                 queue.insert(m.id, to_json(&e)?.as_slice())?;
                 bodies.insert(m.id, m.message.as_slice())?;
-                let mut meta = txn.open_table(META)?;
-                let seq = meta
-                    .get(super::accept::QUEUE_SEQ)?
-                    .map(|v| v.value())
-                    .unwrap_or(1);
-                if m.id >= seq {
-                    meta.insert(super::accept::QUEUE_SEQ, m.id + 1)?;
-                }
+                super::accept::bump_seq(&txn, m.id)?;
             }
             entry
         };
@@ -304,6 +283,20 @@ impl Store {
         };
         txn.commit()?;
         Ok(found)
+    }
+}
+
+impl Store {
+    /// Queues a message the appliance itself wrote (notices), outside any
+    /// user's limits. `id` comes from the committer's sequence.
+    pub fn enqueue(&self, entry: &QueueEntry, body: &[u8]) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(QUEUE)?
+            .insert(entry.id, super::to_json(entry)?.as_slice())?;
+        txn.open_table(BODIES)?.insert(entry.id, body)?;
+        super::accept::bump_seq(&txn, entry.id)?;
+        txn.commit()?;
+        Ok(())
     }
 }
 

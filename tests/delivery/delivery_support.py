@@ -28,8 +28,13 @@ HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("outguard_core_conftest", HERE.parent / "conftest.py")
 core = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(core)
-Daemon, free_port, wait_for, PASSWORD = core.Daemon, core.free_port, core.wait_for, core.PASSWORD
+Daemon, free_port, PASSWORD = core.Daemon, core.free_port, core.PASSWORD
 tls_client_context = core.tls_client_context
+
+
+def wait_for(pred, timeout=60.0, what="condition"):
+    """The core's bounded poll, with room for busy shared CI machines."""
+    return core.wait_for(pred, timeout=timeout, what=what)
 
 
 class Sink:
@@ -191,6 +196,19 @@ def submit(d, user, rcpts, message: bytes, sender=None):
         return send(s, sender if sender is not None else user, rcpts, message)
 
 
+def swaks(d, user, rcpt, message: bytes):
+    """Submits with swaks (STARTTLS, AUTH PLAIN); returns the queue id."""
+    r = subprocess.run(
+        ["swaks", "--server", f"127.0.0.1:{d.submission}", "--tls", "--auth", "PLAIN",
+         "--auth-user", user, "--auth-password", PASSWORD, "--from", user, "--to", rcpt,
+         "--data", "-", "--hide-all", "--timeout", "60"],
+        input=message, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    # Find the id in the queue (the newest entry for this recipient).
+    ids = [e["id"] for e in d.queue() if [x["address"] for x in e["recipients"]] == [rcpt]]
+    return max(ids) if ids else None
+
+
 def send(s, sender, rcpts, message: bytes):
     code, text = s.mail(sender)
     assert code == 250, text
@@ -228,9 +246,12 @@ def ts_text(ns):
     return datetime.fromtimestamp(ns // 10**9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def message(subject, body="Hello.\r\nA line.\r\n.leading dot\r\n"):
-    return (f"From: alice@example.com\r\nTo: someone\r\nSubject: {subject}\r\n"
-            f"Message-ID: <{subject.replace(' ', '.')}@example.com>\r\n\r\n{body}").encode()
+def message(subject, body="Hi Bob,\r\nA line.\r\n.leading dot\r\nThanks,\r\nAlice\r\n"):
+    from email.utils import formatdate
+
+    return (f"From: alice@example.com\r\nTo: bob@remote.example\r\nSubject: {subject}\r\n"
+            f"Date: {formatdate()}\r\nMessage-ID: <{subject.replace(' ', '.')}@example.com>\r\n\r\n"
+            f"{body}").encode()
 
 
 def body_of(raw: bytes):

@@ -7,7 +7,7 @@ import threading
 from .conftest import USER
 from .delivery_support import (
     a, body_of, delivery_status, entry, health, make_certs, message, mx, original_headers,
-    settle, submit, ts_ns, ts_text, wait_for,
+    settle, submit, swaks, ts_ns, ts_text, wait_for,
 )
 
 MIN = 60 * 10**9
@@ -172,11 +172,15 @@ def test_smarthost_with_starttls_and_auth(outguard, sinks, workdir):
         "ca_file": str(ca),
     })
     d.add_user(USER)
-    qid = submit(d, USER, ["bob@remote.example"], message("tls"))
+    original = message("tls")
+    swaks(d, USER, "bob@remote.example", original)
     [m] = wait_for(lambda: sink.received(), what="delivery over TLS")
     assert m["tls"]
+    assert m["mail_from"] == USER and m["rcpt_tos"] == ["bob@remote.example"]
+    # swaks adds a line ending of its own after --data; the rest is intact.
+    assert body_of(m["content"]).rstrip(b"\r\n") == body_of(original).rstrip(b"\r\n")
     assert sink.logins == [("PLAIN", "relay-user")]
-    wait_for(lambda: entry(d, qid) is None, what="entry to leave the queue")
+    wait_for(lambda: d.queue() == [], what="empty queue")
 
 
 def test_smarthost_certificate_is_checked(outguard, sinks, workdir):
@@ -313,3 +317,21 @@ def test_delay_warning_once_after_n_hours(outguard, sinks):
     d.set_clock(ts_text(received + 200 * MIN))
     wait_for(lambda: entry(d, qid)["recipients"][0]["attempts"] >= 3, what="a later attempt")
     assert len(sink.bounces(USER)) == 1
+
+
+def test_opportunistic_tls_falls_back_to_plain_text(outguard, sinks, workdir):
+    import ssl
+
+    _, ctx = make_certs(workdir / "certs", name="localhost")
+    # Offers STARTTLS but only with a suite rustls refuses (RSA key
+    # exchange, CBC): the handshake fails.
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("AES128-SHA")
+    sink = sinks(tls_context=ctx, require_tls=False)
+    d = outguard(smarthost(sink, starttls="opportunistic"))
+    d.add_user(USER)
+    qid = submit(d, USER, ["bob@remote.example"], message("fallback"))
+    [m] = wait_for(lambda: sink.received(), what="delivery in plain text")
+    assert not m["tls"]
+    assert "retrying without STARTTLS" in d.log()
+    wait_for(lambda: entry(d, qid) is None, what="entry to leave the queue")
