@@ -7,6 +7,8 @@ pub mod client;
 mod routes;
 mod views;
 
+pub use routes::route;
+
 use std::sync::Arc;
 use std::time::Duration;
 
