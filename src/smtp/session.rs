@@ -198,6 +198,7 @@ impl Session<'_> {
         // smtp-proto wants the line with its terminator; the read limit
         // leaves room for it.
         let routed = has_source_route(line);
+        let huge_size = declares_huge_size(line);
         let _ = line.extend_from_slice(b"\r\n");
         let parsed = Request::parse(&mut line.iter()).map(Request::into_owned);
         let request = match parsed {
@@ -229,7 +230,12 @@ impl Session<'_> {
                 Some(r) => r,
                 None => return Ok(Flow::Quit),
             },
-            Request::Mail { from } => self.mail(from, routed),
+            Request::Mail { mut from } => {
+                if huge_size {
+                    from.size = usize::MAX;
+                }
+                self.mail(from, routed)
+            }
             Request::Rcpt { to } => self.rcpt(to, routed),
             Request::Data => return self.data(conn).await,
             Request::Rset => {
@@ -922,6 +928,22 @@ fn has_source_route(line: &[u8]) -> bool {
     rest.starts_with(b"<@")
 }
 
+/// Does the line declare a SIZE of 20 digits or more? smtp-proto's
+/// saturating parse wraps such a value around to a small number, which
+/// would pass the size check; any such size is over every limit.
+fn declares_huge_size(line: &[u8]) -> bool {
+    line.windows(5)
+        .enumerate()
+        .filter(|(_, w)| w.eq_ignore_ascii_case(b"SIZE="))
+        .any(|(i, _)| {
+            line[i + 5..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+                >= 20
+        })
+}
+
 /// Why an envelope address (as smtp-proto hands it over, quotes removed)
 /// cannot be relayed, if it cannot. Only plain `local@domain` with a DNS
 /// domain passes: once a quoted local part is unquoted, `"a@b"@c` reads as
@@ -1035,6 +1057,17 @@ mod tests {
         assert!(has_source_route(b"MAIL FROM: <@a,@b:u@x.example>"));
         assert!(!has_source_route(b"RCPT TO:<u@x.example>"));
         assert!(!has_source_route(b"NOOP"));
+    }
+
+    #[test]
+    fn huge_declared_sizes_are_spotted() {
+        assert!(declares_huge_size(
+            b"MAIL FROM:<a@b.c> size=99999999999999999999999"
+        ));
+        assert!(!declares_huge_size(
+            b"MAIL FROM:<a@b.c> SIZE=1234567890123456789"
+        ));
+        assert!(!declares_huge_size(b"MAIL FROM:<a@b.c>"));
     }
 
     #[test]
