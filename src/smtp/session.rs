@@ -549,7 +549,8 @@ impl Session<'_> {
         if routed {
             return Err(Reply::new(553, "5.1.7", "Source routes are not accepted"));
         }
-        if let Some(why) = address_problem(&from.address) {
+        // The null sender <> is judged by the sender rule below.
+        if let Some(why) = address_problem(&from.address).filter(|_| !from.address.is_empty()) {
             return Err(Reply::new(
                 553,
                 "5.1.7",
