@@ -20,7 +20,10 @@ fn temp_dir(tag: &str) -> PathBuf {
 async fn converse(srv: &Server, input: &[u8], mode: Mode, ip_user: Option<&str>) -> String {
     let (mut client, server) = tokio::io::duplex(64 * 1024);
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let session = run_session(srv, server, ip, ip_user.map(str::to_string), mode, true);
+    // After STARTTLS the session hands the stream back: drop it.
+    let session = async {
+        drop(run_session(srv, server, ip, ip_user.map(str::to_string), mode, true).await);
+    };
     let talk = async {
         client.write_all(input).await.unwrap();
         client.shutdown().await.unwrap();
@@ -60,5 +63,27 @@ async fn ip_user_queues_a_message() {
     assert!(out.contains("250 2.0.0 Ok: queued as "), "{out}");
     let queued = srv.store.queue(&Default::default()).unwrap();
     assert_eq!(queued.len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Fuzz finding (session target, harness side): after STARTTLS the
+/// session returns the stream; a caller holding it kept the client
+/// waiting forever. The reply must be complete and the session over.
+#[tokio::test]
+async fn starttls_hands_the_stream_back() {
+    let dir = temp_dir("starttls");
+    let srv = Server::standalone(&dir, SmtpConfig::default()).unwrap();
+    let out = converse(
+        &srv,
+        b"EHLO c.tesO x\r\nSTARTTLS\r\nQUIT\r\n",
+        Mode::Plain,
+        None,
+    )
+    .await;
+    assert!(out.ends_with("220 2.0.0 Ready to start TLS\r\n"), "{out}");
+    assert!(
+        !out.contains("221"),
+        "pipelined QUIT after STARTTLS was not discarded: {out}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
