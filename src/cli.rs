@@ -230,6 +230,13 @@ pub enum QueueCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Try the queued recipients of a message now.
+    Retry { id: String },
+    /// Remove a message from the queue without a bounce.
+    #[command(alias = "del")]
+    Delete { id: String },
+    /// Return a message's queued recipients to the sender (with a bounce).
+    Bounce { id: String },
 }
 
 #[derive(Subcommand)]
@@ -636,15 +643,46 @@ fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
                 println!("sender:   <{}>", v["sender"].as_str().unwrap_or(""));
                 for r in v["recipients"].as_array().into_iter().flatten() {
                     println!(
-                        "rcpt:     <{}> {}",
+                        "rcpt:     <{}> {} (attempts {}{}{})",
                         r["address"].as_str().unwrap_or(""),
-                        r["state"].as_str().unwrap_or("")
+                        r["state"].as_str().unwrap_or(""),
+                        r["attempts"],
+                        r["next_attempt"]
+                            .as_str()
+                            .map(|t| format!(", next {t}"))
+                            .unwrap_or_default(),
+                        r["last_reply"]
+                            .as_str()
+                            .map(|t| format!(", last reply: {t}"))
+                            .unwrap_or_default()
                     );
                 }
                 println!("size:     {}", v["size"]);
                 println!("received: {}", v["received"].as_str().unwrap_or(""));
                 println!("\n{}", v["headers"].as_str().unwrap_or(""));
             }
+        }
+        QueueCmd::Retry { id } => {
+            let v = call(
+                socket,
+                "POST",
+                &format!("/v1/queue/{}/retry", seg(&id)),
+                None,
+            )?;
+            println!("{} queued for retry now", v["id"].as_str().unwrap_or(""));
+        }
+        QueueCmd::Delete { id } => {
+            let v = call(socket, "DELETE", &format!("/v1/queue/{}", seg(&id)), None)?;
+            println!("{} deleted", v["deleted"].as_str().unwrap_or(""));
+        }
+        QueueCmd::Bounce { id } => {
+            let v = call(
+                socket,
+                "POST",
+                &format!("/v1/queue/{}/bounce", seg(&id)),
+                None,
+            )?;
+            println!("{} returned to sender", v["id"].as_str().unwrap_or(""));
         }
     }
     Ok(())

@@ -26,8 +26,10 @@ pub struct Config {
     pub auth: AuthConfig,
     pub control: ControlConfig,
     pub scan: ScanSettings,
+    pub hardening: HardeningConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
+    pub delivery: crate::delivery::DeliveryConfig,
 }
 
 /// What happens to a message the scanner could not judge (error, timeout,
@@ -132,6 +134,26 @@ pub struct ControlConfig {
     pub socket: Option<PathBuf>,
 }
 
+/// Kernel confinement applied after privileges are dropped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HardeningConfig {
+    /// Landlock: the filesystem shrinks to the data directory (read-write)
+    /// and a few read-only system paths.
+    pub landlock: bool,
+    /// Seccomp: only the system calls the daemon makes are allowed.
+    pub seccomp: bool,
+}
+
+impl Default for HardeningConfig {
+    fn default() -> Self {
+        HardeningConfig {
+            landlock: true,
+            seccomp: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -161,8 +183,10 @@ impl Default for Config {
             auth: AuthConfig::default(),
             control: ControlConfig::default(),
             scan: ScanSettings::default(),
+            hardening: HardeningConfig::default(),
             log: LogConfig::default(),
             debug: DebugConfig::default(),
+            delivery: crate::delivery::DeliveryConfig::default(),
         }
     }
 }

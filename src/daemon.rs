@@ -15,6 +15,7 @@ use crate::auth::throttle::Throttle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::{self, Control};
+use crate::jail;
 use crate::privilege::Privileged;
 use crate::settings;
 use crate::smtp::{self, Kind, Listeners, Server};
@@ -34,6 +35,8 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         }
     }
     let tls_config = tls::server_config(&cert, &key)?;
+    // Smarthost password and CA file may be readable by root only.
+    let delivery_prep = crate::delivery::Prepared::load(&cfg.delivery)?;
     let store_path = cfg.store_path();
     let store =
         Arc::new(Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?);
@@ -61,9 +64,21 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set mode of {}: {e}", socket.display()))?;
 
+    let ruleset = if cfg.hardening.landlock {
+        Some(jail::prepare_landlock(&cfg.data_dir)?)
+    } else {
+        None
+    };
+
     // Stage 2: unprivileged from here on.
     let jailed = privileged.drop_privileges()?;
-    tracing::info!(uid = jailed.uid.as_raw(), "serving unprivileged");
+    let hardening = confine(&cfg, ruleset, jailed.uid.as_raw())?;
+    tracing::info!(
+        uid = hardening.uid,
+        landlock = %hardening.landlock,
+        seccomp = hardening.seccomp,
+        "serving unprivileged"
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -76,6 +91,16 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             Committer::start(store.clone(), settings.clone(), clock.clone())
                 .map_err(|e| e.to_string())?,
         );
+        let delivery_stats = Arc::new(crate::delivery::Stats::default());
+        let delivery = crate::delivery::Delivery::new(
+            delivery_prep,
+            hostname.clone(),
+            store.clone(),
+            committer.clone(),
+            settings.clone(),
+            clock.clone(),
+            delivery_stats.clone(),
+        )?;
         let server = Arc::new(Server {
             smtp: cfg.smtp.clone(),
             hostname,
@@ -96,12 +121,15 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             screener,
             scan_failure: cfg.scan.failure_action,
             stats: smtp::Stats::default(),
+            hardening,
         });
         let (stop, stopped) = watch::channel(false);
         let ctl = Arc::new(Control {
             server: server.clone(),
             config: Arc::new(cfg.clone()),
+            delivery: delivery_stats,
         });
+        let delivery_task = tokio::spawn(delivery.run(stopped.clone()));
         let control_task = tokio::spawn(control::run(ctl, control_listener, stopped.clone()));
         let every = Duration::from_secs(cfg.housekeeping_secs.max(1));
         tokio::spawn(crate::housekeeping::run(
@@ -115,9 +143,31 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = control_task.await;
+        let _ = delivery_task.await;
         // Sessions in flight get a moment; accepted mail is already on disk.
         let _ = tokio::time::timeout(Duration::from_secs(5), smtp_task).await;
         Ok(())
+    })
+}
+
+/// Landlock, then seccomp (last: it would forbid setting up landlock).
+fn confine(
+    cfg: &Config,
+    ruleset: Option<landlock::RulesetCreated>,
+    uid: u32,
+) -> Result<jail::Hardening, String> {
+    let landlock = match ruleset {
+        Some(r) => jail::landlock(r)?,
+        None => "off".to_string(),
+    };
+    if cfg.hardening.seccomp {
+        jail::seccomp()?;
+    }
+    Ok(jail::Hardening {
+        uid,
+        no_new_privs: true,
+        landlock,
+        seccomp: cfg.hardening.seccomp,
     })
 }
 

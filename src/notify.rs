@@ -4,7 +4,7 @@
 
 use jiff::Timestamp;
 
-use crate::store::{QueueEntry, RcptState, Recipient, Store, StoreError};
+use crate::store::{QueueEntry, Recipient, Store, StoreError};
 
 /// Queues a notice to `admin` under queue id `id`.
 pub fn queue_notice(
@@ -29,17 +29,13 @@ pub fn queue_notice(
         id,
         user: String::new(),
         sender: String::new(),
-        recipients: vec![Recipient {
-            address: admin.to_string(),
-            state: RcptState::Queued,
-            attempts: 0,
-            last_reply: None,
-        }],
+        recipients: vec![Recipient::new(admin.to_string())],
         size: body.len() as u64,
         received: now,
         client_ip: String::new(),
         helo: String::new(),
         next_attempt: Some(now),
+        delay_warned: false,
     };
     store.enqueue(&entry, body.as_bytes())
 }

@@ -83,6 +83,9 @@ class Daemon:
                 "tls_sniff_ms": 400,
             },
             "debug": {"clock_override": True},
+            # Delivery to a closed loopback port: accepted mail stays queued
+            # (deferred), and no test touches the network.
+            "delivery": {"smarthost": "127.0.0.1:1", "starttls": "opportunistic"},
         }
         for name, values in sections.items():
             if isinstance(values, dict):

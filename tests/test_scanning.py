@@ -236,3 +236,22 @@ def test_scan_command_prints_verdict(tmp_path):
     f.write_text(message(text=GTUBE))
     out = subprocess.run([str(BIN), "scan", str(f)], capture_output=True, text=True).stdout
     assert "verdict: spam" in out and "GTUBE" in out
+
+
+def test_released_message_reaches_the_next_hop(make_daemon):
+    from delivery.delivery_support import Sink
+
+    sink = Sink()
+    try:
+        d = make_daemon(delivery={"smarthost": f"127.0.0.1:{sink.port}", "starttls": "opportunistic", "poll_interval_ms": 200})
+        d.add_user(USER, auto_lock="off")
+        assert submit(d, message(subject="Held back", text=GTUBE))[0] == 550
+        [q] = d.api("GET", "/v1/quarantine")[1]
+        # Quarantined mail is never delivered on its own.
+        assert sink.received() == []
+        d.cli("quarantine", "release", q["id"])
+        wait_for(lambda: sink.received(), timeout=60, what="the released message at the sink")
+        [got] = sink.received()
+        assert got["rcpt_tos"] == ["bob@remote.example"] and b"Subject: Held back" in got["content"]
+    finally:
+        sink.stop()

@@ -32,6 +32,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct Control {
     pub server: Arc<Server>,
     pub config: Arc<Config>,
+    pub delivery: Arc<crate::delivery::Stats>,
 }
 
 pub async fn run(

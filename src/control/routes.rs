@@ -101,6 +101,9 @@ pub fn route(ctl: &Control, method: &Method, uri: &Uri, body: &[u8]) -> Answer {
         (&Method::PATCH, ["v1", "settings"]) => edit_settings(ctl, body),
         (&Method::GET, ["v1", "queue"]) => list_queue(ctl, &q),
         (&Method::GET, ["v1", "queue", id]) => show_queue(ctl, id),
+        (&Method::DELETE, ["v1", "queue", id]) => delete_queue(ctl, id),
+        (&Method::POST, ["v1", "queue", id, "retry"]) => retry_queue(ctl, id),
+        (&Method::POST, ["v1", "queue", id, "bounce"]) => bounce_queue(ctl, id),
         (&Method::GET, ["v1", "quarantine"]) => list_quarantine(ctl),
         (&Method::GET, ["v1", "quarantine", id]) => show_quarantine(ctl, id),
         (&Method::POST, ["v1", "quarantine", id, "release"]) => release_quarantine(ctl, id),
@@ -120,6 +123,8 @@ fn health(ctl: &Control) -> Answer {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "stats": ctl.server.stats.snapshot(),
+        "hardening": ctl.server.hardening,
+        "delivery": ctl.delivery.snapshot(),
     }))
 }
 
@@ -477,6 +482,41 @@ fn show_queue(ctl: &Control, id: &str) -> Res {
         v["headers"] = json!(String::from_utf8_lossy(&body[..head_end.min(64 * 1024)]));
     }
     Ok(Answer::ok(v))
+}
+
+fn queue_number(id: &str) -> Result<u64, Answer> {
+    parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a queue id")))
+}
+
+fn delete_queue(ctl: &Control, id: &str) -> Res {
+    let n = queue_number(id)?;
+    if !ctl.server.store.remove_entry(n).map_err(internal)? {
+        return Err(not_found(format!("no queued message {id}")));
+    }
+    tracing::info!(id = %queue_id(n), "queued message deleted by admin");
+    Ok(Answer::ok(json!({ "deleted": queue_id(n) })))
+}
+
+fn retry_queue(ctl: &Control, id: &str) -> Res {
+    let n = queue_number(id)?;
+    let now = ctl.server.clock.now();
+    let e = crate::delivery::admin_retry(&ctl.server.store, n, now)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no queued message {id}")))?;
+    tracing::info!(id = %queue_id(n), "queued message set for immediate retry by admin");
+    Ok(Answer::ok(queue_view(&e)))
+}
+
+fn bounce_queue(ctl: &Control, id: &str) -> Res {
+    let n = queue_number(id)?;
+    let s = &ctl.server;
+    let now = s.clock.now();
+    let e =
+        crate::delivery::admin_bounce(&s.store, &s.committer, &s.hostname, &ctl.delivery, n, now)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(format!("no queued message {id}")))?;
+    tracing::info!(id = %queue_id(n), "queued message returned to sender by admin");
+    Ok(Answer::ok(queue_view(&e)))
 }
 
 fn quarantine_id(id: &str) -> Result<u64, Answer> {

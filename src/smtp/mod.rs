@@ -39,6 +39,8 @@ pub struct Server {
     pub screener: Screener,
     pub scan_failure: crate::config::FailureAction,
     pub stats: Stats,
+    /// What confinement is in force (reported by the health endpoint).
+    pub hardening: crate::jail::Hardening,
 }
 
 impl Server {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::queue::{QueueEntry, RcptState, Recipient};
+use super::queue::{QueueEntry, Recipient};
 use super::usage::Usage;
 use super::{BODIES, META, QUEUE, Result, Store, StoreError, USAGE, USERS, from_json, to_json};
 use crate::clock::Clock;
@@ -178,18 +178,14 @@ fn accept_one(
         recipients: s
             .recipients
             .iter()
-            .map(|a| Recipient {
-                address: a.clone(),
-                state: RcptState::Queued,
-                attempts: 0,
-                last_reply: None,
-            })
+            .map(|a| Recipient::new(a.clone()))
             .collect(),
         size: s.message.len() as u64,
         received: now,
         client_ip: s.client_ip.clone(),
         helo: s.helo.clone(),
         next_attempt: Some(now),
+        delay_warned: false,
     };
     txn.open_table(QUEUE)?
         .insert(s.id, to_json(&entry)?.as_slice())?;

@@ -20,7 +20,9 @@ use serde::de::DeserializeOwned;
 pub use accept::lock_text;
 pub use accept::{AcceptError, Committer, Submission};
 pub use quarantine::{Detection, QuarantineEntry};
-pub use queue::{QueueEntry, QueueFilter, RcptState, Recipient, parse_id, show_id as queue_id};
+pub use queue::{
+    NewMessage, QueueEntry, QueueFilter, RcptState, Recipient, parse_id, show_id as queue_id,
+};
 
 /// `user name -> User (JSON)`
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::queue::{QueueEntry, RcptState, Recipient};
+use super::queue::{QueueEntry, Recipient};
 use super::{BODIES, QBODIES, QUARANTINE, QUEUE, Result, Store, USERS, from_json, to_json};
 use crate::locking;
 use crate::users::{EffectiveSettings, LockState, User};
@@ -114,21 +114,13 @@ impl Store {
             id: queue_id,
             user: q.user,
             sender: q.sender,
-            recipients: q
-                .recipients
-                .into_iter()
-                .map(|a| Recipient {
-                    address: a,
-                    state: RcptState::Queued,
-                    attempts: 0,
-                    last_reply: None,
-                })
-                .collect(),
+            recipients: q.recipients.into_iter().map(Recipient::new).collect(),
             size: body.len() as u64,
             received: now,
             client_ip: q.client_ip,
             helo: q.helo,
             next_attempt: Some(now),
+            delay_warned: false,
         };
         txn.open_table(QUEUE)?
             .insert(queue_id, to_json(&entry)?.as_slice())?;

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::{BODIES, META, QUEUE, Result, Store, from_json};
+use super::{BODIES, META, QUEUE, Result, Store, from_json, to_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,6 +26,25 @@ pub struct Recipient {
     pub state: RcptState,
     pub attempts: u32,
     pub last_reply: Option<String>,
+    /// When this recipient is tried next (None: with the message).
+    #[serde(default)]
+    pub next_attempt: Option<Timestamp>,
+    /// The host that gave `last_reply`, for logs and bounces.
+    #[serde(default)]
+    pub remote: Option<String>,
+}
+
+impl Recipient {
+    pub fn new(address: String) -> Recipient {
+        Recipient {
+            address,
+            state: RcptState::Queued,
+            attempts: 0,
+            last_reply: None,
+            next_attempt: None,
+            remote: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,9 +61,17 @@ pub struct QueueEntry {
     pub client_ip: String,
     pub helo: String,
     pub next_attempt: Option<Timestamp>,
+    /// A delay warning was sent for this message.
+    #[serde(default)]
+    pub delay_warned: bool,
 }
 
 impl QueueEntry {
+    /// When a queued recipient is due.
+    pub fn due_at(&self, r: &Recipient) -> Option<Timestamp> {
+        r.next_attempt.or(self.next_attempt)
+    }
+
     pub fn state(&self) -> RcptState {
         let states = || self.recipients.iter().map(|r| r.state);
         if states().any(|s| s == RcptState::Queued) {
@@ -113,6 +140,118 @@ impl Store {
             .get(super::accept::QUEUE_SEQ)?
             .map(|v| v.value())
             .unwrap_or(1))
+    }
+}
+
+/// A message the daemon writes itself (a delivery status notification),
+/// queued like any accepted message.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// From `Committer::reserve_id`, so ids stay unique across writers.
+    pub id: u64,
+    pub user: String,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub message: Vec<u8>,
+}
+
+impl Store {
+    /// Entries with a queued recipient due at `now`, earliest first, at
+    /// most `limit` of them, leaving out those `busy` says are in hand.
+    pub fn due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        busy: impl Fn(u64) -> bool,
+    ) -> Result<Vec<QueueEntry>> {
+        let txn = self.read()?;
+        let table = txn.open_table(QUEUE)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            if busy(k.value()) {
+                continue;
+            }
+            let e: QueueEntry = from_json(v.value())?;
+            if e.next_attempt.is_some_and(|t| t <= now) {
+                out.push(e);
+            }
+        }
+        out.sort_by_key(|e| e.next_attempt);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Changes entry `id` in one write transaction. `change` sees the
+    /// message bytes and may return a new message (a bounce) that is
+    /// queued in the same commit, so a crash never separates a failure
+    /// from its bounce. Once no recipient is queued, the entry and its
+    /// body are removed. Returns the entry as changed, or None if it was
+    /// already gone.
+    pub fn update_entry<F>(&self, id: u64, now: Timestamp, change: F) -> Result<Option<QueueEntry>>
+    where
+        F: FnOnce(&mut QueueEntry, &[u8]) -> Option<NewMessage>,
+    {
+        let txn = self.write()?;
+        let entry = {
+            let mut queue = txn.open_table(QUEUE)?;
+            let mut bodies = txn.open_table(BODIES)?;
+            let Some(mut entry) = queue
+                .get(id)?
+                .map(|v| from_json::<QueueEntry>(v.value()))
+                .transpose()?
+            else {
+                return Ok(None);
+            };
+            let new = {
+                let body = bodies.get(id)?;
+                change(&mut entry, body.as_ref().map_or(&[][..], |b| b.value()))
+            };
+            entry.next_attempt = entry
+                .recipients
+                .iter()
+                .filter(|r| r.state == RcptState::Queued)
+                .filter_map(|r| entry.due_at(r))
+                .min();
+            if entry.state() == RcptState::Queued {
+                queue.insert(id, to_json(&entry)?.as_slice())?;
+            } else {
+                queue.remove(id)?;
+                bodies.remove(id)?;
+            }
+            if let Some(m) = new {
+                let e = QueueEntry {
+                    id: m.id,
+                    user: m.user,
+                    sender: m.sender,
+                    recipients: m.recipients.into_iter().map(Recipient::new).collect(),
+                    size: m.message.len() as u64,
+                    received: now,
+                    client_ip: String::new(),
+                    helo: String::new(),
+                    next_attempt: Some(now),
+                    delay_warned: false,
+                };
+                queue.insert(m.id, to_json(&e)?.as_slice())?;
+                bodies.insert(m.id, m.message.as_slice())?;
+                super::accept::bump_seq(&txn, m.id)?;
+            }
+            entry
+        };
+        txn.commit()?;
+        Ok(Some(entry))
+    }
+
+    /// Drops a message from the queue without a trace; false if absent.
+    pub fn remove_entry(&self, id: u64) -> Result<bool> {
+        let txn = self.write()?;
+        let found = {
+            let found = txn.open_table(QUEUE)?.remove(id)?.is_some();
+            txn.open_table(BODIES)?.remove(id)?;
+            found
+        };
+        txn.commit()?;
+        Ok(found)
     }
 }
 

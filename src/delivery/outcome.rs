@@ -1,0 +1,243 @@
+//! Applying delivery results to a queue entry: per-recipient state, the
+//! next retry, expiry at the user's maximum days to retry, and the bounce
+//! covering every recipient that failed in this round.
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::Stats;
+use super::dsn::{self, Action, Report};
+use super::schedule::Schedule;
+use crate::store::{Committer, NewMessage, QueueEntry, RcptState, Store, StoreError};
+
+/// What the next hop made of one recipient.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Delivered(String),
+    /// 5xx, or a destination that cannot exist.
+    Failed(String),
+    /// 4xx, timeouts, connection trouble.
+    Deferred(String),
+}
+
+/// One recipient's result, for the log after the commit.
+#[derive(Debug)]
+pub struct Logged {
+    pub recipient: String,
+    pub result: &'static str,
+    pub reply: String,
+    pub next_retry: Option<Timestamp>,
+}
+
+/// The maximum days to retry of the entry's user, looked up now; the
+/// system default if the user is gone.
+pub fn max_retry_days(store: &Store, settings: &crate::settings::Shared, user: &str) -> u32 {
+    let u = store.user(user).ok().flatten();
+    settings.read(|c| match u {
+        Some(u) => u.settings.resolve(&c.settings.defaults).max_retry_days,
+        None => c.settings.defaults.max_retry_days,
+    })
+}
+
+pub struct Ctx<'a> {
+    pub committer: &'a Committer,
+    pub hostname: &'a str,
+    pub schedule: Schedule,
+    pub max_retry_days: u32,
+    pub delay_warning_hours: u64,
+    pub stats: &'a Stats,
+}
+
+/// Records `results` (address, outcome, remote host) for entry `id` in one
+/// commit. Returns the log lines, or None if the entry is gone (deleted
+/// by an admin meanwhile).
+pub fn record(
+    store: &Store,
+    ctx: &Ctx<'_>,
+    id: u64,
+    now: Timestamp,
+    results: &[(String, Outcome)],
+    remote: Option<&str>,
+) -> Result<Option<Vec<Logged>>, StoreError> {
+    let mut logged = Vec::new();
+    let mut counts = [0u64; 4]; // delivered, deferred, bounced, dropped
+    let mut dsn = false;
+    let updated = store.update_entry(id, now, |entry, body| {
+        let deadline = entry
+            .received
+            .checked_add(SignedDuration::from_hours(
+                24 * i64::from(ctx.max_retry_days),
+            ))
+            .unwrap_or(entry.received);
+        let mut failed = Vec::new();
+        let mut deferred = Vec::new();
+        for (address, outcome) in results {
+            let Some(i) = entry
+                .recipients
+                .iter()
+                .position(|r| r.state == RcptState::Queued && r.address == *address)
+            else {
+                continue;
+            };
+            let r = &mut entry.recipients[i];
+            r.attempts += 1;
+            r.remote = remote.map(str::to_string);
+            let (result, reply) = match outcome {
+                Outcome::Delivered(reply) => {
+                    r.state = RcptState::Delivered;
+                    r.next_attempt = None;
+                    counts[0] += 1;
+                    ("delivered", reply)
+                }
+                Outcome::Failed(reply) => {
+                    r.state = RcptState::Failed;
+                    failed.push(i);
+                    counts[2] += 1;
+                    ("failed", reply)
+                }
+                Outcome::Deferred(reply) if now >= deadline => {
+                    r.state = RcptState::Expired;
+                    failed.push(i);
+                    counts[2] += 1;
+                    ("expired", reply)
+                }
+                Outcome::Deferred(reply) => {
+                    // The last try happens at the deadline itself.
+                    r.next_attempt =
+                        Some(ctx.schedule.next_attempt(entry.received, now).min(deadline));
+                    deferred.push(i);
+                    counts[1] += 1;
+                    ("deferred", reply)
+                }
+            };
+            r.last_reply = Some(reply.clone());
+            logged.push(Logged {
+                recipient: address.clone(),
+                result,
+                reply: reply.clone(),
+                next_retry: r.next_attempt.filter(|_| r.state == RcptState::Queued),
+            });
+        }
+        if !failed.is_empty() {
+            if entry.sender.is_empty() {
+                counts[3] += failed.len() as u64;
+                return None;
+            }
+            dsn = true;
+            return Some(notice(ctx, entry, body, &failed, Action::Failed, now));
+        }
+        let warn_after =
+            SignedDuration::from_hours(i64::try_from(ctx.delay_warning_hours).unwrap_or(0));
+        if ctx.delay_warning_hours > 0
+            && !entry.delay_warned
+            && !entry.sender.is_empty()
+            && !deferred.is_empty()
+            && now.duration_since(entry.received) >= warn_after
+        {
+            entry.delay_warned = true;
+            dsn = true;
+            return Some(notice(ctx, entry, body, &deferred, Action::Delayed, now));
+        }
+        None
+    })?;
+    if updated.is_none() {
+        return Ok(None);
+    }
+    let s = ctx.stats;
+    Stats::add(&s.delivered, counts[0]);
+    Stats::add(&s.deferred, counts[1]);
+    Stats::add(&s.bounced, counts[2]);
+    Stats::add(&s.dropped, counts[3]);
+    if dsn {
+        Stats::add(&s.dsn_queued, 1);
+    }
+    Ok(Some(logged))
+}
+
+/// The DSN to the entry's sender for recipients `which`.
+fn notice(
+    ctx: &Ctx<'_>,
+    entry: &QueueEntry,
+    body: &[u8],
+    which: &[usize],
+    action: Action,
+    now: Timestamp,
+) -> NewMessage {
+    let reports: Vec<Report<'_>> = which
+        .iter()
+        .map(|&i| {
+            let r = &entry.recipients[i];
+            Report {
+                recipient: r,
+                status: dsn::status_of(
+                    r.last_reply.as_deref(),
+                    r.state == RcptState::Expired,
+                    action,
+                ),
+            }
+        })
+        .collect();
+    let message = dsn::build(entry, body, &reports, action, ctx.hostname, now);
+    NewMessage {
+        id: ctx.committer.reserve_id(),
+        user: entry.user.clone(),
+        sender: String::new(),
+        recipients: vec![entry.sender.clone()],
+        message,
+    }
+}
+
+/// `queue retry`: every queued recipient becomes due now.
+pub fn admin_retry(
+    store: &Store,
+    id: u64,
+    now: Timestamp,
+) -> Result<Option<QueueEntry>, StoreError> {
+    store.update_entry(id, now, |e, _| {
+        for r in e
+            .recipients
+            .iter_mut()
+            .filter(|r| r.state == RcptState::Queued)
+        {
+            r.next_attempt = Some(now);
+        }
+        None
+    })
+}
+
+/// `queue bounce`: every queued recipient fails now, with one bounce to
+/// the sender (none for null-sender mail).
+pub fn admin_bounce(
+    store: &Store,
+    committer: &Committer,
+    hostname: &str,
+    stats: &Stats,
+    id: u64,
+    now: Timestamp,
+) -> Result<Option<QueueEntry>, StoreError> {
+    let ctx = Ctx {
+        committer,
+        hostname,
+        schedule: super::DeliveryConfig::default().schedule(),
+        max_retry_days: 0,
+        delay_warning_hours: 0,
+        stats,
+    };
+    let entry = store.update_entry(id, now, |e, body| {
+        let mut failed = Vec::new();
+        for (i, r) in e.recipients.iter_mut().enumerate() {
+            if r.state == RcptState::Queued {
+                r.state = RcptState::Failed;
+                r.last_reply = Some("550 5.0.0 Returned to sender by the administrator".into());
+                r.remote = None;
+                failed.push(i);
+            }
+        }
+        Stats::add(&stats.bounced, failed.len() as u64);
+        if failed.is_empty() || e.sender.is_empty() {
+            return None;
+        }
+        Stats::add(&stats.dsn_queued, 1);
+        Some(notice(&ctx, e, body, &failed, Action::Failed, now))
+    })?;
+    Ok(entry)
+}
