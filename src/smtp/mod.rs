@@ -80,6 +80,13 @@ impl Server {
             screener: Screener::new(&scan, dir)?,
             scan_failure: scan.failure_action,
             stats: Stats::default(),
+            // Nothing confined: this is an in-process server.
+            hardening: crate::jail::Hardening {
+                uid: nix::unistd::geteuid().as_raw(),
+                no_new_privs: false,
+                landlock: "off".into(),
+                seccomp: false,
+            },
         })
     }
 }
