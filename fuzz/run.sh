@@ -12,8 +12,8 @@
 # The corpus grows in fuzz/corpus/<target> (not committed); the committed
 # seeds are in fuzz/seeds/<target>. A crash leaves its input in
 # fuzz/artifacts/<target>/ and makes this script exit non-zero after the
-# other targets have run. fuzz/results.tsv gets one line per target:
-# target, seconds, executions, crashes.
+# other targets have run. fuzz/results.tsv keeps one line per target
+# (target, seconds, executions, crash inputs), replaced when it runs again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -46,7 +46,7 @@ else
     for t in "${targets[@]}"; do cargo fuzz build -O "$t"; done
 fi
 mkdir -p logs
-: > results.tsv
+touch results.tsv
 failed=0
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
@@ -60,8 +60,11 @@ for t in "${targets[@]}"; do
     set -e
     # The store those targets made on tmpfs (see fuzz_targets/session.rs).
     rm -rf /dev/shm/outguard-fuzz-"$t"-* "${TMPDIR:-/tmp}"/outguard-fuzz-"$t"-*
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$' | tail -n 1)
+    execs=$({ grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" || true; } | grep -o '[0-9]*$' | tail -n 1 || true)
     crashes=$(find "artifacts/$t" -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' -o -name 'leak-*' \) | wc -l)
+    # One line per target: this run's replaces the last one.
+    { grep -v "^$t	" results.tsv || true; } > results.tsv.new
+    mv results.tsv.new results.tsv
     printf '%s\t%s\t%s\t%s\n' "$t" "$secs" "${execs:-0}" "$crashes" >> results.tsv
     echo "   executions: ${execs:-0}, crash/oom/timeout inputs: $crashes, exit: $rc"
     if [ "$rc" -ne 0 ]; then

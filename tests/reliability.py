@@ -98,10 +98,12 @@ def git(*args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fuzz-seconds", type=int, default=300)
-    ap.add_argument("--reuse-fuzz", action="store_true", help="use fuzz/results.tsv as it is")
+    ap.add_argument("--reuse-fuzz", action="store_true",
+                    help="do not fuzz; read fuzz/results.tsv (at the end) as fuzz/run.sh left it")
     a = ap.parse_args()
 
-    fuzz = fuzz_results(a.fuzz_seconds, a.reuse_fuzz)
+    if not a.reuse_fuzz:
+        fuzz_results(a.fuzz_seconds, False)
     run(["cargo", "build", "--quiet"], check=True)
     work = Path(tempfile.mkdtemp(prefix="outguard-reliability-"))
     env = dict(os.environ, OUTGUARD_ARTIFACTS=str(work))
@@ -109,6 +111,7 @@ def main():
     crash_t = pytest(["tests/test_crash.py"], work / "crash.xml", env=env)
     kill9 = json.loads((work / "kill9.json").read_text()) if (work / "kill9.json").exists() else None
     security = pytest(SECURITY_TESTS, work / "security.xml")
+    fuzz = fuzz_results(a.fuzz_seconds, True)
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     commit = git("rev-parse", "--short", "HEAD")

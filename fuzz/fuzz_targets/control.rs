@@ -28,6 +28,7 @@ fn control() -> &'static Control {
         Control {
             server: Arc::new(server),
             config: Arc::new(Config::default()),
+            delivery: Arc::new(outguard::delivery::Stats::default()),
         }
     })
 }
