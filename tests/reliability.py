@@ -126,7 +126,7 @@ def main():
     if fuzz:
         total = sum(r[2] for r in fuzz)
         crashes = sum(r[3] for r in fuzz)
-        L.append(f"| fuzzing, {len(fuzz)} targets × {fuzz[0][1]} s | {total:,} executions, "
+        L.append(f"| fuzzing, {len(fuzz)} targets, {sum(r[1] for r in fuzz)} s in all | {total:,} executions, "
                  f"{crashes} crash inputs in this run |")
     else:
         L.append("| fuzzing | not run (cargo-fuzz missing?) |")
