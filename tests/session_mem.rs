@@ -87,3 +87,23 @@ async fn starttls_hands_the_stream_back() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Fuzz finding (session target): an unsupported MAIL parameter full of
+/// control octets was echoed escaped in full, making a reply line far
+/// over RFC 5321's 512 octets. Echoed client text is now bounded.
+#[tokio::test]
+async fn replies_stay_within_512_octets() {
+    let dir = temp_dir("longparam");
+    let srv = Server::standalone(&dir, SmtpConfig::default()).unwrap();
+    let input = include_bytes!("../fuzz/regressions/session/long_unsupported_param");
+    // The fuzz target's first byte picks IP authorisation, as here.
+    let out = converse(&srv, &input[1..], Mode::Plain, Some("127.0.0.1")).await;
+    assert!(
+        out.contains("555 5.5.4 Unsupported parameter BODY"),
+        "{out}"
+    );
+    for line in out.split_terminator("\r\n") {
+        assert!(line.len() + 2 <= 512, "{} octets: {line}", line.len());
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -556,7 +556,7 @@ impl Session<'_> {
                 "5.1.7",
                 format!(
                     "Sender address <{}> not accepted: {why}",
-                    from.address.escape_debug()
+                    shown(&from.address)
                 ),
             ));
         }
@@ -577,7 +577,8 @@ impl Session<'_> {
                 "5.7.1",
                 format!(
                     "Sender address <{}> is not owned by user {}",
-                    from.address, user.name
+                    shown(&from.address),
+                    user.name
                 ),
             ));
         }
@@ -628,7 +629,7 @@ impl Session<'_> {
                 "5.1.3",
                 format!(
                     "Recipient address <{}> not accepted: {why}",
-                    to.address.escape_debug()
+                    shown(&to.address)
                 ),
             ));
         }
@@ -978,6 +979,18 @@ fn address_problem(address: &str) -> Option<&'static str> {
     }
 }
 
+/// Client text as echoed in a reply: escaped, and short enough that the
+/// reply line stays within RFC 5321's 512 octets (escaping alone can make
+/// one control octet six).
+fn shown(text: &str) -> String {
+    const MAX: usize = 120;
+    let mut out: String = text.escape_debug().take(MAX).collect();
+    if out.len() < text.escape_debug().map(char::len_utf8).sum::<usize>() {
+        out.push_str("...");
+    }
+    out
+}
+
 fn parse_error(e: ParseError) -> Reply {
     match e {
         ParseError::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
@@ -992,7 +1005,7 @@ fn parse_error(e: ParseError) -> Reply {
         ParseError::UnsupportedParameter { param } => Reply::new(
             555,
             "5.5.4",
-            format!("Unsupported parameter {}", param.escape_debug()),
+            format!("Unsupported parameter {}", shown(&param)),
         ),
         _ => Reply::new(500, "5.5.2", "Syntax error"),
     }
@@ -1058,6 +1071,15 @@ mod tests {
         assert!(has_source_route(b"MAIL FROM: <@a,@b:u@x.example>"));
         assert!(!has_source_route(b"RCPT TO:<u@x.example>"));
         assert!(!has_source_route(b"NOOP"));
+    }
+
+    #[test]
+    fn echoed_client_text_is_bounded() {
+        assert_eq!(shown("a@b.example"), "a@b.example");
+        let hostile = "BODY\u{18}".repeat(200);
+        let r = parse_error(ParseError::UnsupportedParameter { param: hostile });
+        assert!(r.render(true).len() <= 512, "{}", r.render(true));
+        assert!(r.text.ends_with("..."));
     }
 
     #[test]
