@@ -1,4 +1,24 @@
-# Convenience targets; the real work is in the scripts they call.
+# Outguard top-level targets for the appliance image (see docs/IMAGE.md).
+#   make image ARCH=x86_64        build image/out/x86_64/images/outguard-x86_64.img
+#   make run ARCH=x86_64          boot it in QEMU (SMTP on 127.0.0.1:2587, admin on :8443)
+#                                 PROVISION=dir: apply dir/provision.conf, dir/users.csv
+#                                 FRESH=1: start again from the built image
+#   make image-test ARCH=x86_64   boot-and-submit test (pytest tests/image)
+#   make image-report             image size and boot-to-banner time per architecture
+#   make bench                    Outguard next to Postfix (bench/README.md)
+# First, once per machine (as root): image/deps.sh
+ARCH ?= x86_64
+
+.PHONY: image run image-test image-report image-clean bench
+
+image run image-test image-report image-clean:
+	$(MAKE) -C image $@ ARCH=$(ARCH) $(if $(PROVISION),PROVISION=$(abspath $(PROVISION))) \
+		$(if $(DISK),DISK=$(abspath $(DISK)))
+
+bench:
+	$(MAKE) -C bench bench
+
+# Fuzzing and reliability figures (fuzz/README.md, docs/RELIABILITY.md).
 .PHONY: fuzz fuzz-short reliability
 
 # Every fuzz target for FUZZ_SECONDS each (default 300).

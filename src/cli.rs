@@ -30,6 +30,8 @@ pub enum Command {
     /// Test support (needs debug.clock_override in the daemon's config).
     #[command(subcommand)]
     Debug(DebugCmd),
+    #[command(flatten)]
+    Admin(crate::admin::cli::AdminCmd),
     /// Train the spam classifier and write the model file.
     Train {
         #[arg(long, required = true, num_args = 1..)]
@@ -279,7 +281,7 @@ pub enum DebugCmd {
     Clock { time: String },
 }
 
-fn read_password() -> Result<String, String> {
+pub(crate) fn read_password() -> Result<String, String> {
     let mut s = String::new();
     std::io::stdin()
         .read_to_string(&mut s)
@@ -292,7 +294,7 @@ fn read_password() -> Result<String, String> {
 }
 
 /// Path segment escaping for user names (which may hold '/' as CIDR).
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'@' | b':' => {
@@ -307,7 +309,12 @@ fn query_pair(k: &str, v: &str) -> String {
     format!("{k}={}", seg(v))
 }
 
-fn call(socket: &Path, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+pub(crate) fn call(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
     call_raw(
         socket,
         method,
@@ -316,7 +323,7 @@ fn call(socket: &Path, method: &str, path: &str, body: Option<Value>) -> Result<
     )
 }
 
-fn call_raw(
+pub(crate) fn call_raw(
     socket: &Path,
     method: &str,
     path: &str,
@@ -349,7 +356,7 @@ fn call_raw(
     Ok(v)
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -438,6 +445,7 @@ pub fn run(command: Command, socket: &Path) -> Result<(), String> {
         Command::Queue(c) => queue(c, socket),
         Command::Settings(c) => settings(c, socket),
         Command::Quarantine(c) => quarantine(c, socket),
+        Command::Admin(c) => crate::admin::cli::run(c, socket),
         Command::Debug(DebugCmd::Clock { time }) => {
             let body = if time == "now" {
                 json!({})

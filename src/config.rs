@@ -25,6 +25,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub control: ControlConfig,
+    pub admin: crate::admin::AdminConfig,
     pub scan: ScanSettings,
     pub hardening: HardeningConfig,
     pub log: LogConfig,
@@ -57,6 +58,23 @@ pub struct ScanSettings {
     pub max_parallel: usize,
     /// The built-in engine: limits, attachment policy, spam threshold.
     pub builtin: crate::scan::ScanConfig,
+    /// `[scan.clamd]`: ask ClamAV's clamd too (off when absent).
+    pub clamd: Option<crate::scan::external::ClamdConfig>,
+    /// `[scan.spamd]`: ask SpamAssassin's spamd too (off when absent).
+    pub spamd: Option<crate::scan::external::SpamdConfig>,
+    /// `[scan.rspamd]`: ask rspamd too (off when absent).
+    pub rspamd: Option<crate::scan::external::RspamdConfig>,
+}
+
+impl ScanSettings {
+    /// The external engines as one config (docs/EXTERNAL_ENGINES.md).
+    pub fn external(&self) -> crate::scan::external::ExternalConfig {
+        crate::scan::external::ExternalConfig {
+            clamd: self.clamd.clone(),
+            spamd: self.spamd.clone(),
+            rspamd: self.rspamd.clone(),
+        }
+    }
 }
 
 impl Default for ScanSettings {
@@ -67,6 +85,9 @@ impl Default for ScanSettings {
             failure_action: FailureAction::Tempfail,
             max_parallel: 2,
             builtin: crate::scan::ScanConfig::default(),
+            clamd: None,
+            spamd: None,
+            rspamd: None,
         }
     }
 }
@@ -182,6 +203,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             control: ControlConfig::default(),
+            admin: crate::admin::AdminConfig::default(),
             scan: ScanSettings::default(),
             hardening: HardeningConfig::default(),
             log: LogConfig::default(),
@@ -252,6 +274,7 @@ impl Config {
             data_dir: PathBuf::from("outguard-data"),
             run_user: "nobody".into(),
             smtp,
+            admin: crate::admin::AdminConfig::dev(),
             ..Config::default()
         }
     }
@@ -322,5 +345,27 @@ mod tests {
     fn unknown_key_is_an_error() {
         let e = toml::from_str::<Config>("[smtp]\nsubmision = []\n").unwrap_err();
         assert!(e.to_string().contains("submision"), "{e}");
+    }
+
+    #[test]
+    fn external_engine_tables() {
+        let c: Config = toml::from_str("").unwrap();
+        assert!(c.scan.external().is_empty());
+        let c: Config = toml::from_str(
+            "[scan]\ntimeout_ms = 5000\n\
+             [scan.clamd]\naddress = \"127.0.0.1:3310\"\n\
+             [scan.spamd]\nuser = \"outguard\"\n",
+        )
+        .unwrap();
+        let ext = c.scan.external();
+        assert_eq!(
+            ext.clamd.unwrap().address.as_deref(),
+            Some("127.0.0.1:3310")
+        );
+        assert_eq!(ext.spamd.unwrap().address, "127.0.0.1:783");
+        assert!(ext.rspamd.is_none());
+        let e = toml::from_str::<Config>("[scan.rspamd]\nurl = \"http://x\"\npasswd = \"\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("passwd"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::admin;
 use crate::auth::password::Verifier;
 use crate::auth::throttle::Throttle;
 use crate::clock::Clock;
@@ -34,13 +35,14 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             privileged.give(p)?;
         }
     }
-    let tls_config = tls::server_config(&cert, &key)?;
+    let (tls_config, certs) = tls::server_config(&cert, &key)?;
     // Smarthost password and CA file may be readable by root only.
     let delivery_prep = crate::delivery::Prepared::load(&cfg.delivery)?;
     let store_path = cfg.store_path();
     let store =
         Arc::new(Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?);
     privileged.give(&store_path)?;
+    admin::provision(&store, &cfg)?;
     let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
     // Signatures and a retrained model are read now, while privileged.
     let screener = smtp::Screener::new(&cfg.scan, &cfg.data_dir)?;
@@ -57,6 +59,12 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             listeners.push((l, kind));
         }
     }
+    let admin_listeners = cfg
+        .admin
+        .listen
+        .iter()
+        .map(|a| TcpListener::bind(a).map_err(|e| format!("cannot listen on {a} (admin): {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let socket = cfg.control_socket();
     let _ = std::fs::remove_file(&socket);
     let control_listener = UnixListener::bind(&socket)
@@ -117,7 +125,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
                 Duration::from_secs(cfg.auth.failure_window_secs),
                 Duration::from_secs(cfg.auth.block_secs),
             ),
-            tls: tokio_rustls::TlsAcceptor::from(tls_config),
+            tls: tokio_rustls::TlsAcceptor::from(tls_config.clone()),
             screener,
             scan_failure: cfg.scan.failure_action,
             stats: smtp::Stats::default(),
@@ -127,8 +135,11 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         let ctl = Arc::new(Control {
             server: server.clone(),
             config: Arc::new(cfg.clone()),
+            certs,
             delivery: delivery_stats,
         });
+        let admin = admin::Admin::new(ctl.clone(), tokio_rustls::TlsAcceptor::from(tls_config));
+        let admin_task = tokio::spawn(admin::run(admin, admin_listeners, stopped.clone()));
         let delivery_task = tokio::spawn(delivery.run(stopped.clone()));
         let control_task = tokio::spawn(control::run(ctl, control_listener, stopped.clone()));
         let every = Duration::from_secs(cfg.housekeeping_secs.max(1));
@@ -143,6 +154,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = control_task.await;
+        let _ = admin_task.await;
         let _ = delivery_task.await;
         // Sessions in flight get a moment; accepted mail is already on disk.
         let _ = tokio::time::timeout(Duration::from_secs(5), smtp_task).await;

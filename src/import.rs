@@ -90,7 +90,7 @@ pub fn parse(text: &[u8]) -> (Vec<ImportLine>, Vec<LineError>) {
 }
 
 /// One CSV record (RFC 4180 quoting) as trimmed UTF-8 fields.
-fn split_record(raw: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn split_record(raw: &[u8]) -> Result<Vec<String>, String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

@@ -28,7 +28,9 @@ pub struct Hardening {
 }
 
 /// Read-only paths the daemon may still need: name service files, CA
-/// certificates, time zones, its own process information.
+/// certificates, time zones, its own process information, and the random
+/// devices (a static build's getrandom may fall back to polling
+/// /dev/random before reading /dev/urandom).
 const READ_ONLY: &[&str] = &[
     "/etc",
     "/usr/share/ca-certificates",
@@ -36,6 +38,7 @@ const READ_ONLY: &[&str] = &[
     "/proc/self",
     "/sys/fs/cgroup",
     "/dev/urandom",
+    "/dev/random",
 ];
 
 /// Builds the ruleset while still privileged: adding a rule opens its

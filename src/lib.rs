@@ -2,6 +2,7 @@
 //! part of the daemon; `main.rs` is only the command-line entry. Being a
 //! library lets integration tests and fuzz targets reach the parsers.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -11,6 +12,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod housekeeping;
 pub mod import;
+pub mod incoming;
 pub mod jail;
 pub mod limits;
 pub mod locking;

@@ -86,6 +86,9 @@ class Daemon:
             # Delivery to a closed loopback port: accepted mail stays queued
             # (deferred), and no test touches the network.
             "delivery": {"smarthost": "127.0.0.1:1", "starttls": "opportunistic"},
+            # The HTTPS admin face is tested in tests/admin; here it stays
+            # off so that no test daemon listens on 0.0.0.0:8443.
+            "admin": {"listen": []},
         }
         for name, values in sections.items():
             if isinstance(values, dict):

@@ -25,8 +25,12 @@ fn control() -> &'static Control {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("fuzz data dir");
         let server = Server::standalone(&dir, SmtpConfig::default()).expect("server");
+        let (_, certs) =
+            outguard::tls::server_config(&dir.join("tls/cert.pem"), &dir.join("tls/key.pem"))
+                .expect("certificate made by standalone");
         Control {
             server: Arc::new(server),
+            certs,
             config: Arc::new(Config::default()),
             delivery: Arc::new(outguard::delivery::Stats::default()),
         }

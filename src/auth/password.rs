@@ -102,22 +102,32 @@ impl Verifier {
         h.finalize().into()
     }
 
+    /// Is this login (keyed hash `tag`) cached as verified against `phc`?
+    fn cached(&self, user: &str, tag: &[u8; 32], phc: Option<&str>) -> bool {
+        let Some(phc) = phc else {
+            return false;
+        };
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(user).is_some_and(|c| {
+            c.phc == phc && c.until > Instant::now() && bool::from(c.tag.ct_eq(tag))
+        })
+    }
+
     /// Does `password` match `phc` (the user's stored hash, if any)?
     pub async fn check(self: &Arc<Self>, user: &str, password: &str, phc: Option<&str>) -> bool {
         let tag = self.tag(user, password);
-        if let Some(phc) = phc {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = cache.get(user)
-                && c.phc == phc
-                && c.until > Instant::now()
-                && bool::from(c.tag.ct_eq(&tag))
-            {
-                return true;
-            }
+        if self.cached(user, &tag, phc) {
+            return true;
         }
         let Ok(_slot) = self.slots.acquire().await else {
             return false;
         };
+        // Sessions that queued for a slot behind a verification of the same
+        // login (a burst of clients after a restart) find it cached now
+        // instead of each running argon2 again.
+        if self.cached(user, &tag, phc) {
+            return true;
+        }
         let (pw, stored) = (password.to_string(), phc.map(str::to_string));
         let ok = tokio::task::spawn_blocking(move || match stored {
             Some(phc) => verify(&pw, &phc),

@@ -4,7 +4,8 @@
 //! again on every connection. The CLI is its client.
 
 pub mod client;
-mod routes;
+pub mod ext;
+pub mod routes;
 mod views;
 
 pub use routes::route;
@@ -28,10 +29,14 @@ use crate::smtp::Server;
 /// Largest request body (a CSV import of many thousands of users).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
+/// How the audit log names changes made through the socket.
+const SOCKET_WHO: &str = "root@control-socket";
 
 pub struct Control {
     pub server: Arc<Server>,
     pub config: Arc<Config>,
+    /// The certificate served by every TLS listener, replaced on upload.
+    pub certs: Arc<crate::tls::Certs>,
     pub delivery: Arc<crate::delivery::Stats>,
 }
 
@@ -100,7 +105,10 @@ async fn handle(
             let body = collected.to_bytes();
             // Handlers hash passwords and commit to the store: blocking work.
             tokio::task::spawn_blocking(move || {
-                routes::route(&ctl, &parts.method, &parts.uri, &body)
+                let answer = routes::route(&ctl, &parts.method, &parts.uri, &body);
+                let (store, path) = (&ctl.server.store, parts.uri.path());
+                crate::admin::audit::api_call(store, SOCKET_WHO, &parts.method, path, &answer);
+                answer
             })
             .await
             .unwrap_or_else(|_| Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "handler failed"))

@@ -14,15 +14,15 @@ use crate::users::{LockState, User, UserName, UserSettings};
 
 type Res = Result<Answer, Answer>;
 
-fn bad(msg: impl Into<String>) -> Answer {
+pub(super) fn bad(msg: impl Into<String>) -> Answer {
     Answer::error(StatusCode::BAD_REQUEST, msg)
 }
 
-fn not_found(msg: impl Into<String>) -> Answer {
+pub(super) fn not_found(msg: impl Into<String>) -> Answer {
     Answer::error(StatusCode::NOT_FOUND, msg)
 }
 
-fn internal(e: impl std::fmt::Display) -> Answer {
+pub(super) fn internal(e: impl std::fmt::Display) -> Answer {
     tracing::error!(error = %e, "control API failure");
     Answer::error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -30,7 +30,7 @@ fn internal(e: impl std::fmt::Display) -> Answer {
     )
 }
 
-fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Answer> {
+pub(super) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Answer> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
@@ -52,7 +52,7 @@ fn query(uri: &Uri) -> Vec<(String, String)> {
 }
 
 /// Percent-decoding; `+` is a space only in query strings.
-fn unescape(s: &str, plus_is_space: bool) -> String {
+pub(crate) fn unescape(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -87,6 +87,9 @@ pub fn route(ctl: &Control, method: &Method, uri: &Uri, body: &[u8]) -> Answer {
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let q = query(uri);
+    if let Some(answer) = super::ext::route(ctl, method, &segs, &q, body) {
+        return answer;
+    }
     let result = match (method, segs.as_slice()) {
         (&Method::GET, ["v1", "health"]) => Ok(health(ctl)),
         (&Method::GET, ["v1", "users"]) => list_users(ctl, &q),

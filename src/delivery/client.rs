@@ -355,8 +355,10 @@ pub fn tls_connector(
             }
         }
         if roots.is_empty() {
-            return Err(
-                "no CA certificates: install ca-certificates or set delivery.ca_file".into(),
+            // Fail closed, not at start: every certificate check fails (and
+            // mail stays queued) until roots are installed.
+            tracing::error!(
+                "no CA certificates for the next hop: install ca-certificates or set delivery.ca_file"
             );
         }
         tracing::debug!(system = added, total = roots.len(), "CA roots loaded");

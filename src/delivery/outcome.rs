@@ -61,7 +61,9 @@ pub fn record(
     let mut logged = Vec::new();
     let mut counts = [0u64; 4]; // delivered, deferred, bounced, dropped
     let mut dsn = false;
-    let updated = store.update_entry(id, now, |entry, body| {
+    // Delivered and removed: no fsync here; the connection's `sync` (or
+    // the next accepted message) makes it durable.
+    let updated = store.update_entry_with(id, now, true, |entry, body| {
         let deadline = entry
             .received
             .checked_add(SignedDuration::from_hours(
@@ -240,4 +242,184 @@ pub fn admin_bounce(
         Some(notice(&ctx, e, body, &failed, Action::Failed, now))
     })?;
     Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::settings::{Shared, SystemSettings};
+    use crate::store::Recipient;
+
+    struct Fixture {
+        dir: std::path::PathBuf,
+        store: Arc<Store>,
+        committer: Committer,
+        stats: Stats,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn fixture(name: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("og-outcome-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(Store::open(&dir.join("q.redb")).unwrap());
+        let settings = Shared::new(SystemSettings::default()).unwrap();
+        let committer =
+            Committer::start(store.clone(), settings, Arc::new(Clock::default())).unwrap();
+        Fixture {
+            dir,
+            store,
+            committer,
+            stats: Stats::default(),
+        }
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn queue(f: &Fixture, sender: &str, rcpts: &[&str]) -> u64 {
+        let id = f.committer.reserve_id();
+        let entry = QueueEntry {
+            id,
+            user: "alice@example.com".into(),
+            sender: sender.into(),
+            recipients: rcpts
+                .iter()
+                .map(|r| Recipient::new(r.to_string()))
+                .collect(),
+            size: 20,
+            received: t("2030-01-01T00:00:00Z"),
+            client_ip: String::new(),
+            helo: String::new(),
+            next_attempt: Some(t("2030-01-01T00:00:00Z")),
+            delay_warned: false,
+        };
+        f.store
+            .enqueue(&entry, b"Subject: x\r\n\r\nbody\r\n")
+            .unwrap();
+        id
+    }
+
+    fn ctx(f: &Fixture) -> Ctx<'_> {
+        Ctx {
+            committer: &f.committer,
+            hostname: "gw.test",
+            schedule: crate::delivery::DeliveryConfig::default().schedule(),
+            max_retry_days: 1,
+            delay_warning_hours: 0,
+            stats: &f.stats,
+        }
+    }
+
+    fn bounces(f: &Fixture) -> Vec<QueueEntry> {
+        let all = f.store.queue(&Default::default()).unwrap();
+        all.into_iter().filter(|e| e.sender.is_empty()).collect()
+    }
+
+    #[test]
+    fn deferral_schedules_and_expiry_bounces_in_the_same_commit() {
+        let f = fixture("expiry");
+        let id = queue(&f, "alice@example.com", &["a@x.test", "b@x.test"]);
+        let now = t("2030-01-01T00:01:00Z");
+        let results = vec![
+            ("a@x.test".to_string(), Outcome::Delivered("250 ok".into())),
+            (
+                "b@x.test".to_string(),
+                Outcome::Deferred("451 later".into()),
+            ),
+        ];
+        record(&f.store, &ctx(&f), id, now, &results, Some("mx.test")).unwrap();
+        let e = f.store.queue_entry(id).unwrap().unwrap();
+        assert_eq!(e.recipients[0].state, RcptState::Delivered);
+        assert_eq!(e.recipients[1].state, RcptState::Queued);
+        assert_eq!(
+            e.recipients[1].next_attempt,
+            Some(t("2030-01-01T00:15:00Z"))
+        );
+        assert_eq!(e.next_attempt, Some(t("2030-01-01T00:15:00Z")));
+        assert!(bounces(&f).is_empty());
+
+        // Late in the day the next point would pass the deadline: capped.
+        let late = t("2030-01-01T23:00:00Z");
+        let results = vec![(
+            "b@x.test".to_string(),
+            Outcome::Deferred("451 later".into()),
+        )];
+        record(&f.store, &ctx(&f), id, late, &results, None).unwrap();
+        let e = f.store.queue_entry(id).unwrap().unwrap();
+        assert_eq!(
+            e.recipients[1].next_attempt,
+            Some(t("2030-01-02T00:00:00Z"))
+        );
+
+        // At the deadline: expired, entry gone, one bounce queued.
+        let deadline = t("2030-01-02T00:00:00Z");
+        record(&f.store, &ctx(&f), id, deadline, &results, None).unwrap();
+        assert!(f.store.queue_entry(id).unwrap().is_none());
+        assert!(f.store.queue_body(id).unwrap().is_none());
+        let [dsn] = bounces(&f).try_into().unwrap();
+        assert_eq!(dsn.recipients[0].address, "alice@example.com");
+        let body = String::from_utf8(f.store.queue_body(dsn.id).unwrap().unwrap()).unwrap();
+        assert!(
+            body.contains("Final-Recipient: rfc822; b@x.test\r\nAction: failed\r\nStatus: 5.4.7")
+        );
+        assert!(!body.contains("a@x.test"));
+        assert_eq!(
+            f.stats.bounced.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn null_sender_failures_are_dropped() {
+        let f = fixture("null");
+        let id = queue(&f, "", &["a@x.test"]);
+        let results = vec![("a@x.test".to_string(), Outcome::Failed("550 no".into()))];
+        let now = t("2030-01-01T00:01:00Z");
+        record(&f.store, &ctx(&f), id, now, &results, None).unwrap();
+        assert!(f.store.queue_entry(id).unwrap().is_none());
+        assert!(f.store.queue(&Default::default()).unwrap().is_empty());
+        assert_eq!(
+            f.stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn one_bounce_covers_every_failure_of_the_round() {
+        let f = fixture("one");
+        let id = queue(
+            &f,
+            "alice@example.com",
+            &["a@x.test", "b@x.test", "c@x.test"],
+        );
+        let results = vec![
+            (
+                "a@x.test".to_string(),
+                Outcome::Failed("550 5.1.1 a".into()),
+            ),
+            (
+                "b@x.test".to_string(),
+                Outcome::Failed("554 5.7.1 b".into()),
+            ),
+            ("c@x.test".to_string(), Outcome::Deferred("451 c".into())),
+        ];
+        let now = t("2030-01-01T00:01:00Z");
+        record(&f.store, &ctx(&f), id, now, &results, None).unwrap();
+        let [dsn] = bounces(&f).try_into().unwrap();
+        let body = String::from_utf8(f.store.queue_body(dsn.id).unwrap().unwrap()).unwrap();
+        assert!(body.contains("rfc822; a@x.test") && body.contains("rfc822; b@x.test"));
+        assert!(!body.contains("rfc822; c@x.test"));
+        // The deferred recipient keeps the entry queued.
+        assert!(f.store.queue_entry(id).unwrap().is_some());
+    }
 }

@@ -22,6 +22,13 @@ use crate::clock::Clock;
 use crate::settings;
 use crate::store::{Committer, QueueEntry, RcptState, Store, queue_id};
 
+/// How long a message whose outcome could not be committed is left alone.
+const STORE_FAILURE_HOLD: Duration = Duration::from_secs(300);
+
+/// How long the loop waits after a "message queued" signal before it
+/// scans, so that one scan picks up a burst of commits.
+const QUEUED_GATHER: Duration = Duration::from_millis(10);
+
 /// What must be read while still root: credentials and CA file.
 pub struct Prepared {
     cfg: DeliveryConfig,
@@ -128,6 +135,7 @@ impl Delivery {
     /// queue in redb is the whole state.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.cfg.poll_interval_ms.max(10));
+        let queued = self.committer.queued_signal();
         tracing::info!(mode = ?self.cfg.mode(), "delivery started");
         loop {
             if let Err(e) = self.clone().dispatch().await {
@@ -135,6 +143,11 @@ impl Delivery {
             }
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
+                _ = queued.notified() => {
+                    // New mail: go now rather than at the next poll, after
+                    // a moment that lets a burst's commits gather.
+                    tokio::time::sleep(QUEUED_GATHER).await;
+                }
                 _ = stop.changed() => return,
             }
         }
@@ -289,6 +302,14 @@ impl Delivery {
             self.release(job.id);
         }
         session.quit().await;
+        // One fsync for the whole connection's removals (see
+        // Store::update_entry_with).
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "queue sync failed"),
+            Err(e) => tracing::error!(error = %e, "queue sync task failed"),
+        }
     }
 
     /// Tries every address of every hop in order; returns the first
@@ -337,7 +358,12 @@ impl Delivery {
     }
 
     /// Commits a job's results and writes the log lines.
-    async fn finish(&self, job: &Job, results: Vec<(String, Outcome)>, remote: Option<&str>) {
+    async fn finish(
+        self: &Arc<Self>,
+        job: &Job,
+        results: Vec<(String, Outcome)>,
+        remote: Option<&str>,
+    ) {
         let store = self.store.clone();
         let committer = self.committer.clone();
         let settings = self.settings.clone();
@@ -362,22 +388,32 @@ impl Delivery {
             outcome::record(&store, &ctx, id, now, &results, remote_owned.as_deref())
         })
         .await;
-        self.release(job.id);
         let hop = remote.unwrap_or("-");
-        match done {
+        let error = match done {
             Ok(Ok(Some(lines))) => {
                 for l in lines {
                     log_attempt(job.id, hop, &l);
                 }
+                None
             }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(id = %queue_id(job.id), error = %e, "cannot record delivery result")
-            }
-            Err(e) => {
-                tracing::error!(id = %queue_id(job.id), error = %e, "delivery result task failed")
-            }
-        }
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        let Some(e) = error else {
+            self.release(job.id);
+            return;
+        };
+        // The outcome is not on disk, so the message still looks due: hold
+        // it back a while, or a failing store (disk full) would have it
+        // sent again on every scan.
+        tracing::error!(id = %queue_id(job.id), error = %e, hold_secs = STORE_FAILURE_HOLD.as_secs(), "cannot record delivery result");
+        let me = self.clone();
+        let id = job.id;
+        tokio::spawn(async move {
+            tokio::time::sleep(STORE_FAILURE_HOLD).await;
+            me.release(id);
+        });
     }
 }
 

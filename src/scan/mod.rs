@@ -10,6 +10,7 @@ pub mod archive;
 pub mod bayes;
 pub mod cli;
 pub mod content;
+pub mod external;
 pub mod html;
 pub mod malware;
 pub mod mime;

@@ -51,7 +51,8 @@ impl Server {
     pub fn standalone(dir: &std::path::Path, smtp: SmtpConfig) -> Result<Server, String> {
         let (cert, key) = (dir.join("tls/cert.pem"), dir.join("tls/key.pem"));
         crate::tls::ensure_self_signed(&cert, &key, "outguard.test")?;
-        let tls = TlsAcceptor::from(crate::tls::server_config(&cert, &key)?);
+        let (config, _certs) = crate::tls::server_config(&cert, &key)?;
+        let tls = TlsAcceptor::from(config);
         let store = Arc::new(Store::open(&dir.join("outguard.redb")).map_err(|e| e.to_string())?);
         let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
         let clock = Arc::new(Clock::default());

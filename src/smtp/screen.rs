@@ -3,6 +3,12 @@
 //! threads, a bounded number at once, each with a deadline. A scan that
 //! fails or runs out of time yields `Failed`, and the configured failure
 //! action decides; nothing is kept.
+//!
+//! When external engines are configured (`[scan.clamd]`, `[scan.spamd]`,
+//! `[scan.rspamd]`), they are asked after the built-in scan, concurrently,
+//! each under its own timeout, unless the built-in engine already found
+//! malware; their findings are merged into the verdict and an engine that
+//! cannot answer makes the screening `Failed`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +17,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::config::ScanSettings;
+use crate::scan::external::{self, ExternalConfig};
 use crate::scan::{Class, Scanner, Verdict};
 
 #[derive(Debug)]
@@ -27,6 +34,7 @@ pub struct Screener {
     scanner: Option<Arc<Scanner>>,
     slots: Semaphore,
     timeout: Duration,
+    external: ExternalConfig,
 }
 
 impl Screener {
@@ -38,10 +46,13 @@ impl Screener {
         } else {
             None
         };
+        let external = cfg.external();
+        external.validate()?;
         Ok(Screener {
             scanner,
             slots: Semaphore::new(cfg.max_parallel.max(1)),
             timeout: Duration::from_millis(cfg.timeout_ms),
+            external,
         })
     }
 
@@ -53,6 +64,7 @@ impl Screener {
                 reasons: Vec::new(),
             });
         };
+        let copy = message.clone();
         let run = async {
             let _slot = self
                 .slots
@@ -64,14 +76,26 @@ impl Screener {
                 .map_err(|e| format!("scanner crashed: {e}"))?
                 .map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(self.timeout, run).await {
-            Err(_) => Screened::Failed(format!(
-                "scan took longer than {} ms",
-                self.timeout.as_millis()
-            )),
-            Ok(Err(e)) => Screened::Failed(e),
-            Ok(Ok(v)) if v.class == Class::Clean => Screened::Clean(v),
-            Ok(Ok(v)) => Screened::Caught(v),
+        let mut v = match tokio::time::timeout(self.timeout, run).await {
+            Err(_) => {
+                return Screened::Failed(format!(
+                    "scan took longer than {} ms",
+                    self.timeout.as_millis()
+                ));
+            }
+            Ok(Err(e)) => return Screened::Failed(e),
+            Ok(Ok(v)) => v,
+        };
+        if v.class != Class::Malware && !self.external.is_empty() {
+            match external::check(&self.external, &copy).await {
+                Ok(findings) => v = external::combine(v, &findings),
+                Err(e) => return Screened::Failed(e.to_string()),
+            }
+        }
+        if v.class == Class::Clean {
+            Screened::Clean(v)
+        } else {
+            Screened::Caught(v)
         }
     }
 }

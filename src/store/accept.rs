@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableTable, WriteTransaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::queue::{QueueEntry, Recipient};
 use super::usage::Usage;
@@ -55,6 +55,8 @@ struct Job {
 pub struct Committer {
     jobs: mpsc::Sender<Job>,
     next_id: AtomicU64,
+    /// Signalled after each commit that queued a message.
+    queued: Arc<Notify>,
 }
 
 impl Committer {
@@ -65,11 +67,23 @@ impl Committer {
     ) -> Result<Committer> {
         let next_id = AtomicU64::new(store.next_queue_id()?);
         let (jobs, rx) = mpsc::channel(1024);
+        let queued = Arc::new(Notify::new());
+        let signal = queued.clone();
         std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || run(&store, &settings, &clock, rx))
+            .spawn(move || run(&store, &settings, &clock, rx, &signal))
             .map_err(|e| StoreError(format!("cannot start committer: {e}")))?;
-        Ok(Committer { jobs, next_id })
+        Ok(Committer {
+            jobs,
+            next_id,
+            queued,
+        })
+    }
+
+    /// Notified whenever a commit has queued messages (the delivery loop
+    /// waits on it instead of only polling).
+    pub fn queued_signal(&self) -> Arc<Notify> {
+        self.queued.clone()
     }
 
     /// A fresh queue id, for the Received header written before the commit.
@@ -89,7 +103,13 @@ impl Committer {
     }
 }
 
-fn run(store: &Store, settings: &settings::Shared, clock: &Clock, mut rx: mpsc::Receiver<Job>) {
+fn run(
+    store: &Store,
+    settings: &settings::Shared,
+    clock: &Clock,
+    mut rx: mpsc::Receiver<Job>,
+    queued: &Notify,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -99,6 +119,9 @@ fn run(store: &Store, settings: &settings::Shared, clock: &Clock, mut rx: mpsc::
             }
         }
         let results = commit_batch(store, settings, clock, &batch);
+        if results.iter().any(|r| r.is_ok()) {
+            queued.notify_one();
+        }
         for (job, result) in batch.into_iter().zip(results) {
             let _ = job.done.send(result);
         }

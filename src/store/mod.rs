@@ -5,6 +5,8 @@
 //! `Durability::Immediate` is fsynced before it returns.
 
 mod accept;
+mod admin;
+mod directory;
 mod quarantine;
 mod queue;
 mod settings;
@@ -19,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 pub use accept::lock_text;
 pub use accept::{AcceptError, Committer, Submission};
+pub use admin::AuditEntry;
 pub use quarantine::{Detection, QuarantineEntry};
 pub use queue::{
     NewMessage, QueueEntry, QueueFilter, RcptState, Recipient, parse_id, show_id as queue_id,
@@ -91,6 +94,8 @@ impl Store {
             txn.open_table(QUEUE)?;
             txn.open_table(BODIES)?;
             txn.open_table(META)?;
+            admin::create(&txn)?;
+            directory::create(&txn)?;
             txn.open_table(QUARANTINE)?;
             txn.open_table(QBODIES)?;
         }

@@ -192,7 +192,27 @@ impl Store {
     where
         F: FnOnce(&mut QueueEntry, &[u8]) -> Option<NewMessage>,
     {
-        let txn = self.write()?;
+        self.update_entry_with(id, now, false, change)
+    }
+
+    /// `update_entry`, except that with `lazy_removal` a commit that only
+    /// removes a finished entry (nothing left queued, no new message) is
+    /// not fsynced: it becomes durable with the next durable commit (the
+    /// next accepted message, or `sync`). A crash before then delivers
+    /// those messages again (at least once, as MTAs do) and never loses
+    /// one; it saves an fsync per delivered message.
+    pub fn update_entry_with<F>(
+        &self,
+        id: u64,
+        now: Timestamp,
+        lazy_removal: bool,
+        change: F,
+    ) -> Result<Option<QueueEntry>>
+    where
+        F: FnOnce(&mut QueueEntry, &[u8]) -> Option<NewMessage>,
+    {
+        let mut txn = self.write()?;
+        let mut durable = true;
         let entry = {
             let mut queue = txn.open_table(QUEUE)?;
             let mut bodies = txn.open_table(BODIES)?;
@@ -218,6 +238,7 @@ impl Store {
             } else {
                 queue.remove(id)?;
                 bodies.remove(id)?;
+                durable = !lazy_removal || new.is_some();
             }
             if let Some(m) = new {
                 let e = QueueEntry {
@@ -238,8 +259,18 @@ impl Store {
             }
             entry
         };
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| super::StoreError(e.to_string()))?;
+        }
         txn.commit()?;
         Ok(Some(entry))
+    }
+
+    /// Makes every earlier commit durable (one fsync).
+    pub fn sync(&self) -> Result<()> {
+        self.write()?.commit()?;
+        Ok(())
     }
 
     /// Drops a message from the queue without a trace; false if absent.
@@ -266,5 +297,56 @@ impl Store {
         super::accept::bump_seq(&txn, entry.id)?;
         txn.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, now: Timestamp) -> QueueEntry {
+        QueueEntry {
+            id,
+            user: "u@example.com".into(),
+            sender: "u@example.com".into(),
+            recipients: vec![Recipient::new("r@example.net".into())],
+            size: 2,
+            received: now,
+            client_ip: String::new(),
+            helo: String::new(),
+            next_attempt: Some(now),
+            delay_warned: false,
+        }
+    }
+
+    #[test]
+    fn lazy_removal_is_durable_after_sync() {
+        let dir = std::env::temp_dir().join(format!("og-lazy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.redb");
+        let now = Timestamp::now();
+        {
+            let store = Store::open(&path).unwrap();
+            store.enqueue(&entry(1, now), b"hi").unwrap();
+            store.enqueue(&entry(2, now), b"hi").unwrap();
+            let delivered = |e: &mut QueueEntry, _: &[u8]| {
+                e.recipients[0].state = RcptState::Delivered;
+                None
+            };
+            assert!(
+                store
+                    .update_entry_with(1, now, true, delivered)
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(store.queue_entry(1).unwrap().is_none());
+            store.sync().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert!(store.queue_entry(1).unwrap().is_none());
+        assert!(store.queue_entry(2).unwrap().is_some());
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,164 @@
+//! The LAN face of the control API: HTTPS (rustls, the certificate of the
+//! SMTP listeners) with an admin login, sessions, CSRF protection, login
+//! throttling and an audit log, plus a small server-rendered admin page
+//! and a Prometheus endpoint. The JSON API is the same one the Unix socket
+//! serves (`control::routes`); this face only adds who may call it.
+
+pub mod audit;
+pub mod cli;
+mod csrf;
+mod form;
+mod html;
+pub mod logs;
+mod metrics;
+mod pages;
+mod server;
+mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::TryRngCore;
+use serde::Deserialize;
+
+use crate::auth::password;
+use crate::auth::throttle::Throttle;
+use crate::control::Control;
+use crate::store::Store;
+
+pub use server::run;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// HTTPS listeners for the admin page and API; empty disables them.
+    pub listen: Vec<SocketAddr>,
+    /// Read once at first start: the admin password (first line), or an
+    /// argon2id PHC string. Default `<data_dir>/admin-password`. Removed
+    /// once its hash is stored.
+    pub password_file: Option<PathBuf>,
+    /// An argon2id PHC string used at first start when there is no file.
+    pub password_hash: Option<String>,
+    /// A session unused this long is logged out.
+    pub session_idle_secs: u64,
+    /// A session ends this long after login, used or not.
+    pub session_max_secs: u64,
+    /// Failed logins from one address within `failure_window_secs` after
+    /// which logins from it are refused for `block_secs`.
+    pub max_failures: u32,
+    pub failure_window_secs: u64,
+    pub block_secs: u64,
+    /// Serve /metrics without a session to clients on loopback (a local
+    /// Prometheus or exporter); LAN clients always need a session.
+    pub metrics_loopback: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8443))],
+            password_file: None,
+            password_hash: None,
+            session_idle_secs: 30 * 60,
+            session_max_secs: 12 * 3600,
+            max_failures: 5,
+            failure_window_secs: 600,
+            block_secs: 600,
+            metrics_loopback: true,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Development listener on loopback, away from the real port.
+    pub fn dev() -> AdminConfig {
+        AdminConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 28443))],
+            ..AdminConfig::default()
+        }
+    }
+}
+
+/// Everything the HTTPS face shares between connections.
+pub struct Admin {
+    pub ctl: Arc<Control>,
+    pub cfg: AdminConfig,
+    pub sessions: session::Sessions,
+    pub throttle: Throttle,
+    pub tls: tokio_rustls::TlsAcceptor,
+}
+
+impl Admin {
+    pub fn new(ctl: Arc<Control>, tls: tokio_rustls::TlsAcceptor) -> Arc<Admin> {
+        let cfg = ctl.config.admin.clone();
+        Arc::new(Admin {
+            sessions: session::Sessions::new(
+                ctl.server.clock.clone(),
+                Duration::from_secs(cfg.session_idle_secs),
+                Duration::from_secs(cfg.session_max_secs),
+            ),
+            throttle: Throttle::new(
+                cfg.max_failures,
+                Duration::from_secs(cfg.failure_window_secs),
+                Duration::from_secs(cfg.block_secs),
+            ),
+            tls,
+            cfg,
+            ctl,
+        })
+    }
+}
+
+/// Sets the admin password at first start, while still privileged (the
+/// provisioning file may be root's): from the file, else the configured
+/// hash, else a generated password printed once on the console.
+pub fn provision(store: &Store, cfg: &crate::config::Config) -> Result<(), String> {
+    let file = cfg
+        .admin
+        .password_file
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("admin-password"));
+    if store.admin_password().map_err(|e| e.to_string())?.is_some() {
+        if file.exists() {
+            tracing::warn!(file = %file.display(), "admin password already set; provisioning file ignored (change the password with the API)");
+        }
+        return Ok(());
+    }
+    let phc = if let Ok(text) = std::fs::read_to_string(&file) {
+        let first = text.lines().next().unwrap_or("").trim_end();
+        let phc = if first.starts_with("$argon2id$") {
+            first.to_string()
+        } else {
+            crate::import::check_password(first)
+                .map_err(|e| format!("{}: admin {e}", file.display()))?;
+            password::hash(first)
+        };
+        // The plain text is not needed any more; leave no copy behind.
+        if let Err(e) = std::fs::remove_file(&file) {
+            tracing::warn!(file = %file.display(), error = %e, "cannot remove the admin password file");
+        }
+        tracing::info!(file = %file.display(), "admin password provisioned from file");
+        phc
+    } else if let Some(phc) = &cfg.admin.password_hash {
+        if !phc.starts_with("$argon2id$") {
+            return Err("admin.password_hash must be an argon2id PHC string".into());
+        }
+        phc.clone()
+    } else {
+        let mut raw = [0u8; 15];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut raw)
+            .map_err(|e| format!("random source: {e}"))?;
+        let pw = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
+        // Straight to the console, not through tracing: the in-memory log
+        // ring is searchable over the API and must not hold it.
+        eprintln!("outguard: generated admin password (shown once): {pw}");
+        tracing::warn!("admin password generated and printed on the console once");
+        password::hash(&pw)
+    };
+    store
+        .set_admin_password(&phc)
+        .map_err(|e| format!("cannot store the admin password: {e}"))
+}

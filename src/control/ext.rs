@@ -1,0 +1,506 @@
+//! The routes added for the LAN admin face (issue 5), served on both the
+//! Unix socket and HTTPS: incoming domains and users, import of incoming
+//! users as outgoing ones, CSV preview and export, dashboard figures, the
+//! audit log, log search, the TLS certificate, the admin password and the
+//! OpenAPI description.
+
+use hyper::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::routes::{bad, internal, json_body, not_found};
+use super::{Answer, Control};
+use crate::auth::password;
+use crate::import::{self, check_password};
+use crate::store::QueueFilter;
+use crate::users::{User, UserName, validate_domain};
+use crate::{incoming, windows};
+
+type Res = Result<Answer, Answer>;
+
+/// The OpenAPI description of every route; tests keep it true.
+pub const OPENAPI: &str = include_str!("../admin/openapi.json");
+
+fn flag(q: &[(String, String)], key: &str) -> bool {
+    q.iter().any(|(k, v)| k == key && (v == "true" || v == "1"))
+}
+
+/// The boolean query parameters of a route, checked before it runs so
+/// that `?preview=maybe` is an error rather than a silent "no".
+fn bool_params(method: &Method, segs: &[&str]) -> &'static [&'static str] {
+    match (method, segs) {
+        (&Method::POST, ["v1", "users", "import"]) => &["skip_invalid", "preview"],
+        (&Method::POST, ["v1", "users", "import-incoming"]) => &["preview"],
+        (&Method::POST, ["v1", "incoming", "users", "import"]) => &["skip_invalid"],
+        _ => &[],
+    }
+}
+
+fn check_flags(q: &[(String, String)], keys: &[&str]) -> Result<(), Answer> {
+    for (k, v) in q {
+        if keys.contains(&k.as_str()) && !["true", "false", "1", "0"].contains(&v.as_str()) {
+            return Err(bad(format!("{k} must be true or false, not '{v}'")));
+        }
+    }
+    Ok(())
+}
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn limit(q: &[(String, String)], default: usize) -> Result<usize, Answer> {
+    match param(q, "limit") {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| bad(format!("limit must be 1 to 10000, not '{v}'"))),
+    }
+}
+
+/// Answers the routes this module owns; `None` leaves the request to the
+/// core routes.
+pub fn route(
+    ctl: &Control,
+    method: &Method,
+    segs: &[&str],
+    q: &[(String, String)],
+    body: &[u8],
+) -> Option<Answer> {
+    if let Err(e) = check_flags(q, bool_params(method, segs)) {
+        return Some(e);
+    }
+    let result = match (method, segs) {
+        (&Method::GET, ["v1", "openapi.json"]) => openapi(),
+        (&Method::GET, ["v1", "dashboard"]) => dashboard(ctl),
+        (&Method::GET, ["v1", "audit"]) => audit(ctl, q),
+        (&Method::GET, ["v1", "logs"]) => logs(q),
+        (&Method::GET, ["v1", "users", "export"]) => export_users(ctl),
+        (&Method::POST, ["v1", "users", "import"]) if flag(q, "preview") => {
+            preview_import(ctl, body)
+        }
+        (&Method::POST, ["v1", "users", "import-incoming"]) => import_incoming(ctl, q),
+        (&Method::GET, ["v1", "incoming", "domains"]) => list_domains(ctl),
+        (&Method::POST, ["v1", "incoming", "domains"]) => add_domain(ctl, body),
+        (&Method::DELETE, ["v1", "incoming", "domains", d]) => delete_domain(ctl, d),
+        (&Method::GET, ["v1", "incoming", "users"]) => list_incoming(ctl),
+        (&Method::POST, ["v1", "incoming", "users"]) => add_incoming(ctl, body),
+        (&Method::POST, ["v1", "incoming", "users", "import"]) => import_incoming_csv(ctl, q, body),
+        (&Method::DELETE, ["v1", "incoming", "users", name]) => delete_incoming(ctl, name),
+        (&Method::GET, ["v1", "tls", "certificate"]) => show_cert(ctl),
+        (&Method::PUT, ["v1", "tls", "certificate"]) => put_cert(ctl, body),
+        (&Method::PUT, ["v1", "admin", "password"]) => set_admin_password(ctl, body),
+        _ => return None,
+    };
+    Some(result.unwrap_or_else(|e| e))
+}
+
+fn openapi() -> Res {
+    serde_json::from_str(OPENAPI)
+        .map(Answer::ok)
+        .map_err(internal)
+}
+
+/// Figures for the dashboard and the metrics endpoint.
+pub fn summary(ctl: &Control) -> Result<Value, Answer> {
+    let store = &ctl.server.store;
+    let now = ctl.server.clock.now();
+    let tz = ctl.server.settings.read(|c| c.tz.clone());
+    let w = windows::windows(now, &tz);
+    let users = store.users().map_err(internal)?;
+    let (mut accepted_today, mut recipients_today, mut locked) = (0u64, 0u64, 0u64);
+    for u in &users {
+        let c = store.usage(&u.name).map_err(internal)?.counts(&w);
+        accepted_today += u64::from(c.day);
+        recipients_today += u64::from(c.recipients_day);
+        locked += u64::from(u.lock.in_force(now).is_some());
+    }
+    let queue = store.queue(&QueueFilter::default()).map_err(internal)?;
+    let mut states = serde_json::Map::new();
+    for e in &queue {
+        let key = serde_json::to_value(e.state())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let n = states.get(&key).and_then(Value::as_u64).unwrap_or(0);
+        states.insert(key, json!(n + 1));
+    }
+    let delivered: u64 = queue
+        .iter()
+        .flat_map(|e| &e.recipients)
+        .filter(|r| r.state == crate::store::RcptState::Delivered)
+        .count() as u64;
+    let quarantine = store.quarantined().map_err(internal)?;
+    let quarantined_today = quarantine
+        .iter()
+        .filter(|q| windows::windows(q.received, &tz).day == w.day)
+        .count();
+    Ok(json!({
+        "today": w.day,
+        "quarantine_size": quarantine.len(),
+        "messages_quarantined_today": quarantined_today,
+        "messages_accepted_today": accepted_today,
+        "recipients_today": recipients_today,
+        "users": users.len(),
+        "locked_users": locked,
+        "queue_size": states.get("queued").and_then(Value::as_u64).unwrap_or(0),
+        "queue_by_state": states,
+        "recipients_delivered_in_queue": delivered,
+        "incoming_domains": store.incoming_domains().map_err(internal)?.len(),
+        "incoming_users": store.incoming_users().map_err(internal)?.len(),
+        "since_start": ctl.server.stats.snapshot(),
+        "delivery": ctl.delivery.snapshot(),
+    }))
+}
+
+fn dashboard(ctl: &Control) -> Res {
+    summary(ctl).map(Answer::ok)
+}
+
+fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
+    for (k, _) in q {
+        if !["filter", "limit"].contains(&k.as_str()) {
+            return Err(bad(format!("unknown parameter '{k}'")));
+        }
+    }
+    let entries = ctl
+        .server
+        .store
+        .audit_log(param(q, "filter").filter(|f| !f.is_empty()), limit(q, 200)?)
+        .map_err(internal)?;
+    Ok(Answer::ok(json!(entries)))
+}
+
+fn logs(q: &[(String, String)]) -> Res {
+    for (k, _) in q {
+        if !["q", "limit"].contains(&k.as_str()) {
+            return Err(bad(format!("unknown parameter '{k}'")));
+        }
+    }
+    let lines = crate::admin::logs::ring().search(param(q, "q").unwrap_or(""), limit(q, 200)?);
+    Ok(Answer::ok(json!(lines)))
+}
+
+/// Settings as CSV columns (blank: the system default applies).
+const EXPORT_HEADER: [&str; 13] = [
+    "user",
+    "domain",
+    "kind",
+    "has_password",
+    "status",
+    "auto_lock",
+    "lock_timeout_minutes",
+    "max_unlocks",
+    "limit_per_month",
+    "limit_per_week",
+    "limit_per_day",
+    "max_recipients_per_day",
+    "max_retry_days",
+];
+
+/// The CSV of every outgoing user with its settings, never a password hash.
+pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
+    let now = ctl.server.clock.now();
+    let users = ctl.server.store.users().map_err(internal)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<&str> = EXPORT_HEADER.to_vec();
+    header.push("quarantine_response");
+    w.write_record(&header).map_err(internal)?;
+    for u in &users {
+        let s = serde_json::to_value(&u.settings).map_err(internal)?;
+        let mut row = vec![
+            u.name.clone(),
+            u.domain.clone().unwrap_or_default(),
+            if u.is_network() { "ip" } else { "address" }.to_string(),
+            u.password_hash.is_some().to_string(),
+            match u.lock.in_force(now) {
+                None => "active".into(),
+                Some(crate::users::LockState::LockedByAdmin { .. }) => "locked_until_admin".into(),
+                Some(_) => "locked_until".into(),
+            },
+        ];
+        for key in EXPORT_HEADER[5..]
+            .iter()
+            .chain(["quarantine_response"].iter())
+        {
+            row.push(match &s[*key] {
+                Value::Null => String::new(),
+                Value::String(t) => t.clone(),
+                v => v.to_string(),
+            });
+        }
+        w.write_record(&row).map_err(internal)?;
+    }
+    let bytes = w.into_inner().map_err(internal)?;
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), users.len()))
+}
+
+fn export_users(ctl: &Control) -> Res {
+    let (csv, count) = export_csv(ctl)?;
+    Ok(Answer::ok(json!({ "count": count, "csv": csv })))
+}
+
+/// What an import would do, without doing it.
+fn preview_import(ctl: &Control, body: &[u8]) -> Res {
+    let (lines, errors) = import::parse(body);
+    let (mut add, mut existing) = (Vec::new(), Vec::new());
+    for l in &lines {
+        let name = l.name.to_string();
+        let entry = json!({
+            "line": l.line,
+            "name": name,
+            "kind": if l.name.network().is_some() { "ip" } else { "address" },
+        });
+        if ctl.server.store.user(&name).map_err(internal)?.is_some() {
+            existing.push(entry);
+        } else {
+            add.push(entry);
+        }
+    }
+    Ok(Answer::ok(json!({
+        "add": add,
+        "existing": existing,
+        "errors": errors,
+    })))
+}
+
+fn import_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
+    let now = ctl.server.clock.now();
+    let incoming = ctl.server.store.incoming_users().map_err(internal)?;
+    let mut users = Vec::new();
+    for i in &incoming {
+        let name = UserName::parse(&i.name).map_err(internal)?;
+        let mut u = User::new(&name, None, now);
+        u.record(
+            now,
+            "imported from incoming users (no password: cannot authenticate until one is set)",
+        );
+        users.push(u);
+    }
+    if flag(q, "preview") {
+        let (mut add, mut existing) = (Vec::new(), Vec::new());
+        for u in &users {
+            let exists = ctl.server.store.user(&u.name).map_err(internal)?.is_some();
+            if exists { &mut existing } else { &mut add }.push(u.name.clone());
+        }
+        return Ok(Answer::ok(json!({ "added": add, "existing": existing })));
+    }
+    let outcome = ctl.server.store.import_users(&users).map_err(internal)?;
+    tracing::info!(
+        added = outcome.added.len(),
+        existing = outcome.existing.len(),
+        "incoming users imported as outgoing users"
+    );
+    Ok(Answer::ok(json!({
+        "added": outcome.added,
+        "existing": outcome.existing,
+    })))
+}
+
+fn list_domains(ctl: &Control) -> Res {
+    let d = ctl.server.store.incoming_domains().map_err(internal)?;
+    Ok(Answer::ok(json!(d)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDomain {
+    domain: String,
+}
+
+fn add_domain(ctl: &Control, body: &[u8]) -> Res {
+    let req: NewDomain = json_body(body)?;
+    let domain = validate_domain(req.domain.trim()).map_err(bad)?;
+    let now = ctl.server.clock.now();
+    if !ctl
+        .server
+        .store
+        .add_incoming_domain(&domain, now)
+        .map_err(internal)?
+    {
+        return Err(Answer::error(
+            StatusCode::CONFLICT,
+            format!("domain {domain} is already protected"),
+        ));
+    }
+    Ok(Answer {
+        status: StatusCode::CREATED,
+        body: json!({ "name": domain, "added": now }),
+    })
+}
+
+fn delete_domain(ctl: &Control, domain: &str) -> Res {
+    let domain = validate_domain(domain).map_err(bad)?;
+    match ctl
+        .server
+        .store
+        .delete_incoming_domain(&domain)
+        .map_err(internal)?
+    {
+        None => Err(not_found(format!("no protected domain {domain}"))),
+        Some(n) => Ok(Answer::ok(json!({ "deleted": domain, "users_deleted": n }))),
+    }
+}
+
+fn list_incoming(ctl: &Control) -> Res {
+    let u = ctl.server.store.incoming_users().map_err(internal)?;
+    Ok(Answer::ok(json!(u)))
+}
+
+fn incoming_name(text: &str) -> Result<String, Answer> {
+    match UserName::parse(text).map_err(bad)? {
+        UserName::Address { local, domain } => Ok(format!("{local}@{domain}")),
+        UserName::Network(_) => Err(bad(format!(
+            "'{text}' is an IP address; an incoming user is user@domain"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewIncoming {
+    name: String,
+}
+
+fn add_incoming(ctl: &Control, body: &[u8]) -> Res {
+    let req: NewIncoming = json_body(body)?;
+    let name = incoming_name(&req.name)?;
+    let now = ctl.server.clock.now();
+    let outcome = ctl
+        .server
+        .store
+        .add_incoming_users(std::slice::from_ref(&name), false, now)
+        .map_err(internal)?
+        .map_err(bad)?;
+    if outcome.added.is_empty() {
+        return Err(Answer::error(
+            StatusCode::CONFLICT,
+            format!("incoming user {name} already exists"),
+        ));
+    }
+    Ok(Answer {
+        status: StatusCode::CREATED,
+        body: json!({ "name": name, "added": now }),
+    })
+}
+
+fn import_incoming_csv(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
+    let (names, errors) = incoming::parse(body);
+    if !errors.is_empty() && !flag(q, "skip_invalid") {
+        return Err(Answer {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({
+                "error": format!("{} invalid line(s); nothing was imported", errors.len()),
+                "errors": errors,
+            }),
+        });
+    }
+    let now = ctl.server.clock.now();
+    let outcome = ctl
+        .server
+        .store
+        .add_incoming_users(&names, true, now)
+        .map_err(internal)?
+        .map_err(bad)?;
+    Ok(Answer::ok(json!({
+        "added": outcome.added,
+        "existing": outcome.existing,
+        "domains_added": outcome.domains_added,
+        "errors": errors,
+    })))
+}
+
+fn delete_incoming(ctl: &Control, name: &str) -> Res {
+    let name = incoming_name(name)?;
+    if !ctl
+        .server
+        .store
+        .delete_incoming_user(&name)
+        .map_err(internal)?
+    {
+        return Err(not_found(format!("no incoming user {name}")));
+    }
+    Ok(Answer::ok(json!({ "deleted": name })))
+}
+
+fn cert_view(ctl: &Control) -> Value {
+    use sha2::{Digest, Sha256};
+    let ck = ctl.certs.current();
+    let pem: String = ck
+        .cert
+        .iter()
+        .map(|c| {
+            let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, c);
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|l| std::str::from_utf8(l).unwrap_or(""))
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                lines.join("\n")
+            )
+        })
+        .collect();
+    let fp = ck
+        .cert
+        .first()
+        .map(|c| {
+            Sha256::digest(c)
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .unwrap_or_default();
+    json!({ "sha256_fingerprint": fp, "chain_length": ck.cert.len(), "certificate": pem })
+}
+
+fn show_cert(ctl: &Control) -> Res {
+    Ok(Answer::ok(cert_view(ctl)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCert {
+    certificate: String,
+    private_key: String,
+}
+
+fn put_cert(ctl: &Control, body: &[u8]) -> Res {
+    let req: NewCert = json_body(body)?;
+    let ck = crate::tls::certified_key(req.certificate.as_bytes(), req.private_key.as_bytes())
+        .map_err(bad)?;
+    crate::tls::save(
+        &ctl.config.cert_path(),
+        &ctl.config.key_path(),
+        req.certificate.as_bytes(),
+        req.private_key.as_bytes(),
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "certificate upload: cannot save");
+        Answer::error(StatusCode::INTERNAL_SERVER_ERROR, e)
+    })?;
+    ctl.certs.replace(ck);
+    tracing::info!("TLS certificate replaced");
+    Ok(Answer::ok(cert_view(ctl)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
+    let req: NewPassword = json_body(body)?;
+    check_password(&req.password).map_err(bad)?;
+    ctl.server
+        .store
+        .set_admin_password(&password::hash(&req.password))
+        .map_err(internal)?;
+    tracing::info!("admin password changed");
+    Ok(Answer::ok(json!({ "changed": true })))
+}

@@ -1,0 +1,94 @@
+//! What the admin face keeps: the admin password hash and the audit log
+//! of admin actions (who, what, when), numbered in order.
+
+use jiff::Timestamp;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::{Result, Store, from_json, to_json};
+
+/// `"password" -> argon2id PHC string`
+const ADMIN: TableDefinition<&str, &str> = TableDefinition::new("admin");
+/// `sequence -> AuditEntry (JSON)`
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+const PASSWORD: &str = "password";
+/// Audit entries kept; the oldest are dropped past this.
+const AUDIT_KEEP: u64 = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    #[serde(default)]
+    pub id: u64,
+    pub at: Timestamp,
+    /// `admin@<address>` on the LAN face, `root@control-socket` locally.
+    pub who: String,
+    /// `METHOD /path` or an event such as `login`.
+    pub action: String,
+    pub status: u16,
+    /// Error message or a short summary; empty when nothing to add.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+pub(super) fn create(txn: &WriteTransaction) -> Result<()> {
+    txn.open_table(ADMIN)?;
+    txn.open_table(AUDIT)?;
+    Ok(())
+}
+
+impl Store {
+    pub fn admin_password(&self) -> Result<Option<String>> {
+        let txn = self.read()?;
+        let t = txn.open_table(ADMIN)?;
+        Ok(t.get(PASSWORD)?.map(|v| v.value().to_string()))
+    }
+
+    pub fn set_admin_password(&self, phc: &str) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(ADMIN)?.insert(PASSWORD, phc)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn audit(&self, mut entry: AuditEntry) -> Result<u64> {
+        let txn = self.write()?;
+        let id = {
+            let mut t = txn.open_table(AUDIT)?;
+            let id = t.last()?.map_or(1, |(k, _)| k.value() + 1);
+            entry.id = id;
+            t.insert(id, to_json(&entry)?.as_slice())?;
+            if id > AUDIT_KEEP {
+                t.retain_in(..id - AUDIT_KEEP, |_, _| false)?;
+            }
+            id
+        };
+        txn.commit()?;
+        Ok(id)
+    }
+
+    /// The newest `limit` entries matching `filter` (in who, action or
+    /// detail), newest first.
+    pub fn audit_log(&self, filter: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let txn = self.read()?;
+        let t = txn.open_table(AUDIT)?;
+        let filter = filter.map(str::to_lowercase);
+        let mut out = Vec::new();
+        for row in t.iter()?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = row?;
+            let e: AuditEntry = from_json(v.value())?;
+            let hit = filter.as_deref().is_none_or(|f| {
+                [&e.who, &e.action, &e.detail]
+                    .iter()
+                    .any(|s| s.to_lowercase().contains(f))
+            });
+            if hit {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}
