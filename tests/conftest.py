@@ -19,6 +19,10 @@ BIN = Path(os.environ.get("OUTGUARD_BIN", ROOT / "target" / "debug" / "outguard"
 PASSWORD = "correct-horse-battery"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes a minute or more (deselect with -m 'not slow')")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -96,7 +96,7 @@ def test_refused_mail_counts_nothing(make_daemon):
     r = login(d.submission, USER)
     code, _ = send_message(r, USER, ["a@x.example"], body="Subject: big\r\n\r\n" + ("x" * 70 + "\r\n") * 100)
     assert code == 552
-    code, _ = send_message(r, USER, ["a@x.example"], body="Subject: bare\n\nlf only\n")
+    code, _ = send_message(r, USER, ["a@x.example"], body="Subject: bare\n\nlf only\r\n")
     assert code == 550
     assert d.user(USER)["usage"] == {"day": 0, "week": 0, "month": 0, "recipients_day": 0}
     assert d.queue() == []

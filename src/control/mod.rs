@@ -8,6 +8,8 @@ pub mod ext;
 pub mod routes;
 mod views;
 
+pub use routes::route;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -97,7 +97,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         wait: Duration,
     ) -> Result<LineRead, ConnError> {
         line.clear();
-        let limit = limit.min(LINE_CAP);
+        let limit = limit.min(LINE_CAP - 1);
+        // Room for the CR of the CRLF, which is not part of the limit.
+        let keep = limit + 1;
         let mut too_long = false;
         loop {
             self.fill(wait).await?;
@@ -107,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 None => (avail, false),
             };
             if !too_long {
-                if line.len() + chunk.len() <= limit {
+                if line.len() + chunk.len() <= keep {
                     line.extend_from_slice(chunk)
                         .map_err(|_| ConnError::Closed)?;
                 } else {
@@ -120,6 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
+                too_long |= line.len() > limit;
                 return Ok(if too_long {
                     LineRead::TooLong
                 } else {
@@ -178,5 +181,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub async fn close(&mut self) {
         let _ = self.flush().await;
         let _ = timeout(Duration::from_secs(5), self.io.shutdown()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn read_one(input: &[u8], limit: usize) -> (LineRead, usize) {
+        let (mut client, server) = tokio::io::duplex(4096);
+        client.write_all(input).await.unwrap();
+        let mut conn = Conn::new(server);
+        let mut line = Line::new();
+        let read = conn
+            .read_line(&mut line, limit, Duration::from_secs(5))
+            .await
+            .unwrap();
+        (read, line.len())
+    }
+
+    #[tokio::test]
+    async fn limit_excludes_the_line_ending() {
+        let mut at = vec![b'x'; 510];
+        at.extend_from_slice(b"\r\n");
+        assert_eq!(read_one(&at, 510).await, (LineRead::Complete, 510));
+        let mut over = vec![b'x'; 511];
+        over.extend_from_slice(b"\r\n");
+        assert_eq!(read_one(&over, 510).await.0, LineRead::TooLong);
+        // 511 octets ending in a bare LF: the last octet is not a CR.
+        let mut lf = vec![b'x'; 511];
+        lf.push(b'\n');
+        assert_eq!(read_one(&lf, 510).await.0, LineRead::TooLong);
+        let mut cap = vec![b'y'; LINE_CAP - 1];
+        cap.extend_from_slice(b"\r\n");
+        assert_eq!(
+            read_one(&cap, LINE_CAP).await,
+            (LineRead::Complete, LINE_CAP - 1)
+        );
     }
 }

@@ -61,9 +61,11 @@ impl DataReceiver {
         match b {
             b'\r' => self.state = State::Cr,
             b'\n' => {
+                // A bare LF does not start a line that a dot could end:
+                // "\n.\r\n" is text (no SMTP smuggling).
                 self.bare = true;
                 self.push(out, b);
-                self.state = State::LineStart;
+                self.state = State::Text;
                 self.line_len = 0;
             }
             _ => {
@@ -185,6 +187,17 @@ mod tests {
         let (_, used, v) = run(b"a\n.\nb\r\n.\r\n", 100);
         assert_eq!(used, Some(10));
         assert_eq!(v, Err(DataError::BareLineEnding));
+    }
+
+    #[test]
+    fn lf_dot_crlf_does_not_end_data() {
+        let (_, used, _) = run(b"a\n.\r\nQUIT\r\n", 100);
+        assert_eq!(used, None);
+        let (_, used, v) = run(b"a\n.\r\nQUIT\r\n.\r\n", 100);
+        assert_eq!(used, Some(14));
+        assert_eq!(v, Err(DataError::BareLineEnding));
+        let (_, used, _) = run(b"a\r\n.\n.\r\n", 100);
+        assert_eq!(used, None);
     }
 
     #[test]

@@ -14,8 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio_rustls::TlsAcceptor;
 
+pub use data::{DataError, DataReceiver};
 pub use listener::{Kind, Listeners, run};
 pub use screen::Screener;
+pub use session::{Mode, run as run_session};
 
 use crate::auth::password::Verifier;
 use crate::auth::throttle::Throttle;
@@ -39,6 +41,55 @@ pub struct Server {
     pub stats: Stats,
     /// What confinement is in force (reported by the health endpoint).
     pub hardening: crate::jail::Hardening,
+}
+
+impl Server {
+    /// A complete server on a store, key and certificate in `dir` (made
+    /// if missing), with the given SMTP bounds and content scanning off:
+    /// for fuzz targets and tests that drive sessions over in-memory
+    /// streams. The daemon builds its own in `daemon::serve`.
+    pub fn standalone(dir: &std::path::Path, smtp: SmtpConfig) -> Result<Server, String> {
+        let (cert, key) = (dir.join("tls/cert.pem"), dir.join("tls/key.pem"));
+        crate::tls::ensure_self_signed(&cert, &key, "outguard.test")?;
+        let (config, _certs) = crate::tls::server_config(&cert, &key)?;
+        let tls = TlsAcceptor::from(config);
+        let store = Arc::new(Store::open(&dir.join("outguard.redb")).map_err(|e| e.to_string())?);
+        let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
+        let clock = Arc::new(Clock::default());
+        let committer = Committer::start(store.clone(), settings.clone(), clock.clone())
+            .map_err(|e| e.to_string())?;
+        let scan = crate::config::ScanSettings {
+            enabled: false,
+            ..Default::default()
+        };
+        let auth = crate::config::AuthConfig::default();
+        let secs = std::time::Duration::from_secs;
+        Ok(Server {
+            smtp,
+            hostname: "outguard.test".into(),
+            store,
+            committer: Arc::new(committer),
+            settings,
+            clock,
+            verifier: Verifier::new(auth.max_parallel_hashes, secs(auth.cache_secs)),
+            throttle: Throttle::new(
+                auth.max_failures,
+                secs(auth.failure_window_secs),
+                secs(auth.block_secs),
+            ),
+            tls,
+            screener: Screener::new(&scan, dir)?,
+            scan_failure: scan.failure_action,
+            stats: Stats::default(),
+            // Nothing confined: this is an in-process server.
+            hardening: crate::jail::Hardening {
+                uid: nix::unistd::geteuid().as_raw(),
+                no_new_privs: false,
+                landlock: "off".into(),
+                seccomp: false,
+            },
+        })
+    }
 }
 
 /// Counters since start, for health and metrics.

@@ -197,6 +197,8 @@ impl Session<'_> {
         }
         // smtp-proto wants the line with its terminator; the read limit
         // leaves room for it.
+        let routed = has_source_route(line);
+        let huge_size = declares_huge_size(line);
         let _ = line.extend_from_slice(b"\r\n");
         let parsed = Request::parse(&mut line.iter()).map(Request::into_owned);
         let request = match parsed {
@@ -228,8 +230,13 @@ impl Session<'_> {
                 Some(r) => r,
                 None => return Ok(Flow::Quit),
             },
-            Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Mail { mut from } => {
+                if huge_size {
+                    from.size = usize::MAX;
+                }
+                self.mail(from, routed)
+            }
+            Request::Rcpt { to } => self.rcpt(to, routed),
             Request::Data => return self.data(conn).await,
             Request::Rset => {
                 self.tx = None;
@@ -489,8 +496,8 @@ impl Session<'_> {
         }))
     }
 
-    fn mail(&mut self, from: MailFrom<String>) -> Reply {
-        match self.check_mail(&from) {
+    fn mail(&mut self, from: MailFrom<String>, routed: bool) -> Reply {
+        match self.check_mail(&from, routed) {
             Ok(()) => {
                 self.tx = Some(Transaction {
                     sender: from.address,
@@ -507,7 +514,7 @@ impl Session<'_> {
         }
     }
 
-    fn check_mail(&self, from: &MailFrom<String>) -> Result<(), Reply> {
+    fn check_mail(&self, from: &MailFrom<String>, routed: bool) -> Result<(), Reply> {
         if self.helo.is_none() {
             return Err(Reply::new(503, "5.5.1", "Send EHLO/HELO first"));
         }
@@ -539,6 +546,20 @@ impl Session<'_> {
                 ),
             ));
         }
+        if routed {
+            return Err(Reply::new(553, "5.1.7", "Source routes are not accepted"));
+        }
+        // The null sender <> is judged by the sender rule below.
+        if let Some(why) = address_problem(&from.address).filter(|_| !from.address.is_empty()) {
+            return Err(Reply::new(
+                553,
+                "5.1.7",
+                format!(
+                    "Sender address <{}> not accepted: {why}",
+                    shown(&from.address)
+                ),
+            ));
+        }
         let Some(Standing {
             user,
             eff,
@@ -556,7 +577,8 @@ impl Session<'_> {
                 "5.7.1",
                 format!(
                     "Sender address <{}> is not owned by user {}",
-                    from.address, user.name
+                    shown(&from.address),
+                    user.name
                 ),
             ));
         }
@@ -567,8 +589,8 @@ impl Session<'_> {
             .map_err(|e| Reply::new(451, "4.7.1", e.to_string()))
     }
 
-    fn rcpt(&mut self, to: RcptTo<String>) -> Reply {
-        match self.check_rcpt(&to) {
+    fn rcpt(&mut self, to: RcptTo<String>, routed: bool) -> Reply {
+        match self.check_rcpt(&to, routed) {
             Ok(()) => {
                 let tx = self.tx.as_mut().expect("checked");
                 if !tx
@@ -584,7 +606,7 @@ impl Session<'_> {
         }
     }
 
-    fn check_rcpt(&self, to: &RcptTo<String>) -> Result<(), Reply> {
+    fn check_rcpt(&self, to: &RcptTo<String>, routed: bool) -> Result<(), Reply> {
         let Some(tx) = &self.tx else {
             return Err(Reply::new(503, "5.5.1", "Need MAIL command first"));
         };
@@ -596,6 +618,19 @@ impl Session<'_> {
                 550,
                 "5.1.1",
                 "No local mailboxes here; use a full address",
+            ));
+        }
+        if routed {
+            return Err(Reply::new(553, "5.1.3", "Source routes are not accepted"));
+        }
+        if let Some(why) = address_problem(&to.address) {
+            return Err(Reply::new(
+                553,
+                "5.1.3",
+                format!(
+                    "Recipient address <{}> not accepted: {why}",
+                    shown(&to.address)
+                ),
             ));
         }
         if tx.recipients.len() >= self.srv.smtp.max_recipients {
@@ -885,6 +920,77 @@ fn sender_allowed(sender: &str, user: &User, check: SenderCheck) -> bool {
     }
 }
 
+/// Does a MAIL or RCPT line carry a source route (`<@relay:user@domain>`)?
+/// smtp-proto drops the route while parsing (RFC 5321 4.1.1.3 allows
+/// that), so it is looked for in the raw line; relaying through a named
+/// host is declined.
+fn has_source_route(line: &[u8]) -> bool {
+    let arg = line.iter().position(|&b| b == b':');
+    let rest = arg.map_or(&[][..], |i| line[i + 1..].trim_ascii_start());
+    rest.starts_with(b"<@")
+}
+
+/// Does the line declare a SIZE of 20 digits or more? smtp-proto's
+/// saturating parse wraps such a value around to a small number, which
+/// would pass the size check; any such size is over every limit.
+fn declares_huge_size(line: &[u8]) -> bool {
+    line.windows(5)
+        .enumerate()
+        .filter(|(_, w)| w.eq_ignore_ascii_case(b"SIZE="))
+        .any(|(i, _)| {
+            line[i + 5..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+                >= 20
+        })
+}
+
+/// Why an envelope address (as smtp-proto hands it over, quotes removed)
+/// cannot be relayed, if it cannot. Only plain `local@domain` with a DNS
+/// domain passes: once a quoted local part is unquoted, `"a@b"@c` reads as
+/// `a@b@c`, and `%`-hacks, `!` paths and single-label hosts are routing
+/// tricks, not destinations. 8-bit needs SMTPUTF8, which is not offered.
+fn address_problem(address: &str) -> Option<&'static str> {
+    if !address.is_ascii() {
+        return Some("non-ASCII addresses need SMTPUTF8, which is not offered");
+    }
+    if address.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Some("spaces and control characters are not accepted");
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Some("a full address (local@domain) is required");
+    };
+    if local.is_empty() {
+        return Some("the local part is empty");
+    }
+    if local.contains('@') {
+        return Some("only one @ is allowed");
+    }
+    if local.contains('%') {
+        return Some("%-routing is not accepted");
+    }
+    if local.contains('!') {
+        return Some("!-paths are not accepted");
+    }
+    match crate::users::validate_domain(domain) {
+        Ok(d) if d.contains('.') => None,
+        _ => Some("the domain is not a valid DNS domain name"),
+    }
+}
+
+/// Client text as echoed in a reply: escaped, and short enough that the
+/// reply line stays within RFC 5321's 512 octets (escaping alone can make
+/// one control octet six).
+fn shown(text: &str) -> String {
+    const MAX: usize = 120;
+    let mut out: String = text.escape_debug().take(MAX).collect();
+    if out.len() < text.escape_debug().map(char::len_utf8).sum::<usize>() {
+        out.push_str("...");
+    }
+    out
+}
+
 fn parse_error(e: ParseError) -> Reply {
     match e {
         ParseError::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
@@ -899,7 +1005,7 @@ fn parse_error(e: ParseError) -> Reply {
         ParseError::UnsupportedParameter { param } => Reply::new(
             555,
             "5.5.4",
-            format!("Unsupported parameter {}", param.escape_debug()),
+            format!("Unsupported parameter {}", shown(&param)),
         ),
         _ => Reply::new(500, "5.5.2", "Syntax error"),
     }
@@ -934,6 +1040,57 @@ mod tests {
     fn user(name: &str, domain: Option<&str>) -> User {
         let n = UserName::parse(name).unwrap();
         User::new(&n, domain.map(str::to_string), Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn routing_tricks_are_refused() {
+        for ok in [
+            "bob@remote.example",
+            "o'brien+tag@sub.remote.example",
+            "x@a.b.",
+        ] {
+            assert_eq!(address_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "user%other.example@example.com",
+            "a@b@example.com",
+            "host!user@example.com",
+            "john doe@example.com",
+            "usér@example.com",
+            "user@",
+            "@example.com",
+            "user@localhost",
+            "user@-bad-.example",
+            "user@exa_mple.com",
+            "user@\"quoted\"",
+            "tab\t@example.com",
+        ] {
+            assert!(address_problem(bad).is_some(), "{bad}");
+        }
+        assert!(has_source_route(b"RCPT TO:<@relay.example:u@x.example>"));
+        assert!(has_source_route(b"MAIL FROM: <@a,@b:u@x.example>"));
+        assert!(!has_source_route(b"RCPT TO:<u@x.example>"));
+        assert!(!has_source_route(b"NOOP"));
+    }
+
+    #[test]
+    fn echoed_client_text_is_bounded() {
+        assert_eq!(shown("a@b.example"), "a@b.example");
+        let hostile = "BODY\u{18}".repeat(200);
+        let r = parse_error(ParseError::UnsupportedParameter { param: hostile });
+        assert!(r.render(true).len() <= 512, "{}", r.render(true));
+        assert!(r.text.ends_with("..."));
+    }
+
+    #[test]
+    fn huge_declared_sizes_are_spotted() {
+        assert!(declares_huge_size(
+            b"MAIL FROM:<a@b.c> size=99999999999999999999999"
+        ));
+        assert!(!declares_huge_size(
+            b"MAIL FROM:<a@b.c> SIZE=1234567890123456789"
+        ));
+        assert!(!declares_huge_size(b"MAIL FROM:<a@b.c>"));
     }
 
     #[test]

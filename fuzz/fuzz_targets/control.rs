@@ -1,0 +1,75 @@
+//! The control API's request handling: method, path, query and body as
+//! `route` sees them after hyper, on a real store. Every answer must be a
+//! JSON object with a status in 2xx/4xx; 5xx would mean a handler failed.
+//! Password hashing is argon2 (tens of ms): CSV imports are kept to a few
+//! lines so the loop stays fast.
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use hyper::{Method, Uri};
+use libfuzzer_sys::fuzz_target;
+use outguard::config::{Config, SmtpConfig};
+use outguard::control::{Control, route};
+use outguard::smtp::Server;
+
+fn control() -> &'static Control {
+    static C: OnceLock<Control> = OnceLock::new();
+    C.get_or_init(|| {
+        let base = if std::path::Path::new("/dev/shm").is_dir() {
+            std::path::PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("outguard-fuzz-control-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("fuzz data dir");
+        let server = Server::standalone(&dir, SmtpConfig::default()).expect("server");
+        let (_, certs) =
+            outguard::tls::server_config(&dir.join("tls/cert.pem"), &dir.join("tls/key.pem"))
+                .expect("certificate made by standalone");
+        Control {
+            server: Arc::new(server),
+            certs,
+            config: Arc::new(Config::default()),
+            delivery: Arc::new(outguard::delivery::Stats::default()),
+        }
+    })
+}
+
+const METHODS: [Method; 5] = [
+    Method::GET,
+    Method::POST,
+    Method::PATCH,
+    Method::DELETE,
+    Method::PUT,
+];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&m, rest)) = data.split_first() else {
+        return;
+    };
+    let method = &METHODS[usize::from(m) % METHODS.len()];
+    let (target, body) = match rest.iter().position(|&b| b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    let Ok(uri) = Uri::try_from(target) else {
+        return;
+    };
+    if uri.path().contains("import") && body.iter().filter(|&&b| b == b'\n').count() > 3 {
+        return;
+    }
+    let answer = route(control(), method, &uri, body);
+    assert!(
+        answer.body.is_object() || answer.body.is_array(),
+        "{:?}",
+        answer.body
+    );
+    assert!(
+        !answer.status.is_server_error(),
+        "{method} {uri}: {} {}",
+        answer.status,
+        answer.body
+    );
+});
