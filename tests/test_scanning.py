@@ -255,3 +255,25 @@ def test_released_message_reaches_the_next_hop(make_daemon):
         assert got["rcpt_tos"] == ["bob@remote.example"] and b"Subject: Held back" in got["content"]
     finally:
         sink.stop()
+
+
+def test_dashboard_counts_refused_and_caught_today(make_daemon):
+    d = make_daemon()
+    d.set_clock("2026-11-27T10:00:00Z")
+    d.add_user(USER, auto_lock="off", limit_day=1)
+    assert submit(d, message(text=GTUBE))[0] == 550  # caught counts nothing
+    assert submit(d, ham())[0] == 250
+    assert submit(d, ham())[0] == 451  # over the daily limit
+    dash = d.api("GET", "/v1/dashboard")[1]
+    assert dash["today"] == "2026-11-27"
+    assert (dash["messages_accepted_today"], dash["messages_caught_today"]) == (1, 1)
+    # A limit refusal at MAIL is not a message; the caught one was refused too.
+    assert dash["messages_refused_today"] == 0
+    d.add_user("carol@example.com")
+    r = login(d.submission, "carol@example.com")
+    code, _ = send_message(r, "carol@example.com", ["bob@remote.example"], body="Subject: x\r\n\r\nbare\nlf\r\n")
+    assert code == 550
+    assert d.api("GET", "/v1/dashboard")[1]["messages_refused_today"] == 1
+    d.set_clock("2026-11-28T00:00:01Z")
+    dash = d.api("GET", "/v1/dashboard")[1]
+    assert (dash["messages_refused_today"], dash["messages_caught_today"], dash["messages_accepted_today"]) == (0, 0, 0)

@@ -137,10 +137,13 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         .iter()
         .filter(|q| windows::windows(q.received, &tz).day == w.day)
         .count();
+    let today = ctl.server.today_counts();
     Ok(json!({
         "today": w.day,
         "quarantine_size": quarantine.len(),
         "messages_quarantined_today": quarantined_today,
+        "messages_refused_today": today.refused,
+        "messages_caught_today": today.caught,
         "messages_accepted_today": accepted_today,
         "recipients_today": recipients_today,
         "users": users.len(),

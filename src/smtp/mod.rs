@@ -92,15 +92,61 @@ impl Server {
     }
 }
 
-/// Counters since start, for health and metrics.
+/// Counters since start, for health and metrics, and today's refused and
+/// caught messages for the dashboard (in memory: they restart from zero
+/// with the daemon).
 #[derive(Debug, Default)]
 pub struct Stats {
+    pub today: std::sync::Mutex<Today>,
     pub sessions: AtomicU64,
     pub sessions_refused: AtomicU64,
     pub auth_failures: AtomicU64,
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
     pub quarantined: AtomicU64,
+}
+
+/// Refusals and catches in one calendar day of the appliance's timezone.
+#[derive(Debug, Default, Clone)]
+pub struct Today {
+    pub day: String,
+    pub refused: u64,
+    pub caught: u64,
+}
+
+impl Server {
+    fn today(&self, change: impl FnOnce(&mut Today)) {
+        let day = self
+            .settings
+            .read(|c| crate::windows::windows(self.clock.now(), &c.tz).day);
+        let mut t = self.stats.today.lock().unwrap_or_else(|e| e.into_inner());
+        if t.day != day {
+            *t = Today {
+                day,
+                ..Today::default()
+            };
+        }
+        change(&mut t);
+    }
+
+    /// Counts a refused message (since start and today).
+    pub fn note_refused(&self) {
+        Stats::bump(&self.stats.refused);
+        self.today(|t| t.refused += 1);
+    }
+
+    /// Counts a message caught as spam or malware (since start and today).
+    pub fn note_caught(&self) {
+        Stats::bump(&self.stats.quarantined);
+        self.today(|t| t.caught += 1);
+    }
+
+    /// Today's refused and caught counts.
+    pub fn today_counts(&self) -> Today {
+        let mut out = Today::default();
+        self.today(|t| out = t.clone());
+        out
+    }
 }
 
 impl Stats {

@@ -685,7 +685,7 @@ impl Session<'_> {
         let reply = match rx.verdict() {
             Ok(()) => self.finish(tx, Bytes::from(body)).await,
             Err(e) => {
-                Stats::bump(&self.srv.stats.refused);
+                self.srv.note_refused();
                 let r = data_error_reply(e, self.srv.smtp.max_message_size);
                 tracing::info!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), reply = %r.text, "message refused");
                 r
@@ -706,7 +706,7 @@ impl Session<'_> {
                 match action {
                     FailureAction::Accept => self.queue(tx, &body).await,
                     FailureAction::Tempfail => {
-                        Stats::bump(&self.srv.stats.refused);
+                        self.srv.note_refused();
                         Reply::new(
                             451,
                             "4.7.1",
@@ -714,7 +714,7 @@ impl Session<'_> {
                         )
                     }
                     FailureAction::Reject => {
-                        Stats::bump(&self.srv.stats.refused);
+                        self.srv.note_refused();
                         Reply::new(554, "5.7.0", "Message could not be scanned")
                     }
                 }
@@ -777,7 +777,7 @@ impl Session<'_> {
                 return Reply::new(451, "4.3.0", "Temporary local problem, try again later");
             }
         };
-        Stats::bump(&self.srv.stats.quarantined);
+        self.srv.note_caught();
         tracing::warn!(
             ip = %self.ip, user, id = %queue_id(id), class = %v.class, score = v.score,
             reasons = %v.reasons.join("; "), quarantined = keep, response = ?st.eff.quarantine_response,
@@ -847,7 +847,7 @@ impl Session<'_> {
                 Reply::new(451, "4.3.0", "Temporary local problem, try again later")
             }
         };
-        Stats::bump(&self.srv.stats.refused);
+        self.srv.note_refused();
         tracing::info!(ip = %self.ip, user, reply = %reply.text, "message refused");
         reply
     }

@@ -32,6 +32,16 @@ pub fn dashboard(c: &Ctx) -> Resp {
             "accepted-today",
         ),
         card(
+            &s["messages_refused_today"],
+            "messages refused today",
+            "refused-today",
+        ),
+        card(
+            &s["messages_caught_today"],
+            "spam and malware caught today",
+            "caught-today",
+        ),
+        card(
             &s["messages_quarantined_today"],
             "caught today, still in quarantine",
             "quarantined-today",
