@@ -48,17 +48,11 @@ pub fn check_password(p: &str) -> Result<(), String> {
 /// Each physical line is one record (a quoted field cannot span lines),
 /// which keeps the reported line numbers exact.
 pub fn parse(text: &[u8]) -> (Vec<ImportLine>, Vec<LineError>) {
-    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     let (mut ok, mut errors) = (Vec::new(), Vec::new());
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut first = true;
-    for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
-        let line = i as u64 + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw).trim_ascii();
-        if raw.is_empty() || raw.starts_with(b"#") {
-            continue;
-        }
-        let fields = match split_record(raw) {
+    for (line, fields) in records(text) {
+        let fields = match fields {
             Ok(f) => f,
             Err(message) => {
                 errors.push(LineError { line, message });
@@ -89,8 +83,23 @@ pub fn parse(text: &[u8]) -> (Vec<ImportLine>, Vec<LineError>) {
     (ok, errors)
 }
 
+/// The records of a CSV text with their 1-based line numbers: a UTF-8
+/// BOM, CR before LF, blank lines and `#` comments are passed over.
+pub fn records(text: &[u8]) -> impl Iterator<Item = (u64, Result<Vec<String>, String>)> + '_ {
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+    text.split(|&b| b == b'\n')
+        .enumerate()
+        .filter_map(|(i, raw)| {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw).trim_ascii();
+            if raw.is_empty() || raw.starts_with(b"#") {
+                return None;
+            }
+            Some((i as u64 + 1, split_record(raw)))
+        })
+}
+
 /// One CSV record (RFC 4180 quoting) as trimmed UTF-8 fields.
-pub(crate) fn split_record(raw: &[u8]) -> Result<Vec<String>, String> {
+fn split_record(raw: &[u8]) -> Result<Vec<String>, String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

@@ -4,33 +4,27 @@
 
 use std::collections::HashMap;
 
-use crate::import::{LineError, split_record};
+use crate::import::{LineError, records};
 use crate::users::UserName;
 
 /// Canonical `local@domain` names, and the errors, both in order.
 pub fn parse(text: &[u8]) -> (Vec<String>, Vec<LineError>) {
-    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     let (mut ok, mut errors) = (Vec::new(), Vec::new());
     let mut seen: HashMap<String, u64> = HashMap::new();
-    for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
-        let line = i as u64 + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw).trim_ascii();
-        if raw.is_empty() || raw.starts_with(b"#") {
-            continue;
-        }
-        let fields = match split_record(raw) {
+    let mut first = true;
+    for (line, fields) in records(text) {
+        let fields = match fields {
             Ok(f) => f,
             Err(message) => {
                 errors.push(LineError { line, message });
                 continue;
             }
         };
+        let is_first = std::mem::take(&mut first);
         let text = match fields.as_slice() {
             [user] => user.clone(),
-            [user, domain] if user.eq_ignore_ascii_case("user") && i == 0 => {
-                let _ = domain;
-                continue;
-            }
+            // A header line.
+            [user, _] if user.eq_ignore_ascii_case("user") && is_first => continue,
             [user, domain] if !user.contains('@') => format!("{user}@{domain}"),
             [user, _] => {
                 errors.push(LineError {
