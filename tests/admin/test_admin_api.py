@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 
+import pytest
 import requests
 
 from .adminlib import ROOT
@@ -88,6 +89,33 @@ def test_csrf_refused(og, api):
     # Another site's Origin is refused even with a good token.
     r = api.post(og.url + "/v1/incoming/domains", json={"domain": "x.example"}, headers={"Origin": "https://evil.example"})
     assert r.status_code == 403
+
+
+def state_changing():
+    """Every documented operation that changes state, except logging in."""
+    for path, method in operations():
+        if method != "get" and (path, method) not in PUBLIC:
+            yield path, method
+
+
+@pytest.mark.parametrize("path,method", list(state_changing()), ids=lambda v: str(v))
+def test_every_state_change_needs_the_csrf_token(og, api, path, method):
+    """One case per state-changing route of the OpenAPI description: a valid
+    session cookie without the token, or with a wrong one, is refused with
+    403 and changes nothing."""
+    last = max((e["id"] for e in api.get(og.url + "/v1/audit").json()), default=0)
+    bare = requests.Session()
+    bare.verify = False
+    bare.trust_env = False
+    bare.cookies.update(api.cookies)
+    for headers in ({}, {"X-CSRF-Token": "not-the-token"}):
+        r = bare.request(method, og.url + concrete(path), json={}, headers=headers)
+        assert r.status_code == 403, (method, path, headers, r.status_code, r.text)
+        assert "CSRF" in r.json()["error"]
+    # The session is still good, and no change was audited.
+    assert api.get(og.url + "/v1/health").status_code == 200
+    newer = [e for e in api.get(og.url + "/v1/audit").json() if e["id"] > last]
+    assert all(e["status"] >= 400 for e in newer), newer
 
 
 def test_login_form_needs_its_token(og):
