@@ -167,6 +167,7 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     rows = d.find_elements(By.CSS_SELECTOR, "#users tbody tr")
     assert [r.get_attribute("data-user") for r in rows] == ["csv2@import.example"]
     shot(d, artifacts, "08-locked-filter")
+    rows = d.find_elements(By.CSS_SELECTOR, "#users tbody tr")  # again: the screenshot re-renders
     click(d, rows[0].find_element(By.XPATH, ".//button[text()='Unlock']"))
     assert "unlocked" in flash(d)
     assert api.get(og.url + "/v1/users/csv2@import.example").json()["locked"] is False
@@ -196,8 +197,9 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
 
     # The queue: retry it now, then delete it (the next hop is a closed port).
     d.get(og.url + "/queue")
-    row = d.find_element(By.CSS_SELECTOR, f"#queue tr[data-id='{queued['id']}']")
     shot(d, artifacts, "11-queue")
+    # Found after the screenshot, whose window resizing may re-render the page.
+    row = d.find_element(By.CSS_SELECTOR, f"#queue tr[data-id='{queued['id']}']")
     click(d, row.find_element(By.XPATH, ".//button[text()='Retry']"))
     assert "set for delivery now" in flash(d)
     assert any(e["action"] == f"POST /v1/queue/{queued['id']}/retry" for e in api.get(og.url + "/v1/audit").json())
