@@ -766,12 +766,11 @@ impl Session<'_> {
             })
         })
         .await;
-        let lock = match stored {
-            Ok(Ok(lock)) => lock,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "storing a detection failed");
-                return Reply::new(451, "4.3.0", "Temporary local problem, try again later");
-            }
+        let lock = match stored
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            Ok(lock) => lock,
             Err(e) => {
                 tracing::error!(error = %e, "storing a detection failed");
                 return Reply::new(451, "4.3.0", "Temporary local problem, try again later");
