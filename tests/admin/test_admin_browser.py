@@ -10,8 +10,8 @@ import tempfile
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from .adminlib import PASSWORD, submit_spam
@@ -59,10 +59,35 @@ def shot(driver, artifacts, name):
 
 
 def click(driver, element):
-    """Clicks something that loads a new page and waits for that page."""
+    """Clicks something that loads a new page and waits for that page.
+
+    Chromium can answer a probe of the old page that lands mid-navigation with
+    'unhandled inspector error' instead of a stale-element error; that only
+    means the navigation is under way, so the probe is retried."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 20).until(EC.staleness_of(page))
+
+    def transient(e: WebDriverException) -> bool:
+        return any(m in str(e) for m in ("inspector", "execution context", "target frame detached"))
+
+    def replaced(drv):
+        try:
+            page.is_enabled()
+            return False  # still the old page
+        except StaleElementReferenceException:
+            pass
+        except WebDriverException as e:
+            if not transient(e):
+                raise
+            return False
+        try:
+            return drv.execute_script("return document.readyState") == "complete"
+        except WebDriverException as e:
+            if not transient(e):
+                raise
+            return False
+
+    WebDriverWait(driver, 20, poll_frequency=0.1).until(replaced)
 
 
 def flash(driver):
