@@ -105,6 +105,10 @@ pub struct SmtpConfig {
     pub plain: Vec<SocketAddr>,
     /// How long 587 waits for a TLS ClientHello before sending the banner.
     pub tls_sniff_ms: u64,
+    /// How long an address that waited for the banner on 587 is taken to
+    /// speak plain SMTP first and gets its banner without the wait; 0
+    /// makes every plain connection wait.
+    pub tls_sniff_remember_secs: u64,
     /// Largest message accepted (SIZE), in octets.
     pub max_message_size: usize,
     /// Recipients accepted in one transaction.
@@ -220,6 +224,7 @@ impl Default for SmtpConfig {
             submissions: vec![SocketAddr::from(([0, 0, 0, 0], 465))],
             plain: Vec::new(),
             tls_sniff_ms: 50,
+            tls_sniff_remember_secs: 3600,
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 100,
             max_sessions: 200,

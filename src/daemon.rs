@@ -129,6 +129,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             screener,
             scan_failure: cfg.scan.failure_action,
             stats: smtp::Stats::default(),
+            plain_first: smtp::PlainFirst::new(Duration::from_secs(
+                cfg.smtp.tls_sniff_remember_secs,
+            )),
             hardening,
         });
         let (stop, stopped) = watch::channel(false);

@@ -3,6 +3,8 @@
 message must be in the queue with its envelope."""
 
 import smtplib
+import socket
+import ssl
 import subprocess
 
 import pytest
@@ -114,3 +116,55 @@ def test_submission_banner_and_tls_only_on_465(daemon):
     assert r.reply()[1] == "220 outguard.test ESMTP Outguard"
     r = Raw(daemon.submissions, tls=True)
     assert r.reply()[1] == "220 outguard.test ESMTP Outguard"
+
+
+
+def banner_came_within(port, seconds, source="127.0.0.1"):
+    """Connects from `source`, sends nothing, and waits for the banner like
+    a plain client; True if it came within `seconds`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as s:
+        s.settimeout(seconds)
+        try:
+            data = s.recv(512)
+            quick = True
+        except socket.timeout:
+            s.settimeout(10)
+            data = s.recv(512)
+            quick = False
+        assert data.startswith(b"220 "), data
+        return quick
+
+
+def test_587_remembers_plain_first_clients_and_relearns_a_switch_to_tls(make_daemon):
+    # A long sniff window makes "waited" and "did not wait" unmistakable:
+    # the bounds below are seconds apart from anything the daemon does.
+    d = make_daemon(smtp={"tls_sniff_ms": 3000})
+    # Unknown address: no banner while the daemon waits for a ClientHello.
+    assert not banner_came_within(d.submission, 1.0)
+    # That client waited for the banner, so its address is now known as
+    # plain-first: the next connection gets the banner without the wait.
+    assert banner_came_within(d.submission, 2.5)
+    # Another address is not known.
+    assert not banner_came_within(d.submission, 1.0, source="127.0.0.2")
+
+    # The client switches to implicit TLS: its first ClientHello reaches a
+    # connection that already has its banner, and fails...
+    s = socket.create_connection(("127.0.0.1", d.submission), timeout=10)
+    s.settimeout(2.5)
+    assert s.recv(512).startswith(b"220 ")
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        tls_client_context().wrap_socket(s)
+    s.close()
+    # ...and the address is forgotten, so the retry gets TLS.
+    t = smtplib.SMTP_SSL("127.0.0.1", d.submission, context=tls_client_context(), timeout=20)
+    assert t.ehlo()[0] == 250
+    t.quit()
+    assert "TLS ClientHello after the banner" in d.log()
+    # Until it waits for a banner again, the address gets the full wait.
+    assert not banner_came_within(d.submission, 1.0)
+
+
+def test_587_remembering_can_be_switched_off(make_daemon):
+    d = make_daemon(smtp={"tls_sniff_ms": 1500, "tls_sniff_remember_secs": 0})
+    for _ in range(2):
+        assert not banner_came_within(d.submission, 0.75)

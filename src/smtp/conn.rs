@@ -88,6 +88,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
+    /// The next input octet, left unread (waits for it).
+    pub async fn peek_byte(&mut self, wait: Duration) -> Result<u8, ConnError> {
+        self.fill(wait).await?;
+        Ok(self.rbuf[self.pos])
+    }
+
     /// Reads one line (without its CRLF or bare LF) into `line`; at most
     /// `limit` octets are kept.
     pub async fn read_line(

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::timeout;
 
-use super::{Server, Stats, session};
+use super::{Server, Stats, session, sniff};
 
 /// What a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +28,6 @@ pub enum Kind {
 pub struct Listeners(pub Vec<(std::net::TcpListener, Kind)>);
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// First byte of a TLS record carrying a handshake (the ClientHello).
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Counts sessions per client address; the guard gives its place back.
 #[derive(Default)]
@@ -159,11 +157,10 @@ async fn start(server: &Server, tcp: TcpStream, ip: IpAddr, kind: Kind) {
         Kind::Plain => false,
         Kind::Submission => {
             let wait = Duration::from_millis(server.smtp.tls_sniff_ms);
-            let mut first = [0u8; 1];
-            match timeout(wait, tcp.peek(&mut first)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(_)) => first[0] == TLS_HANDSHAKE_RECORD,
-                Err(_) => false,
+            match sniff::opening(&tcp, ip, wait, &server.plain_first).await {
+                sniff::Opening::Tls => true,
+                sniff::Opening::Plain => false,
+                sniff::Opening::Gone => return,
             }
         }
     };

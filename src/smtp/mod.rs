@@ -8,6 +8,7 @@ mod listener;
 mod reply;
 mod screen;
 mod session;
+mod sniff;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,7 @@ pub use data::{DataError, DataReceiver};
 pub use listener::{Kind, Listeners, run};
 pub use screen::Screener;
 pub use session::{Mode, run as run_session};
+pub use sniff::PlainFirst;
 
 use crate::auth::password::Verifier;
 use crate::auth::throttle::Throttle;
@@ -39,6 +41,8 @@ pub struct Server {
     pub screener: Screener,
     pub scan_failure: crate::config::FailureAction,
     pub stats: Stats,
+    /// 587 clients known to speak plain SMTP first (no TLS sniff wait).
+    pub plain_first: PlainFirst,
     /// What confinement is in force (reported by the health endpoint).
     pub hardening: crate::jail::Hardening,
 }
@@ -64,6 +68,7 @@ impl Server {
         };
         let auth = crate::config::AuthConfig::default();
         let secs = std::time::Duration::from_secs;
+        let smtp_remember = secs(smtp.tls_sniff_remember_secs);
         Ok(Server {
             smtp,
             hostname: "outguard.test".into(),
@@ -81,6 +86,7 @@ impl Server {
             screener: Screener::new(&scan, dir)?,
             scan_failure: scan.failure_action,
             stats: Stats::default(),
+            plain_first: PlainFirst::new(smtp_remember),
             // Nothing confined: this is an in-process server.
             hardening: crate::jail::Hardening {
                 uid: nix::unistd::geteuid().as_raw(),

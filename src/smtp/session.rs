@@ -14,7 +14,7 @@ use super::conn::{Conn, ConnError, Line, LineRead};
 use super::data::{DataError, DataReceiver};
 use super::reply::{Reply, multiline};
 use super::screen::{self, Screened};
-use super::{Server, Stats};
+use super::{Server, Stats, sniff};
 use crate::auth::sasl::{self, Response, SaslError};
 use crate::config::FailureAction;
 use crate::limits::{self, Counts};
@@ -140,6 +140,18 @@ impl Session<'_> {
             conn.reply(&format!("220 {} ESMTP Outguard\r\n", self.srv.hostname))
                 .await?;
             conn.flush().await?;
+        }
+        if banner
+            && self.mode == Mode::Plain
+            && conn.peek_byte(self.srv.smtp.command_timeout()).await? == sniff::TLS_HANDSHAKE_RECORD
+        {
+            // A ClientHello after the banner: an implicit-TLS client that
+            // the sniff missed (slow, or known plain-first until now). It
+            // cannot read anything we could say; close, and give its retry
+            // the full sniff wait.
+            self.srv.plain_first.forget(self.ip);
+            tracing::info!(ip = %self.ip, "TLS ClientHello after the banner; closing (the retry will be detected)");
+            return Ok(Flow::Quit);
         }
         let mut line = Line::new();
         loop {
