@@ -67,7 +67,7 @@ def queued_ids(vm: ogvm.VM) -> set[str]:
     # an emulated serial line under load once took over a minute to print it.
     out = vm.sh("outguard --config /etc/outguard/outguard.toml queue list > /tmp/queue.txt "
                 "&& cut -d' ' -f1 /tmp/queue.txt", timeout=180)
-    return set(re.findall(r"^([0-9a-f]{16})\s*$", out, re.M))
+    return set(re.findall(r"^([0-9A-Fa-f]{16})\s*$", out, re.M))
 
 
 @pytest.mark.slow
