@@ -21,6 +21,8 @@ pub struct Config {
     pub hostname: String,
     /// How often timed locks and quarantine retention are checked.
     pub housekeeping_secs: u64,
+    /// Memory for the store's page cache, in MiB.
+    pub store_cache_mib: usize,
     pub smtp: SmtpConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
@@ -203,6 +205,7 @@ impl Default for Config {
             run_user: "outguard".into(),
             hostname: String::new(),
             housekeeping_secs: 30,
+            store_cache_mib: 8,
             smtp: SmtpConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),

@@ -39,8 +39,10 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     // Smarthost password and CA file may be readable by root only.
     let delivery_prep = crate::delivery::Prepared::load(&cfg.delivery)?;
     let store_path = cfg.store_path();
-    let store =
-        Arc::new(Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?);
+    let store = Arc::new(
+        Store::open_with_cache(&store_path, cfg.store_cache_mib.max(1) << 20)
+            .map_err(|e| format!("{}: {e}", store_path.display()))?,
+    );
     privileged.give(&store_path)?;
     admin::provision(&store, &cfg)?;
     let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;

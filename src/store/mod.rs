@@ -80,11 +80,23 @@ pub struct Store {
     db: Database,
 }
 
+/// redb page cache when the config does not say (`store_cache_mib`).
+pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
+
 impl Store {
-    /// Opens (or creates) the store and makes sure every table exists, so
-    /// read transactions never meet a missing table.
+    /// Opens (or creates) the store with the default page cache.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = Database::create(path)?;
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store and makes sure every table exists, so
+    /// read transactions never meet a missing table. `cache_bytes` bounds
+    /// redb's page cache (its own default is 1 GiB, which on an appliance
+    /// would let the cache grow with the queue).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let txn = db.begin_write()?;
         {
             txn.open_table(USERS)?;
