@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::queue::{QueueEntry, Recipient};
 use super::usage::Usage;
-use super::{BODIES, META, QUEUE, Result, Store, StoreError, USAGE, USERS, from_json, to_json};
+use super::{META, Result, Store, StoreError, USAGE, USERS, from_json, to_json};
 use crate::clock::Clock;
 use crate::limits::{self, Exceeded};
 use crate::settings;
@@ -210,9 +210,7 @@ fn accept_one(
         next_attempt: Some(now),
         delay_warned: false,
     };
-    txn.open_table(QUEUE)?
-        .insert(s.id, to_json(&entry)?.as_slice())?;
-    txn.open_table(BODIES)?.insert(s.id, s.message.as_slice())?;
+    super::queue::insert_new(txn, &entry, &s.message)?;
     bump_seq(txn, s.id)?;
     Ok(Ok(s.id))
 }

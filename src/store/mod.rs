@@ -110,6 +110,7 @@ impl Store {
             directory::create(&txn)?;
             txn.open_table(QUARANTINE)?;
             txn.open_table(QBODIES)?;
+            queue::create(&txn)?;
         }
         txn.commit()?;
         Ok(Store { db })

@@ -7,7 +7,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::queue::{QueueEntry, Recipient};
-use super::{BODIES, QBODIES, QUARANTINE, QUEUE, Result, Store, USERS, from_json, to_json};
+use super::{QBODIES, QUARANTINE, Result, Store, USERS, from_json, to_json};
 use crate::locking;
 use crate::users::{EffectiveSettings, LockState, User};
 
@@ -122,9 +122,7 @@ impl Store {
             next_attempt: Some(now),
             delay_warned: false,
         };
-        txn.open_table(QUEUE)?
-            .insert(queue_id, to_json(&entry)?.as_slice())?;
-        txn.open_table(BODIES)?.insert(queue_id, body.as_slice())?;
+        super::queue::insert_new(&txn, &entry, &body)?;
         super::accept::bump_seq(&txn, queue_id)?;
         txn.commit()?;
         Ok(true)

@@ -3,10 +3,54 @@
 //! every recipient is delivered, bounced or expired.
 
 use jiff::Timestamp;
-use redb::ReadableTable;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{BODIES, META, QUEUE, Result, Store, from_json, to_json};
+
+/// The delivery schedule: `(next attempt in ns since the epoch, queue id)
+/// -> ()`, one row per entry with something queued. Finding due mail reads
+/// only what is due, however much is deferred (a next hop down for a day).
+/// Written in the same transactions as `QUEUE`.
+pub(super) const DUE: TableDefinition<(i128, u64), ()> = TableDefinition::new("queue_due");
+/// Set in `META` once `DUE` has been built for a store that predates it.
+const DUE_INDEX_BUILT: &str = "queue_due_built";
+
+fn due_key(t: Timestamp, id: u64) -> (i128, u64) {
+    (t.as_nanosecond(), id)
+}
+
+/// Adds a new entry, its body and its place in the schedule.
+pub(super) fn insert_new(txn: &WriteTransaction, entry: &QueueEntry, body: &[u8]) -> Result<()> {
+    txn.open_table(QUEUE)?
+        .insert(entry.id, to_json(entry)?.as_slice())?;
+    txn.open_table(BODIES)?.insert(entry.id, body)?;
+    if let Some(t) = entry.next_attempt {
+        txn.open_table(DUE)?.insert(due_key(t, entry.id), ())?;
+    }
+    Ok(())
+}
+
+/// Creates the schedule table, and fills it from the queue once for a
+/// store written before it existed.
+pub(super) fn create(txn: &WriteTransaction) -> Result<()> {
+    let mut due = txn.open_table(DUE)?;
+    let mut meta = txn.open_table(META)?;
+    if meta.get(DUE_INDEX_BUILT)?.is_some() {
+        return Ok(());
+    }
+    due.retain(|_, _| false)?;
+    let queue = txn.open_table(QUEUE)?;
+    for row in queue.iter()? {
+        let (k, v) = row?;
+        let e: QueueEntry = from_json(v.value())?;
+        if let Some(t) = e.next_attempt {
+            due.insert(due_key(t, k.value()), ())?;
+        }
+    }
+    meta.insert(DUE_INDEX_BUILT, 1)?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -165,20 +209,21 @@ impl Store {
         busy: impl Fn(u64) -> bool,
     ) -> Result<Vec<QueueEntry>> {
         let txn = self.read()?;
-        let table = txn.open_table(QUEUE)?;
+        let schedule = txn.open_table(DUE)?;
+        let queue = txn.open_table(QUEUE)?;
         let mut out = Vec::new();
-        for row in table.iter()? {
-            let (k, v) = row?;
-            if busy(k.value()) {
+        for row in schedule.range(..=due_key(now, u64::MAX))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, id) = row?.0.value();
+            if busy(id) {
                 continue;
             }
-            let e: QueueEntry = from_json(v.value())?;
-            if e.next_attempt.is_some_and(|t| t <= now) {
-                out.push(e);
+            if let Some(v) = queue.get(id)? {
+                out.push(from_json(v.value())?);
             }
         }
-        out.sort_by_key(|e| e.next_attempt);
-        out.truncate(limit);
         Ok(out)
     }
 
@@ -216,6 +261,7 @@ impl Store {
         let entry = {
             let mut queue = txn.open_table(QUEUE)?;
             let mut bodies = txn.open_table(BODIES)?;
+            let mut schedule = txn.open_table(DUE)?;
             let Some(mut entry) = queue
                 .get(id)?
                 .map(|v| from_json::<QueueEntry>(v.value()))
@@ -223,6 +269,9 @@ impl Store {
             else {
                 return Ok(None);
             };
+            if let Some(t) = entry.next_attempt {
+                schedule.remove(due_key(t, id))?;
+            }
             let new = {
                 let body = bodies.get(id)?;
                 change(&mut entry, body.as_ref().map_or(&[][..], |b| b.value()))
@@ -235,6 +284,9 @@ impl Store {
                 .min();
             if entry.state() == RcptState::Queued {
                 queue.insert(id, to_json(&entry)?.as_slice())?;
+                if let Some(t) = entry.next_attempt {
+                    schedule.insert(due_key(t, id), ())?;
+                }
             } else {
                 queue.remove(id)?;
                 bodies.remove(id)?;
@@ -255,6 +307,7 @@ impl Store {
                 };
                 queue.insert(m.id, to_json(&e)?.as_slice())?;
                 bodies.insert(m.id, m.message.as_slice())?;
+                schedule.insert(due_key(now, m.id), ())?;
                 super::accept::bump_seq(&txn, m.id)?;
             }
             entry
@@ -277,9 +330,16 @@ impl Store {
     pub fn remove_entry(&self, id: u64) -> Result<bool> {
         let txn = self.write()?;
         let found = {
-            let found = txn.open_table(QUEUE)?.remove(id)?.is_some();
+            let old: Option<QueueEntry> = txn
+                .open_table(QUEUE)?
+                .remove(id)?
+                .map(|v| from_json(v.value()))
+                .transpose()?;
             txn.open_table(BODIES)?.remove(id)?;
-            found
+            if let Some(t) = old.as_ref().and_then(|e| e.next_attempt) {
+                txn.open_table(DUE)?.remove(due_key(t, id))?;
+            }
+            old.is_some()
         };
         txn.commit()?;
         Ok(found)
@@ -291,9 +351,7 @@ impl Store {
     /// user's limits. `id` comes from the committer's sequence.
     pub fn enqueue(&self, entry: &QueueEntry, body: &[u8]) -> Result<()> {
         let txn = self.write()?;
-        txn.open_table(QUEUE)?
-            .insert(entry.id, super::to_json(entry)?.as_slice())?;
-        txn.open_table(BODIES)?.insert(entry.id, body)?;
+        insert_new(&txn, entry, body)?;
         super::accept::bump_seq(&txn, entry.id)?;
         txn.commit()?;
         Ok(())
@@ -317,6 +375,96 @@ mod tests {
             next_attempt: Some(now),
             delay_warned: false,
         }
+    }
+
+    fn temp_store(name: &str) -> (std::path::PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!("og-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("store.redb")).unwrap();
+        (dir, store)
+    }
+
+    /// The schedule holds exactly one row per entry with a next attempt.
+    fn assert_schedule_matches(store: &Store) {
+        let txn = store.read().unwrap();
+        let rows: Vec<(i128, u64)> = txn
+            .open_table(DUE)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .collect();
+        let mut want: Vec<(i128, u64)> = store
+            .queue(&QueueFilter::default())
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.next_attempt.map(|t| due_key(t, e.id)))
+            .collect();
+        want.sort();
+        assert_eq!(rows, want);
+    }
+
+    fn ids(v: Vec<QueueEntry>) -> Vec<u64> {
+        v.into_iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn due_reads_the_schedule_in_order() {
+        let (dir, store) = temp_store("due");
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        let at = |s: i64| t0.checked_add(jiff::SignedDuration::from_secs(s)).unwrap();
+        for (id, when) in [(1, 30), (2, 10), (3, 20), (4, 500)] {
+            let mut e = entry(id, t0);
+            e.next_attempt = Some(at(when));
+            store.enqueue(&e, b"hi").unwrap();
+        }
+        assert_schedule_matches(&store);
+        assert_eq!(ids(store.due(at(25), 10, |_| false).unwrap()), [2, 3]);
+        assert_eq!(ids(store.due(at(100), 2, |_| false).unwrap()), [2, 3]);
+        assert_eq!(ids(store.due(at(100), 10, |id| id == 3).unwrap()), [2, 1]);
+        // Deferred: moves to its new place.
+        let defer = |e: &mut QueueEntry, _: &[u8]| {
+            e.recipients[0].next_attempt = Some(at(1000));
+            None
+        };
+        store.update_entry(2, at(15), defer).unwrap();
+        assert_eq!(ids(store.due(at(600), 10, |_| false).unwrap()), [3, 1, 4]);
+        assert_schedule_matches(&store);
+        // Delivered and removed: leaves the schedule.
+        let delivered = |e: &mut QueueEntry, _: &[u8]| {
+            e.recipients[0].state = RcptState::Delivered;
+            None
+        };
+        store.update_entry(3, at(600), delivered).unwrap();
+        assert!(store.remove_entry(4).unwrap());
+        assert_eq!(ids(store.due(at(2000), 10, |_| false).unwrap()), [1, 2]);
+        assert_schedule_matches(&store);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn schedule_is_built_for_a_store_that_predates_it() {
+        let (dir, store) = temp_store("due-upgrade");
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        for id in 1..=3 {
+            store.enqueue(&entry(id, now), b"hi").unwrap();
+        }
+        // What a store written before the schedule existed looks like.
+        let txn = store.write().unwrap();
+        txn.delete_table(DUE).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .remove(DUE_INDEX_BUILT)
+            .unwrap();
+        txn.commit().unwrap();
+        drop(store);
+        let store = Store::open(&dir.join("store.redb")).unwrap();
+        assert_schedule_matches(&store);
+        assert_eq!(ids(store.due(now, 10, |_| false).unwrap()), [1, 2, 3]);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
