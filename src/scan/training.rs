@@ -3,11 +3,11 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::bayes::Model;
+use super::linear::{self, Model};
 use super::signatures::SignatureDb;
 use super::{Analysis, Class, ScanConfig, Scanner};
 
-/// Tokens seen in fewer messages than this are pruned from trained models.
+/// Tokens seen in fewer messages than this get no weight in trained models.
 pub const DEFAULT_MIN_COUNT: u32 = 2;
 
 /// Reads every regular file of `dirs` (sorted by name, not recursive),
@@ -80,15 +80,15 @@ fn analyzer() -> Scanner {
 /// Trains a model on the messages of the ham and spam directories.
 pub fn train(ham_dirs: &[PathBuf], spam_dirs: &[PathBuf], min_count: u32) -> io::Result<Model> {
     let scanner = analyzer();
-    let mut model = Model::new();
+    let mut examples = Vec::new();
     for (dirs, is_spam) in [(ham_dirs, false), (spam_dirs, true)] {
         let messages = load_corpus(dirs)?;
         for a in analyze_all(&scanner, &messages).into_iter().flatten() {
-            model.learn(&a.tokens, is_spam);
+            examples.push((a.tokens, is_spam));
         }
     }
-    model.prune(min_count);
-    Ok(model)
+    let refs: Vec<(&[u32], bool)> = examples.iter().map(|(t, s)| (t.as_slice(), *s)).collect();
+    Ok(Model::train(&refs, min_count, linear::DEFAULT_C))
 }
 
 /// Result of a cross-validation run.
@@ -216,13 +216,13 @@ pub fn cross_validate_seeded(
         }
     }
     for fold in 0..folds {
-        let mut model = Model::new();
+        let mut examples = Vec::new();
         for (a, is_spam, f, _) in &items {
             if let (Some(a), true) = (a, *f != fold) {
-                model.learn(&a.tokens, *is_spam);
+                examples.push((a.tokens.as_slice(), *is_spam));
             }
         }
-        model.prune(min_count);
+        let model = Model::train(&examples, min_count, linear::DEFAULT_C);
         for (a, is_spam, _, index) in items.iter().filter(|i| i.2 == fold) {
             let Some(a) = a else {
                 report.unscannable += 1;
