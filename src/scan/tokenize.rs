@@ -135,7 +135,9 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
         None => emit("msgid:none"),
     }
     match doc.date_raw {
-        Some(d) => prefixed("date-shape:", &shape(d, 32), &mut emit),
+        // The offset's sign says where the sender is, not how the mail was
+        // written: fold it so the token stays about the format.
+        Some(d) => prefixed("date-shape:", &shape(d, 32).replace('-', "+"), &mut emit),
         None => emit("date:none"),
     }
     if let Some(to) = doc.to_raw {
@@ -296,11 +298,14 @@ mod tests {
             "Aa, 9 Aa 9 9:9:9 +9"
         );
         let t = tokens(
-            "From: a1@example.org\r\nTo: Bob <b@example.org>\r\nMessage-ID: <1.2@x>\r\n\r\n\
+            "From: a1@example.org\r\nTo: Bob <b@example.org>\r\nMessage-ID: <1.2@x>\r\n\
+             Date: Mon, 2 Sep 2002 10:00:00 -0500\r\n\r\n\
              see http://example.com/cgi-bin/remove.pl?id=123\r\n",
         );
         for want in [
             "msgid-shape:<9.9@a>",
+            // The offset's sign is folded: "-0500" reads as "+9".
+            "date-shape:Aa, 9 Aa 9 9:9:9 +9",
             "from-local-shape:a9",
             "to-shape:Aa <a@a.a>",
             "url:has-query",
