@@ -128,8 +128,9 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
     });
 
     // Shapes of fields the sending program writes: bulk-mail tools and
-    // mail clients format Message-ID, Date, To and the sender's address
-    // differently, whatever the words say.
+    // mail clients format Message-ID, Date, To, Content-Type (quoting,
+    // boundary style), X-Mailer and the sender's address differently,
+    // whatever the words say.
     match doc.message_id_raw {
         Some(id) => prefixed("msgid-shape:", &shape(id, 24), &mut emit),
         None => emit("msgid:none"),
@@ -142,6 +143,15 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
     }
     if let Some(to) = doc.to_raw {
         prefixed("to-shape:", &shape(to, 12), &mut emit);
+    }
+    if let Some(ct) = doc.content_type_raw {
+        prefixed("ct-shape:", &shape(ct, 40), &mut emit);
+    }
+    if let Some(mailer) = doc.mailer {
+        prefixed("mailer-shape:", &shape(mailer, 40), &mut emit);
+        for w in words(mailer) {
+            prefixed("mailer-word:", &w, &mut emit);
+        }
     }
     if let Some(addr) = doc.from_address {
         let local = addr.split('@').next().unwrap_or("");
@@ -299,7 +309,8 @@ mod tests {
         );
         let t = tokens(
             "From: a1@example.org\r\nTo: Bob <b@example.org>\r\nMessage-ID: <1.2@x>\r\n\
-             Date: Mon, 2 Sep 2002 10:00:00 -0500\r\n\r\n\
+             Date: Mon, 2 Sep 2002 10:00:00 -0500\r\nX-Mailer: Mutt/1.4i\r\n\
+             Content-Type: text/plain; charset=\"us-ascii\"\r\n\r\n\
              see http://example.com/cgi-bin/remove.pl?id=123\r\n",
         );
         for want in [
@@ -308,6 +319,9 @@ mod tests {
             "date-shape:Aa, 9 Aa 9 9:9:9 +9",
             "from-local-shape:a9",
             "to-shape:Aa <a@a.a>",
+            "ct-shape:a/a; a=\"a-a\"",
+            "mailer-shape:Aa/9.9a",
+            "mailer-word:mutt/1.4i",
             "url:has-query",
             "url-path:cgi",
             "url-path:remove",
