@@ -331,7 +331,17 @@ impl Scanner {
         let content = content::Content::new(&doc);
         let rule_hits = rules::evaluate(&doc, &content);
         let forced_spam = rule_hits.iter().any(|h| h.forces_spam);
-        let tokens = tokenize::tokenize(&doc, &content);
+        let mut tokens = tokenize::tokenize(&doc, &content);
+        // The rules that hit are classifier features too, so the model
+        // learns what each says beside the words (their fixed scores still
+        // count on their own).
+        tokens.extend(
+            rule_hits
+                .iter()
+                .map(|h| tokenize::hash(&format!("rule:{}", h.name))),
+        );
+        tokens.sort_unstable();
+        tokens.dedup();
         Ok(Analysis {
             malware,
             forced_spam,
