@@ -78,7 +78,7 @@ pub struct ScanConfig {
     pub spam_threshold: f64,
     /// Points the classifier adds at probability 1.0 (and removes at 0.0);
     /// the contribution is linear in between, zero at 0.5. With the default
-    /// threshold of 5 the classifier alone flags mail at p >= 0.679. (The
+    /// threshold of 5 the classifier alone flags mail at p >= 0.692. (The
     /// name predates the logistic-regression classifier; kept so that
     /// existing configurations still load.)
     pub bayes_weight: f64,
@@ -90,7 +90,7 @@ impl Default for ScanConfig {
             limits: Limits::default(),
             policy: Policy::default(),
             spam_threshold: 5.0,
-            bayes_weight: 14.0,
+            bayes_weight: 13.0,
         }
     }
 }
