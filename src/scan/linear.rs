@@ -186,6 +186,11 @@ impl Model {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.starts_with(b"OGBAYES1") {
+            return Err(
+                "naive Bayes model of an earlier release: retrain it with `outguard train`".into(),
+            );
+        }
         let rest = bytes
             .strip_prefix(MAGIC.as_slice())
             .ok_or("missing OGLOGIT1 header")?;
@@ -438,6 +443,8 @@ mod tests {
     fn rejects_corrupt_models() {
         let bytes = toy_model().to_bytes();
         assert!(Model::from_bytes(b"nope").is_err());
+        let old = Model::from_bytes(b"OGBAYES1\0\0\0\0").unwrap_err();
+        assert!(old.contains("retrain"), "{old}");
         assert!(Model::from_bytes(&bytes[..bytes.len() - 1]).is_err());
         let mut extra = bytes.clone();
         extra.push(0);
