@@ -66,6 +66,11 @@ pub enum Command {
         /// Print the paths and scores of misclassified messages.
         #[arg(long)]
         list_errors: bool,
+        /// Shuffle seed for the folds; 0 (the default) gives the folds that
+        /// bench/accuracy.py reproduces. Another value gives another split,
+        /// to check that a setting does not only suit one.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
 }
 
@@ -438,7 +443,8 @@ pub fn run(command: Command, socket: &Path) -> Result<(), String> {
             spam,
             min_count,
             list_errors,
-        } => scan::cli::scan_eval(&ham, &spam, folds, min_count, list_errors)
+            seed,
+        } => scan::cli::scan_eval(&ham, &spam, folds, min_count, list_errors, seed)
             .map(drop)
             .map_err(|e| e.to_string()),
         Command::User(c) => user(c, socket),

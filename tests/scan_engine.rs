@@ -514,7 +514,7 @@ fn corpus_dir() -> PathBuf {
 
 /// Regression floor for the classifier: 5-fold cross-validation on the
 /// public corpus with the shipped configuration must stay well above it
-/// (10-fold measures 96.2% catch / 0.08% FP, see docs/SCANNING.md).
+/// (5-fold measures 96.2% catch / 0.04% FP, see docs/SCANNING.md).
 #[test]
 fn classifier_cross_validation_floor() {
     let dir = corpus_dir();

@@ -57,14 +57,16 @@ pub fn scan_eval(
     folds: usize,
     min_count: u32,
     list_errors: bool,
+    seed: u64,
 ) -> CliResult<EvalReport> {
     if folds < 2 {
         return Err("--folds must be at least 2".into());
     }
     let config = ScanConfig::default();
-    let (report, errors) = training::cross_validate_dirs(ham, spam, folds, &config, min_count)?;
+    let (report, errors) =
+        training::cross_validate_dirs(ham, spam, folds, &config, min_count, seed)?;
     println!(
-        "{}-fold cross-validation: {} ham, {} spam, {} unscannable",
+        "{}-fold cross-validation (seed {seed}): {} ham, {} spam, {} unscannable",
         report.folds, report.ham, report.spam, report.unscannable
     );
     println!(

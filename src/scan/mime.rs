@@ -49,6 +49,12 @@ pub struct Document<'m> {
     pub reply_to_address: Option<&'m str>,
     pub has_date: bool,
     pub has_message_id: bool,
+    /// Raw Message-ID, Date, To and Content-Type fields as the sender's
+    /// program wrote them.
+    pub message_id_raw: Option<&'m str>,
+    pub date_raw: Option<&'m str>,
+    pub to_raw: Option<&'m str>,
+    pub content_type_raw: Option<&'m str>,
     /// X-Mailer or User-Agent.
     pub mailer: Option<&'m str>,
     /// Addresses in To and Cc.
@@ -92,6 +98,10 @@ impl<'m> Document<'m> {
                 .and_then(|a| a.address()),
             has_date: msg.header("Date").is_some(),
             has_message_id: msg.message_id().is_some(),
+            message_id_raw: msg.header_raw("Message-ID"),
+            date_raw: msg.header_raw("Date"),
+            to_raw: msg.header_raw("To"),
+            content_type_raw: msg.header_raw("Content-Type"),
             mailer: msg
                 .header("X-Mailer")
                 .or_else(|| msg.header("User-Agent"))

@@ -7,11 +7,11 @@
 //! work or memory.
 
 pub mod archive;
-pub mod bayes;
 pub mod cli;
 pub mod content;
 pub mod external;
 pub mod html;
+pub mod linear;
 pub mod malware;
 pub mod mime;
 pub mod rules;
@@ -26,7 +26,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use bayes::Model;
+pub use linear::Model;
 pub use malware::{Action, Policy};
 
 /// Model trained on the SpamAssassin public corpus, regenerated with
@@ -78,7 +78,9 @@ pub struct ScanConfig {
     pub spam_threshold: f64,
     /// Points the classifier adds at probability 1.0 (and removes at 0.0);
     /// the contribution is linear in between, zero at 0.5. With the default
-    /// threshold of 5 the classifier alone flags mail at p >= 0.8125.
+    /// threshold of 5 the classifier alone flags mail at p >= 0.692. (The
+    /// name predates the logistic-regression classifier; kept so that
+    /// existing configurations still load.)
     pub bayes_weight: f64,
 }
 
@@ -88,7 +90,7 @@ impl Default for ScanConfig {
             limits: Limits::default(),
             policy: Policy::default(),
             spam_threshold: 5.0,
-            bayes_weight: 8.0,
+            bayes_weight: 13.0,
         }
     }
 }
@@ -329,7 +331,17 @@ impl Scanner {
         let content = content::Content::new(&doc);
         let rule_hits = rules::evaluate(&doc, &content);
         let forced_spam = rule_hits.iter().any(|h| h.forces_spam);
-        let tokens = tokenize::tokenize(&doc, &content);
+        let mut tokens = tokenize::tokenize(&doc, &content);
+        // The rules that hit are classifier features too, so the model
+        // learns what each says beside the words (their fixed scores still
+        // count on their own).
+        tokens.extend(
+            rule_hits
+                .iter()
+                .map(|h| tokenize::hash(&format!("rule:{}", h.name))),
+        );
+        tokens.sort_unstable();
+        tokens.dedup();
         Ok(Analysis {
             malware,
             forced_spam,
@@ -358,7 +370,7 @@ impl Scanner {
             let points = self.config.bayes_weight * (2.0 * p - 1.0);
             score += points;
             reasons.push(format!(
-                "BAYES ({points:+.1}): classifier spam probability {p:.3}"
+                "CLASSIFIER ({points:+.1}): spam probability {p:.3}"
             ));
         }
         let class = if analysis.forced_spam || score >= self.config.spam_threshold {

@@ -1,6 +1,7 @@
 //! Turns a message into classifier tokens: words of the visible text,
 //! selected header fields (prefixed so "free" in a subject differs from
-//! "free" in the body), URL hosts and MIME structure. Tokens are hashed to
+//! "free" in the body), URL hosts and path pieces, MIME structure and the
+//! shapes of sender-written header fields. Tokens are hashed to
 //! 32 bits so the model stays compact.
 
 use super::content::Content;
@@ -44,6 +45,36 @@ pub fn tokenize(doc: &Document<'_>, content: &Content<'_>) -> Vec<u32> {
     for_each_token(doc, content, |t| out.push(hash(t)));
     out.sort_unstable();
     out.dedup();
+    out
+}
+
+/// Shape of a header value: digits become 9, letters a (A upper case),
+/// runs of one class collapse, so `<20020823.1A2B@x.com>` -> `<9.9A9A@a.a>`.
+fn shape(v: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut last = None;
+    for c in v.trim().chars() {
+        let k = if c.is_ascii_digit() {
+            '9'
+        } else if c.is_ascii_lowercase() {
+            'a'
+        } else if c.is_ascii_uppercase() {
+            'A'
+        } else if c.is_whitespace() {
+            ' '
+        } else if c.is_ascii() {
+            c
+        } else {
+            '~'
+        };
+        if last != Some(k) {
+            out.push(k);
+            last = Some(k);
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
     out
 }
 
@@ -96,6 +127,37 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
         _ => "rcpt:6+",
     });
 
+    // Shapes of fields the sending program writes: bulk-mail tools and
+    // mail clients format Message-ID, Date, To, Content-Type (quoting,
+    // boundary style), X-Mailer and the sender's address differently,
+    // whatever the words say.
+    match doc.message_id_raw {
+        Some(id) => prefixed("msgid-shape:", &shape(id, 24), &mut emit),
+        None => emit("msgid:none"),
+    }
+    match doc.date_raw {
+        // The offset's sign says where the sender is, not how the mail was
+        // written: fold it so the token stays about the format.
+        Some(d) => prefixed("date-shape:", &shape(d, 32).replace('-', "+"), &mut emit),
+        None => emit("date:none"),
+    }
+    if let Some(to) = doc.to_raw {
+        prefixed("to-shape:", &shape(to, 12), &mut emit);
+    }
+    if let Some(ct) = doc.content_type_raw {
+        prefixed("ct-shape:", &shape(ct, 40), &mut emit);
+    }
+    if let Some(mailer) = doc.mailer {
+        prefixed("mailer-shape:", &shape(mailer, 40), &mut emit);
+        for w in words(mailer) {
+            prefixed("mailer-word:", &w, &mut emit);
+        }
+    }
+    if let Some(addr) = doc.from_address {
+        let local = addr.split('@').next().unwrap_or("");
+        prefixed("from-local-shape:", &shape(local, 8), &mut emit);
+    }
+
     for part in &doc.parts {
         prefixed("ct:", &part.content_type, &mut emit);
         if let Some(cs) = part.charset {
@@ -120,6 +182,20 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
         } else {
             "proto:http"
         });
+        // Pieces of the path and query (`remove`, `cgi`, `unsubscribe`...).
+        let rest = lower.split_once("://").map_or("", |(_, r)| r);
+        let path = rest.split_once('/').map_or("", |(_, p)| p);
+        if path.contains('?') {
+            emit("url:has-query");
+        }
+        if rest.split('/').next().is_some_and(|a| a.contains('@')) {
+            emit("url:userinfo");
+        }
+        for piece in path.split(|c: char| !c.is_ascii_alphanumeric()) {
+            if (3..=MAX_WORD).contains(&piece.len()) && !piece.bytes().all(|b| b.is_ascii_digit()) {
+                prefixed("url-path:", piece, &mut emit);
+            }
+        }
         if let Some(host) = urls::host(url) {
             if urls::is_ip_literal(&host) {
                 emit("url:ip-literal");
@@ -215,10 +291,44 @@ mod tests {
             "cheap",
             "pills",
             "skip:a 20",
+            "msgid:none",
+            "date:none",
+            "from-local-shape:a",
         ] {
             assert!(t.iter().any(|x| x == want), "{want} missing from {t:?}");
         }
         assert!(!t.iter().any(|x| x == "at"), "short words dropped");
+    }
+
+    #[test]
+    fn header_shapes() {
+        assert_eq!(shape("<20020823.1A2B@x.com>", 24), "<9.9A9A@a.a>");
+        assert_eq!(
+            shape("Fri, 23 Aug 2002 10:24:21 +0100", 32),
+            "Aa, 9 Aa 9 9:9:9 +9"
+        );
+        let t = tokens(
+            "From: a1@example.org\r\nTo: Bob <b@example.org>\r\nMessage-ID: <1.2@x>\r\n\
+             Date: Mon, 2 Sep 2002 10:00:00 -0500\r\nX-Mailer: Mutt/1.4i\r\n\
+             Content-Type: text/plain; charset=\"us-ascii\"\r\n\r\n\
+             see http://example.com/cgi-bin/remove.pl?id=123\r\n",
+        );
+        for want in [
+            "msgid-shape:<9.9@a>",
+            // The offset's sign is folded: "-0500" reads as "+9".
+            "date-shape:Aa, 9 Aa 9 9:9:9 +9",
+            "from-local-shape:a9",
+            "to-shape:Aa <a@a.a>",
+            "ct-shape:a/a; a=\"a-a\"",
+            "mailer-shape:Aa/9.9a",
+            "mailer-word:mutt/1.4i",
+            "url:has-query",
+            "url-path:cgi",
+            "url-path:remove",
+        ] {
+            assert!(t.iter().any(|x| x == want), "{want} missing from {t:?}");
+        }
+        assert!(!t.iter().any(|x| x == "url-path:123"), "numbers dropped");
     }
 
     #[test]
