@@ -334,6 +334,12 @@ impl SmtpConfig {
     pub fn session_timeout(&self) -> Duration {
         Duration::from_secs(self.session_timeout_secs)
     }
+    pub fn tls_sniff(&self) -> Duration {
+        Duration::from_millis(self.tls_sniff_ms)
+    }
+    pub fn tls_sniff_remember(&self) -> Duration {
+        Duration::from_secs(self.tls_sniff_remember_secs)
+    }
 }
 
 #[cfg(test)]

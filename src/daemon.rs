@@ -131,9 +131,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             screener,
             scan_failure: cfg.scan.failure_action,
             stats: smtp::Stats::default(),
-            plain_first: smtp::PlainFirst::new(Duration::from_secs(
-                cfg.smtp.tls_sniff_remember_secs,
-            )),
+            plain_first: smtp::PlainFirst::new(cfg.smtp.tls_sniff_remember()),
             hardening,
         });
         let (stop, stopped) = watch::channel(false);

@@ -119,38 +119,49 @@ def test_submission_banner_and_tls_only_on_465(daemon):
 
 
 
-def banner_came_within(port, seconds, source="127.0.0.1"):
-    """Connects from `source`, sends nothing, and waits for the banner like
-    a plain client; True if it came within `seconds`."""
+def no_banner_for(port, seconds, source="127.0.0.1"):
+    """Connects from `source`, sends nothing, and says whether the daemon
+    stayed silent for `seconds` (it is waiting for a ClientHello); then
+    hangs up."""
     with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as s:
         s.settimeout(seconds)
         try:
-            data = s.recv(512)
-            quick = True
+            s.recv(512)
+            return False
         except socket.timeout:
-            s.settimeout(10)
-            data = s.recv(512)
-            quick = False
+            return True
+
+
+def banner(port, patience):
+    """Connects, sends nothing, and returns the banner (waiting up to
+    `patience` seconds for it), like a plain client."""
+    with socket.create_connection(("127.0.0.1", port), timeout=patience) as s:
+        data = s.recv(512)
         assert data.startswith(b"220 "), data
-        return quick
+        return data
+
+
+# A long sniff window (10 s) makes "waited" and "did not wait" unmistakable:
+# each check below is seconds away from the other outcome, so a slow
+# machine cannot flip it.
+SNIFF_MS = 10000
 
 
 def test_587_remembers_plain_first_clients_and_relearns_a_switch_to_tls(make_daemon):
-    # A long sniff window makes "waited" and "did not wait" unmistakable:
-    # the bounds below are seconds apart from anything the daemon does.
-    d = make_daemon(smtp={"tls_sniff_ms": 3000})
-    # Unknown address: no banner while the daemon waits for a ClientHello.
-    assert not banner_came_within(d.submission, 1.0)
-    # That client waited for the banner, so its address is now known as
-    # plain-first: the next connection gets the banner without the wait.
-    assert banner_came_within(d.submission, 2.5)
+    d = make_daemon(smtp={"tls_sniff_ms": SNIFF_MS})
+    # Unknown address: silence while the daemon waits for a ClientHello,
+    # then the banner for a client that kept waiting.
+    assert no_banner_for(d.submission, 1.0)
+    banner(d.submission, patience=SNIFF_MS / 1000 + 10)
+    # That client waited for its banner, so its address is now known as
+    # plain-first: the next connection gets the banner well before the window.
+    banner(d.submission, patience=SNIFF_MS / 1000 / 2)
     # Another address is not known.
-    assert not banner_came_within(d.submission, 1.0, source="127.0.0.2")
+    assert no_banner_for(d.submission, 1.0, source="127.0.0.2")
 
     # The client switches to implicit TLS: its first ClientHello reaches a
     # connection that already has its banner, and fails...
-    s = socket.create_connection(("127.0.0.1", d.submission), timeout=10)
-    s.settimeout(2.5)
+    s = socket.create_connection(("127.0.0.1", d.submission), timeout=SNIFF_MS / 1000 / 2)
     assert s.recv(512).startswith(b"220 ")
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         tls_client_context().wrap_socket(s)
@@ -161,10 +172,11 @@ def test_587_remembers_plain_first_clients_and_relearns_a_switch_to_tls(make_dae
     t.quit()
     assert "TLS ClientHello after the banner" in d.log()
     # Until it waits for a banner again, the address gets the full wait.
-    assert not banner_came_within(d.submission, 1.0)
+    assert no_banner_for(d.submission, 1.0)
 
 
 def test_587_remembering_can_be_switched_off(make_daemon):
-    d = make_daemon(smtp={"tls_sniff_ms": 1500, "tls_sniff_remember_secs": 0})
+    d = make_daemon(smtp={"tls_sniff_ms": 3000, "tls_sniff_remember_secs": 0})
     for _ in range(2):
-        assert not banner_came_within(d.submission, 0.75)
+        assert no_banner_for(d.submission, 1.0)
+        banner(d.submission, patience=15)

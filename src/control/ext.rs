@@ -8,7 +8,7 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::routes::{bad, internal, json_body, not_found};
+use super::routes::{bad, flag, internal, json_body, not_found, refuse_invalid_lines};
 use super::{Answer, Control};
 use crate::auth::password;
 use crate::import::{self, check_password};
@@ -20,10 +20,6 @@ type Res = Result<Answer, Answer>;
 
 /// The OpenAPI description of every route; tests keep it true.
 pub const OPENAPI: &str = include_str!("../admin/openapi.json");
-
-fn flag(q: &[(String, String)], key: &str) -> bool {
-    q.iter().any(|(k, v)| k == key && (v == "true" || v == "1"))
-}
 
 /// The boolean query parameters of a route, checked before it runs so
 /// that `?preview=maybe` is an error rather than a silent "no".
@@ -391,15 +387,7 @@ fn add_incoming(ctl: &Control, body: &[u8]) -> Res {
 
 fn import_incoming_csv(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
     let (names, errors) = incoming::parse(body);
-    if !errors.is_empty() && !flag(q, "skip_invalid") {
-        return Err(Answer {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            body: json!({
-                "error": format!("{} invalid line(s); nothing was imported", errors.len()),
-                "errors": errors,
-            }),
-        });
-    }
+    refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
     let now = ctl.server.clock.now();
     let outcome = ctl
         .server

@@ -22,6 +22,30 @@ pub(super) fn not_found(msg: impl Into<String>) -> Answer {
     Answer::error(StatusCode::NOT_FOUND, msg)
 }
 
+/// A boolean query flag; `ext::route` has already refused values other
+/// than true/false/1/0 on the routes that take one.
+pub(super) fn flag(q: &[(String, String)], key: &str) -> bool {
+    q.iter().any(|(k, v)| k == key && (v == "true" || v == "1"))
+}
+
+/// 422 naming every bad line of a CSV import, unless the client asked to
+/// skip them: an import is all or nothing by default.
+pub(super) fn refuse_invalid_lines(
+    errors: &[import::LineError],
+    skip_invalid: bool,
+) -> Result<(), Answer> {
+    if errors.is_empty() || skip_invalid {
+        return Ok(());
+    }
+    Err(Answer {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        body: json!({
+            "error": format!("{} invalid line(s); nothing was imported", errors.len()),
+            "errors": errors,
+        }),
+    })
+}
+
 pub(super) fn internal(e: impl std::fmt::Display) -> Answer {
     tracing::error!(error = %e, "control API failure");
     Answer::error(
@@ -365,19 +389,8 @@ fn unlock_user(ctl: &Control, name: &str) -> Res {
 }
 
 fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
-    let skip_invalid = q
-        .iter()
-        .any(|(k, v)| k == "skip_invalid" && (v.is_empty() || v == "true" || v == "1"));
     let (lines, errors) = import::parse(body);
-    if !errors.is_empty() && !skip_invalid {
-        return Err(Answer {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            body: json!({
-                "error": format!("{} invalid line(s); nothing was imported", errors.len()),
-                "errors": errors,
-            }),
-        });
-    }
+    refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
     let now = ctl.server.clock.now();
     let users: Vec<User> = lines
         .iter()

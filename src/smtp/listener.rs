@@ -156,7 +156,7 @@ async fn start(server: &Server, tcp: TcpStream, ip: IpAddr, kind: Kind) {
         Kind::Submissions => true,
         Kind::Plain => false,
         Kind::Submission => {
-            let wait = Duration::from_millis(server.smtp.tls_sniff_ms);
+            let wait = server.smtp.tls_sniff();
             match sniff::opening(&tcp, ip, wait, &server.plain_first).await {
                 sniff::Opening::Tls => true,
                 sniff::Opening::Plain => false,

@@ -68,7 +68,7 @@ impl Server {
         };
         let auth = crate::config::AuthConfig::default();
         let secs = std::time::Duration::from_secs;
-        let smtp_remember = secs(smtp.tls_sniff_remember_secs);
+        let plain_first = PlainFirst::new(smtp.tls_sniff_remember());
         Ok(Server {
             smtp,
             hostname: "outguard.test".into(),
@@ -86,7 +86,7 @@ impl Server {
             screener: Screener::new(&scan, dir)?,
             scan_failure: scan.failure_action,
             stats: Stats::default(),
-            plain_first: PlainFirst::new(smtp_remember),
+            plain_first,
             // Nothing confined: this is an in-process server.
             hardening: crate::jail::Hardening {
                 uid: nix::unistd::geteuid().as_raw(),
