@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make bench` needs on Debian 12, without starting any system
 # MTA: Postfix (for smtp-source, smtp-sink and the private relay instance),
-# Cyrus SASL's sasldb tools, SpamAssassin and openssl.
+# Cyrus SASL's sasldb tools, SpamAssassin and openssl; aiosmtpd for simulate.py.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -22,6 +22,9 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# The account-takeover simulation (simulate.py) uses aiosmtpd as its next hop.
+python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q aiosmtpd
 
 # Belt and braces: no system Postfix may keep running (the bench's own
 # instances use their own config and queue directories).

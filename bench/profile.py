@@ -34,7 +34,7 @@ def profile(name, mode, sessions, scan, count):
     )  # fmt: skip
     os.chmod(key, 0o644)
     sink = run.Sink(tmp)
-    srv = run.Outguard(tmp, cert, key, sink.port, scan, sniff_ms=0)
+    srv = run.Outguard(tmp, cert, key, sink.port, scan)
     data = run.OUT / f"perf-{name}.data"
     try:
         port = srv.plain if mode == "plain" else srv.sub

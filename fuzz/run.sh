@@ -19,7 +19,7 @@ cd "$(dirname "$0")"
 
 secs=${1:-300}
 shift || true
-all=(sasl import_csv data scan control session)
+all=(sasl import_csv data scan html control session seven_bit dkim_sign)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 
 export RUSTC_BOOTSTRAP=1
@@ -34,7 +34,7 @@ rss_limit() {
 # Largest input per target: a session or message needs more room.
 max_len() {
     case $1 in
-        scan) echo 65536 ;;
+        scan | html) echo 65536 ;;
         session) echo 16384 ;;
         *) echo 4096 ;;
     esac

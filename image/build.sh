@@ -55,17 +55,38 @@ lister=$PARTS/busybox/bin/busybox
     up=$(dirname "$path" | sed 's|[^/][^/]*|..|g')
     ln -sf "$up/bin/busybox" "$TARGET_DIR/$path"
 done
-# mke2fs and e2fsck from Debian (dynamically linked: with their libraries and glibc's
-# loader), so the first boot makes a real ext4 data filesystem and later boots check it.
+# mke2fs, e2fsck and resize2fs (e2fsprogs), sfdisk and partx (grow the data partition on first boot)
+# and OpenNTPD's ntpd from Debian: dynamically linked, so with the libraries they need
+# (followed through DT_NEEDED in the unpacked parts) and glibc's loader.
 e2=$PARTS/e2fs
-for b in mke2fs e2fsck; do
-    rm -f "$TARGET_DIR/sbin/$b"
-    install -D -m 0755 "$e2/sbin/$b" "$TARGET_DIR/sbin/$b"
+for b in sbin/mke2fs sbin/e2fsck sbin/resize2fs sbin/sfdisk usr/bin/partx usr/sbin/ntpd; do
+    rm -f "$TARGET_DIR/$b"
+    install -D -m 0755 "$e2/$b" "$TARGET_DIR/$b"
 done
 ln -sf mke2fs "$TARGET_DIR/sbin/mkfs.ext4"
 ln -sf e2fsck "$TARGET_DIR/sbin/fsck.ext4"
-for l in libext2fs.so.2 libe2p.so.2 libcom_err.so.2 libblkid.so.1 libuuid.so.1 libc.so.6 \
-         ld-linux-x86-64.so.2 ld-linux-aarch64.so.1; do
+need_libs() {
+    for f in "$@"; do
+        readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'
+    done | sort -u
+}
+todo=$(need_libs "$e2/sbin/mke2fs" "$e2/sbin/e2fsck" "$e2/sbin/resize2fs" "$e2/sbin/sfdisk" "$e2/usr/bin/partx" "$e2/usr/sbin/ntpd")
+done_libs=
+while [ -n "$todo" ]; do
+    next=
+    for l in $todo; do
+        case " $done_libs " in *" $l "*) continue ;; esac
+        done_libs="$done_libs $l"
+        f=$(find "$e2/lib" "$e2/usr/lib" -maxdepth 2 -name "$l" 2>/dev/null | head -n1)
+        [ -n "$f" ] || { echo "build: library $l not in the Debian parts" >&2; exit 1; }
+        rel=${f#"$e2"}
+        mkdir -p "$TARGET_DIR$(dirname "$rel")"
+        cp -L "$f" "$TARGET_DIR$rel"
+        next="$next $(need_libs "$f")"
+    done
+    todo=$next
+done
+for l in ld-linux-x86-64.so.2 ld-linux-aarch64.so.1; do
     find "$e2/lib" "$e2/usr/lib" -maxdepth 2 -name "$l" 2>/dev/null | while read -r f; do
         rel=${f#"$e2"}
         mkdir -p "$TARGET_DIR$(dirname "$rel")"
@@ -79,6 +100,10 @@ if [ -n "$interp" ] && [ ! -e "$TARGET_DIR$interp" ]; then
     ln -sf "$(find "$TARGET_DIR/lib" -name "$(basename "$interp")" | head -n1 | sed "s|^$TARGET_DIR||")" \
         "$TARGET_DIR$interp"
 fi
+# OpenNTPD keeps its control socket and drift file under /var/lib/openntpd: on the
+# read-only root that is a link to a directory rcS makes on /run.
+mkdir -p "$TARGET_DIR/var/lib"
+ln -sfn /run/openntpd "$TARGET_DIR/var/lib/openntpd"
 # the CA bundle, made as update-ca-certificates makes it (what Buildroot's
 # ca-certificates package installs)
 mkdir -p "$TARGET_DIR/etc/ssl/certs"
@@ -86,6 +111,10 @@ find "$PARTS/cacerts/usr/share/ca-certificates/mozilla" -name '*.crt' | LC_ALL=C
     | xargs cat > "$TARGET_DIR/etc/ssl/certs/ca-certificates.crt"
 # the daemon
 install -D -m 0755 "$BIN" "$TARGET_DIR/usr/bin/outguard"
+# RAUC (A/B updates) and the update CA (development keys unless KEYS_DIR names others)
+KEYS_DIR=${KEYS_DIR:-$(dirname "$OUT")/keys}
+"$TOP/image/keys.sh" "$KEYS_DIR"
+"$TOP/image/install-rauc.sh" "$PARTS" "$TARGET_DIR" "$KEYS_DIR/ca.cert.pem" "$ARCH"
 # the kernel modules the boot needs, with their dependencies
 mdir=lib/modules/$KVER
 mkdir -p "$TARGET_DIR/$mdir"
@@ -109,19 +138,22 @@ mkdir -p "$BUILD_DIR/linux-$KVER"
 cp "$PARTS/kernel/boot/config-$KVER" "$BUILD_DIR/linux-$KVER/.config"
 export OUTGUARD_KERNEL_FROM=debian
 
+# the kernel, where Buildroot leaves it (post-build puts it into the root slot)
+cp "$PARTS/kernel/boot/vmlinuz-$KVER" "$BINARIES_DIR/$BOARD_KERNEL"
+
 step "post-build"
 "$COMMON_DIR/post-build.sh" "$TARGET_DIR" "$ARCH"
 
 step "root filesystem (squashfs)"
-mksquashfs "$TARGET_DIR" "$BINARIES_DIR/rootfs.squashfs" -noappend -all-root -comp zstd -quiet
+"$TOP/image/mkrootfs.sh" "$TARGET_DIR" "$BINARIES_DIR/rootfs.squashfs"
 
-step "kernel and GRUB"
-cp "$PARTS/kernel/boot/vmlinuz-$KVER" "$BINARIES_DIR/$BOARD_KERNEL"
+step "GRUB"
 mkdir -p "$BINARIES_DIR/efi-part/EFI/BOOT"
 # What Buildroot's grub2 package does with BR2_TARGET_GRUB2_BUILTIN_MODULES_EFI.
 grub-mkimage -O "$BOARD_GRUB_TARGET" -d "$PARTS/grub/usr/lib/grub/$BOARD_GRUB_TARGET" \
     -p /EFI/BOOT -o "$BINARIES_DIR/efi-part/EFI/BOOT/$BOARD_EFI_BOOT" \
-    boot linux normal configfile part_gpt fat echo test gzio efi_gop
+    boot linux normal configfile part_gpt fat echo test gzio efi_gop \
+    loadenv regexp squash4 xzio
 
 step "post-image"
 "$COMMON_DIR/post-image.sh" "$BINARIES_DIR" "$ARCH"

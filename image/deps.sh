@@ -16,6 +16,8 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 apt-get update
 
+# The last line: update keys (openssl), the RAUC stubs (gcc, readelf) and the libraries
+# of the fetched amd64 rauc that makes bundles (image/bundle.sh).
 # One apt call so rustc-web and its arm64 std have matching versions.
 # Some machine images carry a backported qemu-utils (10.x) that Breaks bookworm's
 # qemu-system-common 7.2: take qemu-utils from bookworm too (a downgrade if needed).
@@ -27,4 +29,5 @@ apt-get install -y --no-install-recommends --allow-downgrades \
     swaks libnet-ssleay-perl libio-socket-ssl-perl python3 python3-pytest \
     rustc-web cargo-web libstd-rust-web-dev:arm64 \
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-    shellcheck
+    shellcheck \
+    openssl binutils gcc libglib2.0-0 libcurl3-gnutls libfdisk1 libssl3

@@ -4,7 +4,8 @@
 # on the host: the .debs are fetched with `apt-get download` and unpacked with dpkg-deb.
 #
 # usage: fetch-parts.sh ARCH OUTDIR      (ARCH: x86_64 | aarch64)
-# result: OUTDIR/{kernel,busybox,grub}/ unpacked trees, OUTDIR/kernel-version
+# result: OUTDIR/{kernel,busybox,grub,e2fs,cacerts,rauc,hostrauc}/ unpacked trees,
+#         OUTDIR/kernel-version
 set -eu
 
 arch=$1
@@ -16,10 +17,31 @@ case "$arch" in
     *) echo "fetch-parts: unknown ARCH '$arch'" >&2; exit 2 ;;
 esac
 
+# RAUC (A/B updates) and what it runs on, fetched on its own so a parts tree made before
+# RAUC was added gains it without refetching the rest. The target's rauc, dbus-daemon (rauc
+# 1.8 as packaged talks to its service over D-Bus: a private bus, see
+# /usr/libexec/outguard/rauc) and their libraries; image/install-rauc.sh copies only the
+# ELF closure of the two programs. Not libcurl or libsystemd: see image/stubs/README. Plus the build machine's (amd64) rauc, which makes bundles.
+RAUC_PKGS="rauc libjson-glib-1.0-0 libglib2.0-0 libfdisk1 libssl3 libmount1 libselinux1
+ libffi8 libpcre2-8-0 zlib1g libblkid1 libuuid1 libc6 dbus-daemon libdbus-1-3 libexpat1
+ libaudit1 libcap-ng0 libapparmor1 libcap2"
+if [ ! -f "$out/rauc/.done" ]; then
+    rm -rf "$out/rauc" "$out/raucdebs" "$out/hostrauc"
+    mkdir -p "$out/raucdebs/target" "$out/raucdebs/host"
+    chmod 0777 "$out/raucdebs/target" "$out/raucdebs/host"
+    # shellcheck disable=SC2046 # one word per package
+    (cd "$out/raucdebs/target" && apt-get download $(for p in $RAUC_PKGS; do echo "$p:$darch"; done))
+    (cd "$out/raucdebs/host" && apt-get download rauc:amd64 libjson-glib-1.0-0:amd64)
+    for d in "$out"/raucdebs/target/*.deb; do dpkg-deb -x "$d" "$out/rauc"; done
+    for d in "$out"/raucdebs/host/*.deb; do dpkg-deb -x "$d" "$out/hostrauc"; done
+    touch "$out/rauc/.done"
+fi
+
 if [ -f "$out/.done" ]; then
     exit 0
 fi
-rm -rf "$out"
+rm -rf "$out/debs" "$out/e2fsdebs" "$out/hostdebs" "$out/kernel" "$out/busybox" "$out/grub" \
+    "$out/e2fs" "$out/cacerts" "$out/hostbusybox"
 mkdir -p "$out/debs"
 # apt-get download drops privileges to _apt where it can: let it write here.
 chmod 0777 "$out/debs"
@@ -41,6 +63,12 @@ fi
     cd ../e2fsdebs
     apt-get download "e2fsprogs:$darch" "libext2fs2:$darch" "libcom-err2:$darch" \
         "libblkid1:$darch" "libuuid1:$darch" "libc6:$darch"
+    # sfdisk and partx, to grow the data partition to the disk's size on first boot (partx
+    # tells the kernel the new size with BLKPG while the disk is in use), and OpenNTPD, the NTP
+    # client (Debian's busybox has no ntpd applet): dynamically linked, with their libraries.
+    apt-get download "fdisk:$darch" "libfdisk1:$darch" "libsmartcols1:$darch" \
+        "libmount1:$darch" "libreadline8:$darch" "libtinfo6:$darch" "libselinux1:$darch" \
+        "libpcre2-8-0:$darch" "openntpd:$darch" "util-linux:$darch"
     # Mozilla's CA certificates, for verifying a TLS next hop (rustls-native-certs reads
     # /etc/ssl/certs/ca-certificates.crt)
     apt-get download ca-certificates

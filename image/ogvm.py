@@ -42,6 +42,18 @@ def missing_image_reason(arch: str) -> str | None:
     return None
 
 
+def require_image(arch: str, reason: str | None = None) -> None:
+    """Skips the calling test when the image of ARCH cannot boot here (`reason`, or
+    missing_image_reason); in CI, where .ci/run builds the images, fails it instead."""
+    import pytest  # only the tests call this; `make run` needs no pytest
+
+    reason = reason or missing_image_reason(arch)
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must build the image first (.ci/run): {reason}")
+        pytest.skip(reason)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,8 +85,10 @@ def provision(disk: Path, files: dict[str, str], workdir: Path) -> None:
 class VM:
     """One QEMU run of image/run.sh with its serial console on pipes."""
 
-    def __init__(self, arch: str, disk: Path, log_path: Path | None = None):
+    def __init__(self, arch: str, disk: Path, log_path: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.arch = arch
+        self.extra_env = env or {}
         self.disk = disk
         self.smtp_port = free_port()
         self.smtps_port = free_port()
@@ -92,7 +106,7 @@ class VM:
     def start(self) -> "VM":
         env = dict(os.environ, DISK=str(self.disk), VARS=str(self.disk.parent / "vars.fd"),
                    SMTP_PORT=str(self.smtp_port), SMTPS_PORT=str(self.smtps_port),
-                   ADMIN_PORT=str(self.admin_port))
+                   ADMIN_PORT=str(self.admin_port), **self.extra_env)
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen([str(TOP / "image" / "run.sh"), self.arch], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -17,10 +17,22 @@ print(next(p["start"] for p in t["partitions"] if p.get("name") == "esp"))')
 img="$disk@@$((start * 512))"
 export MTOOLS_SKIP_CHECK=1
 
-mmd -i "$img" ::/provision 2>/dev/null || true
+[ -d "$dir" ] || { echo "provision: $dir is not a directory" >&2; exit 2; }
+if [ ! -f "$dir/provision.conf" ] && [ ! -f "$dir/users.csv" ]; then
+    echo "provision: $dir has neither provision.conf nor users.csv" >&2
+    exit 2
+fi
+
+# A disk provisioned before already has /provision (the appliance keeps its APPLIED
+# record there): mmd would then stop on an interactive name-clash prompt, so create the
+# folder only when it is missing. stdin is closed for every mtools call: whatever else
+# prompts fails at once instead of waiting on the terminal.
+if ! mdir -b -i "$img" ::/provision >/dev/null 2>&1 </dev/null; then
+    mmd -i "$img" ::/provision </dev/null || { echo "provision: cannot create /provision on the ESP of $disk" >&2; exit 1; }
+fi
 for f in provision.conf users.csv; do
     if [ -f "$dir/$f" ]; then
-        mcopy -o -i "$img" "$dir/$f" "::/provision/$f"
+        mcopy -o -i "$img" "$dir/$f" "::/provision/$f" </dev/null
         echo "provision: $f -> $disk (ESP /provision)"
     fi
 done

@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
@@ -30,6 +31,15 @@ pub enum Command {
     /// Test support (needs debug.clock_override in the daemon's config).
     #[command(subcommand)]
     Debug(DebugCmd),
+    /// The appliance: clock and NTP servers, factory reset.
+    #[command(subcommand)]
+    Appliance(ApplianceCmd),
+    /// DKIM signing keys per sender domain.
+    #[command(subcommand)]
+    Dkim(crate::dkim::cli::DkimCmd),
+    /// A/B system updates (signed RAUC bundles) and the running version.
+    #[command(subcommand)]
+    Update(crate::update::cli::UpdateCmd),
     #[command(flatten)]
     Admin(crate::admin::cli::AdminCmd),
     /// Train the spam classifier and write the model file.
@@ -71,6 +81,23 @@ pub enum Command {
         /// to check that a setting does not only suit one.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// The classifier's out-of-distribution protocol (docs/SCANNING.md).
+    ScanHoldout {
+        /// Directory with ham/, hard-ham/ and spam/.
+        #[arg(long)]
+        corpus: std::path::PathBuf,
+        /// Print the tuning checks (never the held-out figures).
+        #[arg(long)]
+        tune: bool,
+        /// Inverse regularisation strength.
+        #[arg(long, default_value_t = scan::linear::DEFAULT_C)]
+        c: f64,
+        #[arg(long)]
+        list_errors: bool,
+        /// Also time the scan of this message file.
+        #[arg(long)]
+        time: Option<std::path::PathBuf>,
     },
 }
 
@@ -273,10 +300,36 @@ pub enum SettingsCmd {
         json: bool,
     },
     /// Set KEY=VALUE pairs, e.g. ip_auth=false timezone=Europe/Paris
-    /// sender_check=exact defaults.limit_per_day=200
+    /// sender_check=exact header_from_check=exact defaults.limit_per_day=200
     Set {
         #[arg(required = true)]
         pairs: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ApplianceCmd {
+    /// Clock synchronisation, NTP servers, a pending factory reset.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the NTP servers (host names or addresses, at most 8); none
+    /// falls back to the provisioned ones.
+    Ntp { servers: Vec<String> },
+    /// Mark the kernel's clock synchronised or not (root; the image's NTP
+    /// script, when OpenNTPD says so). Does not talk to the daemon.
+    #[command(hide = true)]
+    MarkClock {
+        #[arg(value_parser = ["synced", "unsynced"])]
+        state: String,
+    },
+    /// Wipe all data (users, queue, keys, configuration) and reboot into
+    /// an unprovisioned appliance.
+    FactoryReset {
+        /// The appliance's hostname, to confirm.
+        #[arg(long)]
+        confirm: String,
     },
 }
 
@@ -362,7 +415,7 @@ pub(crate) fn call_raw(
 }
 
 pub(crate) fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    crate::outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn print_user(u: &Value) {
@@ -373,12 +426,12 @@ fn print_user(u: &Value) {
         Some(n) => n.to_string(),
         None => "?".into(),
     };
-    println!("{}", u["name"].as_str().unwrap_or(""));
-    println!(
+    crate::outln!("{}", u["name"].as_str().unwrap_or(""));
+    crate::outln!(
         "  status:              {}",
         u["status"].as_str().unwrap_or("")
     );
-    println!(
+    crate::outln!(
         "  kind:                {}{}",
         u["kind"].as_str().unwrap_or(""),
         if u["has_password"] == true {
@@ -387,38 +440,68 @@ fn print_user(u: &Value) {
             ""
         }
     );
-    println!(
+    crate::outln!(
         "  messages today:      {} / {}",
         usage["day"],
         limit(&e["limit_per_day"])
     );
-    println!(
+    crate::outln!(
         "  messages this week:  {} / {}",
         usage["week"],
         limit(&e["limit_per_week"])
     );
-    println!(
+    crate::outln!(
         "  messages this month: {} / {}",
         usage["month"],
         limit(&e["limit_per_month"])
     );
-    println!(
+    crate::outln!(
         "  recipients today:    {} / {}",
         usage["recipients_day"],
         limit(&e["max_recipients_per_day"])
     );
-    println!(
+    crate::outln!(
         "  automatic lock:      {} (timeout {} min, max unlocks {}, unlocked by timeout {}x)",
         if e["auto_lock"] == true { "on" } else { "off" },
         e["lock_timeout_minutes"],
         e["max_unlocks"],
         u["unlocks_by_timeout"]
     );
-    println!("  max days to retry:   {}", e["max_retry_days"]);
-    println!(
+    crate::outln!("  max days to retry:   {}", e["max_retry_days"]);
+    crate::outln!(
         "  quarantine response: {}",
         e["quarantine_response"].as_str().unwrap_or("")
     );
+    let b = &u["behaviour"];
+    if b.is_object() {
+        println!(
+            "  behaviour:           this hour {} messages to {} recipients ({} new); usual busiest hour {} / {} ({} new){}",
+            b["this_hour"]["messages"],
+            b["this_hour"]["recipients"],
+            b["this_hour"]["new_recipients"],
+            b["usual_busiest_hour"]["messages"],
+            b["usual_busiest_hour"]["recipients"],
+            b["usual_busiest_hour"]["new_recipients"],
+            if b["warming_up"] == true {
+                "; still learning"
+            } else {
+                ""
+            }
+        );
+        println!("  holds in the last day: {}", b["holds_last_day"]);
+    }
+    // The latest events say why the user was held or locked.
+    let history = u["history"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if !history.is_empty() {
+        println!("  recent events:");
+        for h in history.iter().rev().take(5) {
+            println!(
+                "    {} {}",
+                h["at"].as_str().unwrap_or(""),
+                h["event"].as_str().unwrap_or("")
+            );
+        }
+    }
 }
 
 pub fn run(command: Command, socket: &Path) -> Result<(), String> {
@@ -447,11 +530,22 @@ pub fn run(command: Command, socket: &Path) -> Result<(), String> {
         } => scan::cli::scan_eval(&ham, &spam, folds, min_count, list_errors, seed)
             .map(drop)
             .map_err(|e| e.to_string()),
+        Command::ScanHoldout {
+            corpus,
+            tune,
+            c,
+            list_errors,
+            time,
+        } => scan::cli::scan_holdout(&corpus, tune, c, list_errors, time.as_deref())
+            .map_err(|e| e.to_string()),
         Command::User(c) => user(c, socket),
         Command::Queue(c) => queue(c, socket),
         Command::Settings(c) => settings(c, socket),
         Command::Quarantine(c) => quarantine(c, socket),
         Command::Admin(c) => crate::admin::cli::run(c, socket),
+        Command::Dkim(c) => crate::dkim::cli::run(c, socket),
+        Command::Appliance(c) => appliance(c, socket),
+        Command::Update(c) => crate::update::cli::run(c, socket),
         Command::Debug(DebugCmd::Clock { time }) => {
             let body = if time == "now" {
                 json!({})
@@ -459,7 +553,7 @@ pub fn run(command: Command, socket: &Path) -> Result<(), String> {
                 json!({ "now": time })
             };
             let v = call(socket, "PUT", "/v1/debug/clock", Some(body))?;
-            println!("{}", v["now"].as_str().unwrap_or(""));
+            crate::outln!("{}", v["now"].as_str().unwrap_or(""));
             Ok(())
         }
     }
@@ -485,7 +579,7 @@ fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
             if json {
                 print_json(&v)
             } else {
-                println!("added {}", v["name"].as_str().unwrap_or(""))
+                crate::outln!("added {}", v["name"].as_str().unwrap_or(""))
             }
         }
         UserCmd::Set {
@@ -535,7 +629,7 @@ fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
                 print_json(&v);
             } else {
                 for u in v.as_array().into_iter().flatten() {
-                    println!(
+                    crate::outln!(
                         "{:<40} {:<8} today {:>5}  {}",
                         u["name"].as_str().unwrap_or(""),
                         u["kind"].as_str().unwrap_or(""),
@@ -547,7 +641,7 @@ fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
         }
         UserCmd::Del { name } => {
             call(socket, "DELETE", &format!("/v1/users/{}", seg(&name)), None)?;
-            println!("deleted {name}");
+            crate::outln!("deleted {name}");
         }
         UserCmd::Lock {
             name,
@@ -560,7 +654,7 @@ fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
                 &format!("/v1/users/{}/lock", seg(&name)),
                 Some(json!({ "minutes": minutes, "reason": reason })),
             )?;
-            println!(
+            crate::outln!(
                 "{}: {}",
                 v["name"].as_str().unwrap_or(""),
                 v["status"].as_str().unwrap_or("")
@@ -573,7 +667,7 @@ fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
                 &format!("/v1/users/{}/unlock", seg(&name)),
                 None,
             )?;
-            println!(
+            crate::outln!(
                 "{}: {}",
                 v["name"].as_str().unwrap_or(""),
                 v["status"].as_str().unwrap_or("")
@@ -586,32 +680,70 @@ fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
         } => {
             let data =
                 std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let path = if skip_invalid {
-                "/v1/users/import?skip_invalid=true"
+            let skip = if skip_invalid {
+                "skip_invalid=true"
             } else {
-                "/v1/users/import"
+                ""
             };
-            let v = call_raw(socket, "POST", path, Some(data))?;
             if json {
+                // Every name in one answer: for scripts and small files.
+                let v = call_raw(
+                    socket,
+                    "POST",
+                    &format!("/v1/users/import?{skip}"),
+                    Some(data),
+                )?;
                 print_json(&v);
-            } else {
-                let n = |k: &str| v[k].as_array().map_or(0, Vec::len);
-                println!(
-                    "imported {} user(s); {} already existed and were kept",
-                    n("added"),
-                    n("existing")
-                );
-                for e in v["errors"].as_array().into_iter().flatten() {
-                    println!(
-                        "skipped line {}: {}",
-                        e["line"],
-                        e["message"].as_str().unwrap_or("")
-                    );
-                }
+                return Ok(());
             }
+            // A background job, followed until done: a file of 100,000
+            // users takes minutes of hashing, longer than one request may.
+            let path = format!("/v1/users/import?background=true&{skip}");
+            let started = call_raw(socket, "POST", &path, Some(data))?;
+            for e in started["errors"].as_array().into_iter().flatten() {
+                crate::outln!(
+                    "skipped line {}: {}",
+                    e["line"],
+                    e["message"].as_str().unwrap_or("")
+                );
+            }
+            let done = import_watch(socket, &started)?;
+            crate::outln!(
+                "imported {} user(s); {} already existed and were kept",
+                done["added"],
+                done["existing"]
+            );
         }
     }
     Ok(())
+}
+
+/// Polls an import job until it ends, showing its progress on stderr.
+fn import_watch(socket: &Path, started: &Value) -> Result<Value, String> {
+    let id = started["id"]
+        .as_u64()
+        .ok_or("the daemon started no import job")?;
+    let total = started["total"].as_u64().unwrap_or(0);
+    let mut shown = Instant::now();
+    loop {
+        let p = call(socket, "GET", &format!("/v1/users/import/{id}"), None)?;
+        match p["state"].as_str() {
+            Some("running") => {}
+            Some("done") => return Ok(p),
+            _ => {
+                return Err(format!(
+                    "import stopped after {} of {total} user(s): {} (the batches before stay; import the file again to resume)",
+                    p["done"],
+                    p["error"].as_str().unwrap_or("unknown error")
+                ));
+            }
+        }
+        if shown.elapsed() >= Duration::from_secs(2) {
+            eprintln!("importing: {} of {total} user(s) done", p["done"]);
+            shown = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
@@ -635,7 +767,7 @@ fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
                         .flatten()
                         .filter_map(|r| r["address"].as_str())
                         .collect();
-                    println!(
+                    crate::outln!(
                         "{} {:>8} {} {} <{}> -> {}",
                         e["id"].as_str().unwrap_or(""),
                         e["size"],
@@ -652,11 +784,11 @@ fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
             if json {
                 print_json(&v);
             } else {
-                println!("id:       {}", v["id"].as_str().unwrap_or(""));
-                println!("user:     {}", v["user"].as_str().unwrap_or(""));
-                println!("sender:   <{}>", v["sender"].as_str().unwrap_or(""));
+                crate::outln!("id:       {}", v["id"].as_str().unwrap_or(""));
+                crate::outln!("user:     {}", v["user"].as_str().unwrap_or(""));
+                crate::outln!("sender:   <{}>", v["sender"].as_str().unwrap_or(""));
                 for r in v["recipients"].as_array().into_iter().flatten() {
-                    println!(
+                    crate::outln!(
                         "rcpt:     <{}> {} (attempts {}{}{})",
                         r["address"].as_str().unwrap_or(""),
                         r["state"].as_str().unwrap_or(""),
@@ -671,9 +803,9 @@ fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
                             .unwrap_or_default()
                     );
                 }
-                println!("size:     {}", v["size"]);
-                println!("received: {}", v["received"].as_str().unwrap_or(""));
-                println!("\n{}", v["headers"].as_str().unwrap_or(""));
+                crate::outln!("size:     {}", v["size"]);
+                crate::outln!("received: {}", v["received"].as_str().unwrap_or(""));
+                crate::outln!("\n{}", v["headers"].as_str().unwrap_or(""));
             }
         }
         QueueCmd::Retry { id } => {
@@ -683,11 +815,11 @@ fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
                 &format!("/v1/queue/{}/retry", seg(&id)),
                 None,
             )?;
-            println!("{} queued for retry now", v["id"].as_str().unwrap_or(""));
+            crate::outln!("{} queued for retry now", v["id"].as_str().unwrap_or(""));
         }
         QueueCmd::Delete { id } => {
             let v = call(socket, "DELETE", &format!("/v1/queue/{}", seg(&id)), None)?;
-            println!("{} deleted", v["deleted"].as_str().unwrap_or(""));
+            crate::outln!("{} deleted", v["deleted"].as_str().unwrap_or(""));
         }
         QueueCmd::Bounce { id } => {
             let v = call(
@@ -696,7 +828,7 @@ fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
                 &format!("/v1/queue/{}/bounce", seg(&id)),
                 None,
             )?;
-            println!("{} returned to sender", v["id"].as_str().unwrap_or(""));
+            crate::outln!("{} returned to sender", v["id"].as_str().unwrap_or(""));
         }
     }
     Ok(())
@@ -710,7 +842,7 @@ fn quarantine(c: QuarantineCmd, socket: &Path) -> Result<(), String> {
                 print_json(&v);
             } else {
                 for e in v.as_array().into_iter().flatten() {
-                    println!(
+                    crate::outln!(
                         "{} {} {:>6.1} {} <{}> {}",
                         e["id"].as_str().unwrap_or(""),
                         e["received"].as_str().unwrap_or(""),
@@ -727,17 +859,17 @@ fn quarantine(c: QuarantineCmd, socket: &Path) -> Result<(), String> {
             if json {
                 print_json(&v);
             } else {
-                println!("id:      {}", v["id"].as_str().unwrap_or(""));
-                println!("user:    {}", v["user"].as_str().unwrap_or(""));
-                println!(
+                crate::outln!("id:      {}", v["id"].as_str().unwrap_or(""));
+                crate::outln!("user:    {}", v["user"].as_str().unwrap_or(""));
+                crate::outln!(
                     "class:   {} (score {})",
                     v["class"].as_str().unwrap_or(""),
                     v["score"]
                 );
                 for r in v["reasons"].as_array().into_iter().flatten() {
-                    println!("reason:  {}", r.as_str().unwrap_or(""));
+                    crate::outln!("reason:  {}", r.as_str().unwrap_or(""));
                 }
-                println!("\n{}", v["headers"].as_str().unwrap_or(""));
+                crate::outln!("\n{}", v["headers"].as_str().unwrap_or(""));
             }
         }
         QuarantineCmd::Release { id } => {
@@ -747,7 +879,7 @@ fn quarantine(c: QuarantineCmd, socket: &Path) -> Result<(), String> {
                 &format!("/v1/quarantine/{}/release", seg(&id)),
                 None,
             )?;
-            println!(
+            crate::outln!(
                 "released {id} as queue id {}",
                 v["queue_id"].as_str().unwrap_or("")
             );
@@ -759,7 +891,7 @@ fn quarantine(c: QuarantineCmd, socket: &Path) -> Result<(), String> {
                 &format!("/v1/quarantine/{}", seg(&id)),
                 None,
             )?;
-            println!("deleted {id}");
+            crate::outln!("deleted {id}");
         }
     }
     Ok(())
@@ -792,6 +924,61 @@ fn settings(c: SettingsCmd, socket: &Path) -> Result<(), String> {
                 "/v1/settings",
                 Some(Value::Object(patch)),
             )?);
+        }
+    }
+    Ok(())
+}
+
+fn appliance(c: ApplianceCmd, socket: &Path) -> Result<(), String> {
+    match c {
+        ApplianceCmd::Status { json } => {
+            let v = call(socket, "GET", "/v1/appliance", None)?;
+            if json {
+                print_json(&v);
+                return Ok(());
+            }
+            let sync = match v["clock"]["synchronised"].as_bool() {
+                Some(true) => "synchronised",
+                Some(false) => "NOT synchronised",
+                None => "unknown",
+            };
+            println!("clock: {sync}");
+            let servers: Vec<&str> = v["ntp_servers"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if servers.is_empty() {
+                println!("ntp servers: none set here (provisioned ones, if any, apply)");
+            } else {
+                println!("ntp servers: {}", servers.join(" "));
+            }
+            if v["factory_reset_pending"].as_bool() == Some(true) {
+                println!("factory reset: pending");
+            }
+        }
+        ApplianceCmd::MarkClock { state } => {
+            crate::appliance::clock::mark(state == "synced")?;
+        }
+        ApplianceCmd::Ntp { servers } => {
+            let v = call(
+                socket,
+                "PUT",
+                "/v1/appliance/ntp",
+                Some(serde_json::json!({ "servers": servers })),
+            )?;
+            print_json(&v);
+        }
+        ApplianceCmd::FactoryReset { confirm } => {
+            let v = call(
+                socket,
+                "POST",
+                "/v1/appliance/factory-reset",
+                Some(serde_json::json!({ "confirm": confirm })),
+            )?;
+            println!(
+                "{}",
+                v["status"].as_str().unwrap_or("factory reset requested")
+            );
         }
     }
     Ok(())

@@ -23,6 +23,7 @@ pub struct Config {
     pub housekeeping_secs: u64,
     /// Memory for the store's page cache, in MiB.
     pub store_cache_mib: usize,
+    pub store: crate::store::StoreConfig,
     pub smtp: SmtpConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
@@ -105,13 +106,15 @@ pub struct SmtpConfig {
     /// Plain listeners without TLS, for trusted IP-authorised peers (the
     /// benchmark). AUTH is never offered on them. Empty by default.
     pub plain: Vec<SocketAddr>,
-    /// How long 587 waits for a TLS ClientHello before sending the banner.
+    /// How long 587 waits for a TLS ClientHello before sending the banner
+    /// (the whole cost of the sniff to a plain client).
     pub tls_sniff_ms: u64,
-    /// How long an address that waited for the banner on 587 is taken to
-    /// speak plain SMTP first and gets its banner without the wait; 0
-    /// makes every plain connection wait.
+    /// How long an address whose ClientHello came late (after the banner,
+    /// or near the wait) keeps a longer wait: twice its slowest hello; 0
+    /// learns nothing.
     pub tls_sniff_remember_secs: u64,
-    /// Largest message accepted (SIZE), in octets.
+    /// Largest message queued, in octets, our Received header included:
+    /// clients are offered (SIZE) this less about 1 KiB for that header.
     pub max_message_size: usize,
     /// Recipients accepted in one transaction.
     pub max_recipients: usize,
@@ -125,8 +128,22 @@ pub struct SmtpConfig {
     pub data_timeout_secs: u64,
     /// Hard cap on a whole session's length.
     pub session_timeout_secs: u64,
+    /// On shutdown, how long sessions in the middle of a message may take
+    /// to finish it (idle ones are told 421 at once).
+    pub shutdown_grace_secs: u64,
     /// Commands that fail before the session is closed (garbage, errors).
     pub max_errors: u32,
+    /// Bytes of message data all sessions may buffer at once; a
+    /// transaction that finds no room gets 452 4.3.1.
+    pub max_inflight_bytes: usize,
+    /// Sessions at once that have not yet authenticated (IP-authorised
+    /// clients count as authenticated), so unauthenticated connections
+    /// cannot take every session slot.
+    pub max_unauthenticated_sessions: usize,
+    /// Idle time allowed while waiting for a command before AUTH.
+    pub preauth_command_timeout_secs: u64,
+    /// Time a session has from connect to a successful AUTH.
+    pub preauth_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -145,6 +162,10 @@ pub struct AuthConfig {
     /// Failed AUTH attempts from one address within `failure_window_secs`
     /// after which that address is refused for `block_secs`.
     pub max_failures: u32,
+    /// Failed attempts on one account (from any addresses) within the
+    /// window after which it is refused to addresses that never logged in
+    /// to it, and the admin is told.
+    pub max_account_failures: u32,
     pub failure_window_secs: u64,
     pub block_secs: u64,
     /// How long a verified password is remembered (as a keyed hash) so a
@@ -170,6 +191,16 @@ pub struct HardeningConfig {
     pub landlock: bool,
     /// Seccomp: only the system calls the daemon makes are allowed.
     pub seccomp: bool,
+    /// What a forbidden system call does: "kill" the process (the
+    /// appliance image) or fail with EPERM ("errno", the default).
+    pub seccomp_action: SeccompAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompAction {
+    Kill,
+    Errno,
 }
 
 impl Default for HardeningConfig {
@@ -177,6 +208,7 @@ impl Default for HardeningConfig {
         HardeningConfig {
             landlock: true,
             seccomp: true,
+            seccomp_action: SeccompAction::Errno,
         }
     }
 }
@@ -188,6 +220,14 @@ pub struct LogConfig {
     pub level: String,
     /// One JSON object per line instead of human-readable text.
     pub json: bool,
+    /// Remote syslog collector, "IP:port" (RFC 5425: TLS, usually 6514);
+    /// empty: none.
+    pub remote: String,
+    /// CA certificate(s) (PEM) the collector's certificate must chain to;
+    /// empty: the system's CAs.
+    pub ca_file: PathBuf,
+    /// The name the collector's certificate holds; empty: its IP address.
+    pub server_name: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -206,6 +246,7 @@ impl Default for Config {
             hostname: String::new(),
             housekeeping_secs: 30,
             store_cache_mib: 8,
+            store: crate::store::StoreConfig::default(),
             smtp: SmtpConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
@@ -226,7 +267,7 @@ impl Default for SmtpConfig {
             submission: vec![SocketAddr::from(([0, 0, 0, 0], 587))],
             submissions: vec![SocketAddr::from(([0, 0, 0, 0], 465))],
             plain: Vec::new(),
-            tls_sniff_ms: 50,
+            tls_sniff_ms: 1,
             tls_sniff_remember_secs: 3600,
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 100,
@@ -235,7 +276,12 @@ impl Default for SmtpConfig {
             command_timeout_secs: 300,
             data_timeout_secs: 180,
             session_timeout_secs: 1800,
+            shutdown_grace_secs: 25,
             max_errors: 10,
+            max_inflight_bytes: 128 * 1024 * 1024,
+            max_unauthenticated_sessions: 100,
+            preauth_command_timeout_secs: 30,
+            preauth_timeout_secs: 60,
         }
     }
 }
@@ -244,6 +290,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             max_failures: 5,
+            max_account_failures: 20,
             failure_window_secs: 600,
             block_secs: 600,
             cache_secs: 3600,
@@ -257,6 +304,9 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             json: false,
+            remote: String::new(),
+            ca_file: PathBuf::new(),
+            server_name: String::new(),
         }
     }
 }
@@ -266,12 +316,97 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+        cfg.check()
+            .map_err(|e| format!("config {}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Refuses counts and times outside what the daemon can honour: a zero
+    /// cap or timeout would refuse or time out everyone, and a huge one
+    /// would overflow the clock arithmetic it feeds.
+    pub fn check(&self) -> Result<(), String> {
+        const DAY: u64 = 86_400;
+        const MONTH: u64 = 30 * DAY;
+        let s = &self.smtp;
+        let a = &self.auth;
+        let many = 1_000_000;
+        in_range("housekeeping_secs", self.housekeeping_secs, 1, DAY)?;
+        crate::appliance::syslog::check_remote(&self.log.remote)?;
+        in_range("store_cache_mib", self.store_cache_mib, 1, 65_536)?;
+        crate::fleet::url::check(
+            self.store.shared.as_ref(),
+            self.store.shared_ca.as_ref(),
+            self.store.degraded_fraction,
+        )?;
+        in_range("smtp.tls_sniff_ms", s.tls_sniff_ms, 0, 3_000)?;
+        in_range(
+            "smtp.tls_sniff_remember_secs",
+            s.tls_sniff_remember_secs,
+            0,
+            MONTH,
+        )?;
+        in_range("smtp.max_message_size", s.max_message_size, 1_024, 1 << 30)?;
+        in_range("smtp.max_recipients", s.max_recipients, 1, 100_000)?;
+        in_range("smtp.max_sessions", s.max_sessions, 1, many)?;
+        in_range("smtp.max_sessions_per_ip", s.max_sessions_per_ip, 1, many)?;
+        in_range("smtp.command_timeout_secs", s.command_timeout_secs, 1, DAY)?;
+        in_range("smtp.data_timeout_secs", s.data_timeout_secs, 1, DAY)?;
+        in_range(
+            "smtp.session_timeout_secs",
+            s.session_timeout_secs,
+            1,
+            7 * DAY,
+        )?;
+        in_range("smtp.max_errors", s.max_errors, 1, 1_000_000)?;
+        let chunk = 64 * 1024; // the first reservation a transaction makes
+        in_range(
+            "smtp.max_inflight_bytes",
+            s.max_inflight_bytes,
+            chunk,
+            1 << 40,
+        )?;
+        in_range(
+            "smtp.max_unauthenticated_sessions",
+            s.max_unauthenticated_sessions,
+            1,
+            many,
+        )?;
+        in_range(
+            "smtp.preauth_command_timeout_secs",
+            s.preauth_command_timeout_secs,
+            1,
+            DAY,
+        )?;
+        in_range(
+            "smtp.preauth_timeout_secs",
+            s.preauth_timeout_secs,
+            1,
+            7 * DAY,
+        )?;
+        in_range("auth.max_failures", a.max_failures, 1, 1_000_000)?;
+        in_range(
+            "auth.max_account_failures",
+            a.max_account_failures,
+            1,
+            1_000_000,
+        )?;
+        in_range("auth.failure_window_secs", a.failure_window_secs, 1, MONTH)?;
+        in_range("auth.block_secs", a.block_secs, 1, MONTH)?;
+        in_range("auth.cache_secs", a.cache_secs, 0, MONTH)?;
+        in_range("auth.max_parallel_hashes", a.max_parallel_hashes, 1, 256)?;
+        in_range("scan.timeout_ms", self.scan.timeout_ms, 1, 600_000)?;
+        in_range("scan.max_parallel", self.scan.max_parallel, 1, 1_024)?;
+        Ok(())
     }
 
     /// Defaults for running from a source checkout: unprivileged ports on
-    /// loopback, data under the current directory, and (if started as
-    /// root) the stock `nobody` account instead of a dedicated one.
+    /// loopback, data under the current directory, running as the invoking
+    /// user. Started as root through sudo it drops to the user who ran
+    /// sudo; as plain root it drops to the dedicated `outguard` account
+    /// (refusing to start if there is none): never the shared `nobody`,
+    /// which would then own the store and the TLS key.
     pub fn dev() -> Config {
         let smtp = SmtpConfig {
             submission: vec![SocketAddr::from(([127, 0, 0, 1], 2587))],
@@ -280,9 +415,14 @@ impl Config {
         };
         Config {
             data_dir: PathBuf::from("outguard-data"),
-            run_user: "nobody".into(),
+            run_user: std::env::var("SUDO_USER")
+                .ok()
+                .filter(|u| u != "root")
+                .unwrap_or_else(|| "outguard".into()),
             smtp,
             admin: crate::admin::AdminConfig::dev(),
+            // Trying it must not reach the internet: mail is captured.
+            delivery: crate::delivery::DeliveryConfig::capture(),
             ..Config::default()
         }
     }
@@ -340,6 +480,27 @@ impl SmtpConfig {
     pub fn tls_sniff_remember(&self) -> Duration {
         Duration::from_secs(self.tls_sniff_remember_secs)
     }
+    /// Idle time allowed for a command before AUTH (never more than after).
+    pub fn preauth_command_timeout(&self) -> Duration {
+        Duration::from_secs(
+            self.preauth_command_timeout_secs
+                .min(self.command_timeout_secs),
+        )
+    }
+    pub fn preauth_timeout(&self) -> Duration {
+        Duration::from_secs(self.preauth_timeout_secs)
+    }
+}
+
+/// `name` must lie in `lo..=hi`; the error says the range and the value.
+fn in_range<T>(name: &str, v: T, lo: T, hi: T) -> Result<(), String>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if v < lo || v > hi {
+        return Err(format!("{name} must be between {lo} and {hi}; got {v}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -353,6 +514,54 @@ mod tests {
         assert_eq!(c.smtp.submissions[0].port(), 465);
         assert!(c.smtp.plain.is_empty());
         assert!(!c.debug.clock_override);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_by_name() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.check(), Ok(()));
+        assert_eq!(Config::dev().check(), Ok(()));
+        for (text, field) in [
+            (
+                "[smtp]\nmax_sessions = 0\n",
+                "smtp.max_sessions must be between 1 and",
+            ),
+            (
+                "[smtp]\nmax_inflight_bytes = 0\n",
+                "smtp.max_inflight_bytes",
+            ),
+            (
+                "[smtp]\npreauth_timeout_secs = 0\n",
+                "smtp.preauth_timeout_secs",
+            ),
+            (
+                "[smtp]\nsession_timeout_secs = 18446744073709551615\n",
+                "got 18446744073709551615",
+            ),
+            (
+                "[auth]\nblock_secs = 18446744073709551615\n",
+                "auth.block_secs",
+            ),
+            (
+                "[auth]\nmax_parallel_hashes = 0\n",
+                "auth.max_parallel_hashes",
+            ),
+            ("[scan]\nmax_parallel = 0\n", "scan.max_parallel"),
+        ] {
+            let c: Config = toml::from_str(text).unwrap();
+            let e = c.check().unwrap_err();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+        let dir = std::env::temp_dir().join(format!("og-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("outguard.toml");
+        std::fs::write(&path, "[smtp]\nmax_errors = 0\n").unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(
+            e.contains("smtp.max_errors must be between 1 and 1000000; got 0"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

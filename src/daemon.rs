@@ -3,8 +3,7 @@
 //! SMTP listeners, the committer and the control API.
 
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,26 +25,30 @@ use crate::tls;
 pub fn serve(cfg: Config) -> Result<(), String> {
     // Stage 1, privileged: everything that needs root or touches keys.
     let privileged = Privileged::begin(&cfg.run_user)?;
-    privileged.prepare_dir(&cfg.data_dir)?;
+    let data = Arc::new(privileged.prepare_dir(&cfg.data_dir)?);
     let hostname = cfg.hostname();
-    let (cert, key) = (cfg.cert_path(), cfg.key_path());
-    if cfg.tls.cert.is_none() && tls::ensure_self_signed(&cert, &key, &hostname)? {
-        tracing::info!(cert = %cert.display(), "generated a self-signed certificate");
-        for p in [cert.parent().unwrap_or(&cfg.data_dir), &cert, &key] {
-            privileged.give(p)?;
-        }
-    }
-    let (tls_config, certs) = tls::server_config(&cert, &key)?;
+    let (tls_config, certs) = tls::load(&cfg, &data, &hostname)?;
     // Smarthost password and CA file may be readable by root only.
-    let delivery_prep = crate::delivery::Prepared::load(&cfg.delivery)?;
+    let delivery_prep = crate::delivery::Prepared::load(&cfg.delivery, &cfg.data_dir)?;
+    // The collector's CA file may be readable by root only.
+    let syslog = crate::appliance::syslog::Prepared::load(&cfg.log)?;
     let store_path = cfg.store_path();
+    let store_file = data.open_file(Path::new(STORE_FILE), true)?;
     let store = Arc::new(
-        Store::open_with_cache(&store_path, cfg.store_cache_mib.max(1) << 20)
+        Store::open_file(store_file, cfg.store_cache_mib.max(1) << 20)
             .map_err(|e| format!("{}: {e}", store_path.display()))?,
     );
-    privileged.give(&store_path)?;
+    store.set_min_free(cfg.store.min_free_mib.saturating_mul(1 << 20));
     admin::provision(&store, &cfg)?;
     let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
+    // The fleet's CA file may be readable by root only.
+    let fleet = match &cfg.store.shared {
+        None => None,
+        Some(_) => {
+            let ca = crate::fleet::url::ca_pem(cfg.store.shared_ca.as_deref())?;
+            Some((ca, store.clone(), settings.clone()))
+        }
+    };
     // Signatures and a retrained model are read now, while privileged.
     let screener = smtp::Screener::new(&cfg.scan, &cfg.data_dir)?;
 
@@ -68,14 +71,13 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         .map(|a| TcpListener::bind(a).map_err(|e| format!("cannot listen on {a} (admin): {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let socket = cfg.control_socket();
-    let _ = std::fs::remove_file(&socket);
-    let control_listener = UnixListener::bind(&socket)
-        .map_err(|e| format!("cannot bind {}: {e}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot set mode of {}: {e}", socket.display()))?;
+    let control_listener = control::bind(&data, &socket)?;
 
     let ruleset = if cfg.hardening.landlock {
-        Some(jail::prepare_landlock(&cfg.data_dir)?)
+        Some(jail::prepare_landlock(
+            &cfg.data_dir,
+            &jail::outbound_ports(&cfg),
+        )?)
     } else {
         None
     };
@@ -83,6 +85,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     // Stage 2: unprivileged from here on.
     let jailed = privileged.drop_privileges()?;
     let hardening = confine(&cfg, ruleset, jailed.uid.as_raw())?;
+    if let Some(s) = syslog {
+        s.start()?;
+    }
     tracing::info!(
         uid = hardening.uid,
         landlock = %hardening.landlock,
@@ -97,8 +102,14 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async move {
         let clock = Arc::new(Clock::default());
+        let fleet = match fleet {
+            Some((ca, store, settings)) => {
+                Some(crate::fleet::Fleet::start(&cfg.store, ca, store, settings)?)
+            }
+            None => None,
+        };
         let committer = Arc::new(
-            Committer::start(store.clone(), settings.clone(), clock.clone())
+            Committer::start_with(store.clone(), settings.clone(), clock.clone(), fleet)
                 .map_err(|e| e.to_string())?,
         );
         let delivery_stats = Arc::new(crate::delivery::Stats::default());
@@ -111,6 +122,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             clock.clone(),
             delivery_stats.clone(),
         )?;
+        let health = store.clone();
         let server = Arc::new(Server {
             smtp: cfg.smtp.clone(),
             hostname,
@@ -124,6 +136,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             ),
             throttle: Throttle::new(
                 cfg.auth.max_failures,
+                cfg.auth.max_account_failures,
                 Duration::from_secs(cfg.auth.failure_window_secs),
                 Duration::from_secs(cfg.auth.block_secs),
             ),
@@ -131,8 +144,10 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             screener,
             scan_failure: cfg.scan.failure_action,
             stats: smtp::Stats::default(),
-            plain_first: smtp::PlainFirst::new(cfg.smtp.tls_sniff_remember()),
+            hello_wait: smtp::HelloWait::new(cfg.smtp.tls_sniff(), cfg.smtp.tls_sniff_remember()),
             hardening,
+            draining: smtp::Draining::default(),
+            guards: smtp::Guards::new(&cfg.smtp),
         });
         let (stop, stopped) = watch::channel(false);
         let ctl = Arc::new(Control {
@@ -140,6 +155,8 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             config: Arc::new(cfg.clone()),
             certs,
             delivery: delivery_stats,
+            imports: Default::default(),
+            data: data.clone(),
         });
         let admin = admin::Admin::new(ctl.clone(), tokio_rustls::TlsAcceptor::from(tls_config));
         let admin_task = tokio::spawn(admin::run(admin, admin_listeners, stopped.clone()));
@@ -151,19 +168,42 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             every,
             stopped.clone(),
         ));
-        let smtp_task = tokio::spawn(smtp::run(server, Listeners(listeners), stopped));
+        let smtp_task = tokio::spawn(smtp::run(server.clone(), Listeners(listeners), stopped));
         tracing::info!(socket = %socket.display(), "outguard ready");
-        wait_for_signal().await;
+        let failed = tokio::select! {
+            _ = wait_for_signal() => None,
+            why = health.health().failed() => Some(why),
+        };
+        if failed.is_some() {
+            // Sessions in flight and clients connecting now get 451 4.3.0
+            // for a moment, rather than a dropped connection.
+            tokio::time::sleep(STORE_FAILURE_GRACE).await;
+        }
         tracing::info!("shutting down");
         let _ = stop.send(true);
+        // Idle sessions are told 421 now; one in the middle of a message
+        // finishes it (bounded by smtp.shutdown_grace_secs, in smtp::run).
+        server.draining.begin();
         let _ = control_task.await;
         let _ = admin_task.await;
         let _ = delivery_task.await;
-        // Sessions in flight get a moment; accepted mail is already on disk.
-        let _ = tokio::time::timeout(Duration::from_secs(5), smtp_task).await;
-        Ok(())
+        // Bounded by smtp.shutdown_grace_secs (smtp::run); accepted mail
+        // is already on disk.
+        let _ = smtp_task.await;
+        match failed {
+            // Exit non-zero: the supervisor starts a fresh process, which
+            // reopens the store at its last commit (see store::health).
+            Some(why) => Err(format!("store write failed ({why}); stopped")),
+            None => Ok(()),
+        }
     })
 }
+
+/// How long a daemon whose store failed answers 4xx before it exits.
+const STORE_FAILURE_GRACE: Duration = Duration::from_secs(5);
+
+/// The store file's name in the data directory (`Config::store_path`).
+const STORE_FILE: &str = "outguard.redb";
 
 /// Landlock, then seccomp (last: it would forbid setting up landlock).
 fn confine(
@@ -176,7 +216,7 @@ fn confine(
         None => "off".to_string(),
     };
     if cfg.hardening.seccomp {
-        jail::seccomp()?;
+        jail::seccomp(cfg.hardening.seccomp_action == crate::config::SeccompAction::Kill)?;
     }
     Ok(jail::Hardening {
         uid,

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::SignedDuration;
 use tokio::sync::watch;
 
 use crate::smtp::Server;
@@ -24,6 +23,7 @@ pub async fn run(server: Arc<Server>, every: Duration, mut shutdown: watch::Rece
 }
 
 pub fn sweep(server: &Server) {
+    crate::appliance::clock::log_change();
     let now = server.clock.now();
     let (admin, retention) = server.settings.read(|c| {
         (
@@ -54,10 +54,60 @@ pub fn sweep(server: &Server) {
         }
         Err(e) => tracing::error!(error = %e, "expiring locks failed"),
     }
-    let cutoff = now - SignedDuration::from_hours(24 * i64::from(retention));
+    let retention = crate::bounds::QUARANTINE_RETENTION_DAYS.clamp(retention);
+    let cutoff = crate::bounds::earlier(now, crate::bounds::days(retention));
     match server.store.expire_quarantine(cutoff) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "quarantine retention applied"),
         Err(e) => tracing::error!(error = %e, "quarantine retention failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+
+    use super::sweep;
+    use crate::settings::SystemSettings;
+    use crate::smtp::Server;
+    use crate::store::Store;
+    use crate::users::{User, UserName};
+
+    /// An older version stored whatever the admin typed; such a store must
+    /// start and its chores run (they panicked: a crash loop at start).
+    #[test]
+    fn store_with_out_of_range_values_starts() {
+        let dir = std::env::temp_dir().join(format!("og-old-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let store = Store::open(&dir.join("outguard.redb")).unwrap();
+            let mut s = SystemSettings {
+                quarantine_retention_days: 9_999_999,
+                ..Default::default()
+            };
+            s.defaults.lock_timeout_minutes = u32::MAX;
+            s.defaults.max_retry_days = u32::MAX;
+            store.put_settings(&s).unwrap();
+            let name = UserName::parse("a@b.example").unwrap();
+            let mut u = User::new(&name, None, Timestamp::now());
+            u.settings.lock_timeout_minutes = Some(u32::MAX - 1);
+            u.settings.max_retry_days = Some(3_000_000);
+            store.add_user(&u).unwrap();
+        }
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt.enter();
+        let server = Server::standalone(&dir, crate::config::SmtpConfig::default()).unwrap();
+        sweep(&server);
+        let s = server.settings.get();
+        assert_eq!(s.quarantine_retention_days, 3_650);
+        let u = server.store.user("a@b.example").unwrap().unwrap();
+        let eff = u.settings.resolve(&s.defaults);
+        assert_eq!(
+            (eff.lock_timeout_minutes, eff.max_retry_days),
+            (525_600, 365)
+        );
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -3,25 +3,36 @@
 //! library lets integration tests and fuzz targets reach the parsers.
 
 pub mod admin;
+pub mod appliance;
 pub mod auth;
+pub mod behaviour;
+pub mod bounds;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod datadir;
 pub mod delivery;
+pub mod dkim;
+pub mod fleet;
 pub mod housekeeping;
 pub mod import;
 pub mod incoming;
+pub mod intl;
 pub mod jail;
 pub mod limits;
 pub mod locking;
+pub mod logsafe;
 pub mod notify;
 pub mod privilege;
+pub mod response;
 pub mod scan;
 pub mod settings;
 pub mod smtp;
+pub mod stdout;
 pub mod store;
 pub mod tls;
+pub mod update;
 pub mod users;
 pub mod windows;

@@ -4,8 +4,9 @@
 //! by timeout; once "maximum unlocks by timeout" is used up, the next lock
 //! lasts until an admin unlocks.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
+use crate::bounds;
 use crate::users::{EffectiveSettings, LockState, User};
 
 /// Ends an expired timed lock, counting it as an unlock by timeout.
@@ -49,7 +50,8 @@ pub fn auto_lock(
             reason: reason.to_string(),
         }
     } else {
-        let until = now + SignedDuration::from_mins(i64::from(eff.lock_timeout_minutes.max(1)));
+        let minutes = bounds::LOCK_TIMEOUT_MINUTES.clamp(eff.lock_timeout_minutes);
+        let until = bounds::later(now, bounds::minutes(minutes));
         u.record(now, format!("locked until {until}: {reason}"));
         LockState::LockedUntil {
             until,
@@ -64,6 +66,7 @@ pub fn auto_lock(
 mod tests {
     use super::*;
     use crate::users::UserName;
+    use jiff::SignedDuration;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -94,6 +97,27 @@ mod tests {
         let l = auto_lock(&mut u, &eff, now, "malware").unwrap();
         assert!(matches!(l, LockState::LockedByAdmin { .. }));
         assert!(!expire(&mut u, now + SignedDuration::from_hours(1000)));
+    }
+
+    #[test]
+    fn extreme_lock_timeout_does_not_panic() {
+        let eff = EffectiveSettings {
+            lock_timeout_minutes: u32::MAX,
+            ..Default::default()
+        };
+        let mut u = User::new(
+            &UserName::parse("a@b.example").unwrap(),
+            None,
+            Timestamp::MAX,
+        );
+        let now = ts("2026-01-01T00:00:00Z");
+        let Some(LockState::LockedUntil { until, .. }) = auto_lock(&mut u, &eff, now, "spam")
+        else {
+            panic!("not a timed lock")
+        };
+        assert_eq!(until, now + SignedDuration::from_hours(24 * 365));
+        u.lock = LockState::Active;
+        assert!(auto_lock(&mut u, &eff, Timestamp::MAX, "spam").is_some());
     }
 
     #[test]

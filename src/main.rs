@@ -106,10 +106,17 @@ fn init_logging(cfg: &Config) {
     // The ring layer keeps recent lines for the admin face's log search.
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(outguard::admin::logs::RingLayer);
+        .with(outguard::admin::logs::RingLayer)
+        .with(outguard::appliance::syslog::layer(
+            &cfg.log,
+            &cfg.hostname(),
+        ));
+    // Client text in fields is escaped (outguard::logsafe): one event, one line.
     if cfg.log.json {
         registry.with(fmt.json()).init();
     } else {
-        registry.with(fmt).init();
+        registry
+            .with(fmt.fmt_fields(outguard::logsafe::fields()))
+            .init();
     }
 }

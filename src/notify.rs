@@ -36,6 +36,8 @@ pub fn queue_notice(
         helo: String::new(),
         next_attempt: Some(now),
         delay_warned: false,
+        dsn: Default::default(),
+        smtputf8: false,
     };
     store.enqueue(&entry, body.as_bytes())
 }

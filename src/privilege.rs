@@ -8,10 +8,11 @@
 //! exists once dropped.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use nix::unistd::{Gid, Uid, chown, getegid, geteuid, setgroups, setresgid, setresuid};
+use nix::unistd::{Gid, Uid, getegid, geteuid, setgroups, setresgid, setresuid};
+
+use crate::datadir::DataDir;
 
 /// The account to run as, from /etc/passwd (read directly: a static
 /// binary cannot rely on NSS).
@@ -52,6 +53,13 @@ impl Privileged {
         if !geteuid().is_root() {
             return Ok(Privileged { target: None });
         }
+        if run_user.is_empty() {
+            return Err(
+                "started as root without a run_user: give a dedicated account \
+                 (run_user), or run --dev as yourself or through sudo"
+                    .into(),
+            );
+        }
         let passwd = fs::read_to_string("/etc/passwd")
             .map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
         let account = lookup(run_user, &passwd).ok_or_else(|| {
@@ -65,26 +73,21 @@ impl Privileged {
         })
     }
 
-    /// Creates `dir` (mode 0750) owned by the run user.
-    pub fn prepare_dir(&self, dir: &Path) -> Result<(), String> {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o750))
-            .map_err(|e| format!("cannot set mode of {}: {e}", dir.display()))?;
-        self.give(dir)
-    }
-
-    /// Hands a file or directory to the run user (no-op when not root).
-    pub fn give(&self, path: &Path) -> Result<(), String> {
-        match &self.target {
-            Some(a) if path.exists() => chown(path, Some(a.uid), Some(a.gid))
-                .map_err(|e| format!("cannot chown {}: {e}", path.display())),
-            _ => Ok(()),
-        }
+    /// Creates and opens the data directory, checked and the run user's
+    /// (see `datadir`: nothing beneath it is reached through a symlink).
+    pub fn prepare_dir(&self, dir: &Path) -> Result<DataDir, String> {
+        DataDir::open(dir, self.target.as_ref().map(|a| (a.uid, a.gid)))
     }
 
     /// Switches to the run user for good and forbids regaining privileges.
     pub fn drop_privileges(self) -> Result<Jailed, String> {
         if let Some(a) = &self.target {
+            // While still root (PR_CAPBSET_DROP needs CAP_SETPCAP): empty
+            // the bounding and ambient sets, so nothing this process runs
+            // can ever hold a capability again.
+            caps::clear(None, caps::CapSet::Bounding)
+                .and_then(|()| caps::clear(None, caps::CapSet::Ambient))
+                .map_err(|e| format!("dropping the capability bounding set: {e}"))?;
             setgroups(&[a.gid]).map_err(|e| format!("setgroups: {e}"))?;
             setresgid(a.gid, a.gid, a.gid).map_err(|e| format!("setresgid: {e}"))?;
             setresuid(a.uid, a.uid, a.uid).map_err(|e| format!("setresuid: {e}"))?;

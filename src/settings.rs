@@ -1,12 +1,14 @@
 //! System settings the admin changes at run time (kept in the store):
 //! timezone of the limit windows, IP authorisation on/off, how strictly the
-//! envelope sender must match the user, and the defaults of user settings.
+//! envelope sender and the header From must match the user, and the
+//! defaults of user settings.
 
 use std::sync::{Arc, RwLock};
 
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
 use crate::users::EffectiveSettings;
 use crate::windows;
 
@@ -29,6 +31,8 @@ pub struct SystemSettings {
     /// Whether IP-address users authenticate by their address.
     pub ip_auth: bool,
     pub sender_check: SenderCheck,
+    /// The same rule for the header From (every address) and Sender.
+    pub header_from_check: SenderCheck,
     /// Keep spam and malware for the admin to release or delete (off:
     /// such mail is dropped). The user's quarantine response decides the
     /// reply either way.
@@ -39,6 +43,8 @@ pub struct SystemSettings {
     pub admin_address: String,
     /// Values for user settings a user leaves unset.
     pub defaults: EffectiveSettings,
+    /// When to let through, hold or lock (`response::Policy`).
+    pub response: crate::response::Policy,
 }
 
 impl Default for SystemSettings {
@@ -47,15 +53,38 @@ impl Default for SystemSettings {
             timezone: "UTC".into(),
             ip_auth: true,
             sender_check: SenderCheck::Domain,
+            header_from_check: SenderCheck::Domain,
             quarantine: true,
             quarantine_retention_days: 30,
             admin_address: String::new(),
             defaults: EffectiveSettings::default(),
+            response: crate::response::Policy::default(),
         }
     }
 }
 
 impl SystemSettings {
+    /// Refuses a time setting out of its range (`bounds`): the API
+    /// answers 422 with this message.
+    pub fn check_ranges(&self) -> Result<(), String> {
+        bounds::QUARANTINE_RETENTION_DAYS.check(self.quarantine_retention_days)?;
+        self.response.validate()?;
+        self.defaults.check_ranges()
+    }
+
+    /// Brings time settings stored by older versions (which did not
+    /// check) into range, logging each one changed.
+    fn clamp_stored(mut self) -> SystemSettings {
+        let before = self.clone();
+        self.quarantine_retention_days =
+            bounds::QUARANTINE_RETENTION_DAYS.clamp(self.quarantine_retention_days);
+        self.defaults = self.defaults.clamped();
+        if self != before {
+            tracing::warn!(stored = ?before, using = ?self, "stored settings out of range; clamped");
+        }
+        self
+    }
+
     pub fn validate(&self) -> Result<TimeZone, String> {
         if !self.admin_address.is_empty() {
             let (local, domain) = self.admin_address.rsplit_once('@').ok_or_else(|| {
@@ -64,6 +93,7 @@ impl SystemSettings {
             crate::users::validate_local_part(local)?;
             crate::users::validate_domain(domain)?;
         }
+        self.response.validate()?;
         if self.quarantine_retention_days == 0 {
             return Err("quarantine_retention_days must be at least 1".into());
         }
@@ -83,6 +113,7 @@ pub struct Current {
 
 impl Shared {
     pub fn new(settings: SystemSettings) -> Result<Shared, String> {
+        let settings = settings.clamp_stored();
         let tz = settings.validate()?;
         Ok(Shared(Arc::new(RwLock::new(Current { settings, tz }))))
     }

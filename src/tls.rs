@@ -22,17 +22,23 @@ pub fn ensure_self_signed(cert: &Path, key: &Path, hostname: &str) -> Result<boo
     if cert.exists() || key.exists() {
         return Ok(false);
     }
-    let names = vec![hostname.to_string(), "localhost".to_string()];
-    let ck = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("cannot generate certificate: {e}"))?;
+    let (cert_pem, key_pem) = generate(hostname)?;
     for p in [cert, key] {
         if let Some(dir) = p.parent() {
             fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
     }
-    write_private(key, ck.signing_key.serialize_pem().as_bytes())?;
-    fs::write(cert, ck.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
+    write_private(key, key_pem.as_bytes())?;
+    fs::write(cert, cert_pem).map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
     Ok(true)
+}
+
+/// A self-signed certificate for `hostname` and localhost: (cert, key) PEM.
+pub fn generate(hostname: &str) -> Result<(String, String), String> {
+    let names = vec![hostname.to_string(), "localhost".to_string()];
+    let ck = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot generate certificate: {e}"))?;
+    Ok((ck.cert.pem(), ck.signing_key.serialize_pem()))
 }
 
 /// Writes a secret readable by its owner only.
@@ -106,6 +112,19 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<(Arc<ServerConfig>, Arc<
     let read = |p: &Path| fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let ck = certified_key(&read(cert)?, &read(key)?)
         .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))?;
+    server_config_with(ck)
+}
+
+/// `server_config` from PEM already read (`what` names them in errors).
+pub fn server_config_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    what: &str,
+) -> Result<(Arc<ServerConfig>, Arc<Certs>), String> {
+    server_config_with(certified_key(cert_pem, key_pem).map_err(|e| format!("{what}: {e}"))?)
+}
+
+fn server_config_with(ck: CertifiedKey) -> Result<(Arc<ServerConfig>, Arc<Certs>), String> {
     let certs = Arc::new(Certs {
         current: RwLock::new(Arc::new(ck)),
     });
@@ -115,6 +134,38 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<(Arc<ServerConfig>, Arc<
         .with_no_client_auth()
         .with_cert_resolver(certs.clone());
     Ok((Arc::new(config), certs))
+}
+
+/// The certificate and key: generated in the data directory on first
+/// start unless configured; read without following symlinks when they
+/// lie in the data directory.
+pub fn load(
+    cfg: &crate::config::Config,
+    data: &crate::datadir::DataDir,
+    hostname: &str,
+) -> Result<(Arc<ServerConfig>, Arc<Certs>), String> {
+    let (cert, key) = (cfg.cert_path(), cfg.key_path());
+    if cfg.tls.cert.is_none()
+        && let (Some(c), Some(k)) = (data.relative(&cert), data.relative(&key))
+    {
+        // Both or neither: a lone file is an operator's to sort out.
+        let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+        if !exists(&cert) && !exists(&key) {
+            let (cert_pem, key_pem) = generate(hostname)?;
+            if data.create_new(&k, key_pem.as_bytes())?
+                && data.create_new(&c, cert_pem.as_bytes())?
+            {
+                tracing::info!(cert = %cert.display(), "generated a self-signed certificate");
+            }
+        }
+    }
+    let read = |p: &Path| {
+        data.read(p).unwrap_or_else(|| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        })
+    };
+    let what = format!("{} / {}", cert.display(), key.display());
+    server_config_pem(&read(&cert)?, &read(&key)?, &what)
 }
 
 /// Replaces the files of the certificate in force (the key first written

@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::bounds;
+
 /// What a user name denotes, parsed from its canonical text form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserName {
@@ -74,8 +76,42 @@ impl Default for EffectiveSettings {
     }
 }
 
+impl EffectiveSettings {
+    /// Refuses a time setting out of its range (`bounds`).
+    pub fn check_ranges(&self) -> Result<(), String> {
+        bounds::LOCK_TIMEOUT_MINUTES.check(self.lock_timeout_minutes)?;
+        bounds::MAX_RETRY_DAYS.check(self.max_retry_days)?;
+        Ok(())
+    }
+
+    /// The settings with time values brought into range (values stored
+    /// by older versions, which did not check).
+    pub fn clamped(mut self) -> EffectiveSettings {
+        self.lock_timeout_minutes = bounds::LOCK_TIMEOUT_MINUTES.clamp(self.lock_timeout_minutes);
+        self.max_retry_days = bounds::MAX_RETRY_DAYS.clamp(self.max_retry_days);
+        self
+    }
+}
+
 impl UserSettings {
+    /// Refuses a time setting out of its range (`bounds`).
+    pub fn check_ranges(&self) -> Result<(), String> {
+        if let Some(v) = self.lock_timeout_minutes {
+            bounds::LOCK_TIMEOUT_MINUTES.check(v)?;
+        }
+        if let Some(v) = self.max_retry_days {
+            bounds::MAX_RETRY_DAYS.check(v)?;
+        }
+        Ok(())
+    }
+
+    /// The settings in force: each unset one from `defaults`, time values
+    /// within their ranges whatever is stored.
     pub fn resolve(&self, defaults: &EffectiveSettings) -> EffectiveSettings {
+        self.resolve_unclamped(defaults).clamped()
+    }
+
+    fn resolve_unclamped(&self, defaults: &EffectiveSettings) -> EffectiveSettings {
         EffectiveSettings {
             auto_lock: self.auto_lock.unwrap_or(defaults.auto_lock),
             lock_timeout_minutes: self

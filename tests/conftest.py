@@ -143,6 +143,11 @@ class Daemon:
     def log(self):
         return self.log_path.read_text(errors="replace")
 
+    def wait_log(self, *texts, timeout=15.0):
+        """Waits until every one of `texts` is in the log: the server may
+        write its line after the client has seen the reply or moved on."""
+        return wait_for(lambda: all(t in self.log() for t in texts), timeout, f"log lines {texts}")
+
     # --- control API and CLI ---
     def cli(self, *args, input=None, check=True):
         r = subprocess.run(

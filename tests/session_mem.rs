@@ -54,7 +54,12 @@ async fn ip_user_queues_a_message() {
     let dir = temp_dir("queue");
     let srv = Server::standalone(&dir, SmtpConfig::default()).unwrap();
     let name = outguard::users::UserName::parse("127.0.0.1").unwrap();
-    let user = outguard::users::User::new(&name, None, jiff::Timestamp::now());
+    // With a domain: an IP user without one may send as nobody.
+    let user = outguard::users::User::new(
+        &name,
+        Some("example.com".to_string()),
+        jiff::Timestamp::now(),
+    );
     assert!(srv.store.add_user(&user).unwrap());
     let input = b"EHLO c.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@remote.example>\r\n\
                   RCPT TO:<\"x@y\"@remote.example>\r\nDATA\r\nSubject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n";

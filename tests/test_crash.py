@@ -60,7 +60,7 @@ def _submitter(daemon, how, acked, stop, errors):
                 sender = "load@example.org"
             while not stop.is_set():
                 n += 1
-                code, text = send_message(r, sender, [f"{how}{n}@remote.example"], body=ham(subject=f"load {how} {n}"))
+                code, text = send_message(r, sender, [f"{how}{n}@remote.example"], body=ham(subject=f"load {how} {n}", sender=sender))
                 if code != 250:
                     errors.append(text)
                     break
@@ -79,7 +79,7 @@ def test_kill9_under_load_loses_nothing(daemon):
     a 250 must be in the queue. Restarting is the check that the store
     opens cleanly."""
     daemon.add_user(USER, **UNLIMITED)
-    daemon.add_user("127.0.0.1", password=None, **UNLIMITED)
+    daemon.add_user("127.0.0.1", password=None, domain="example.org", **UNLIMITED)
     seed = int(os.environ.get("OUTGUARD_KILL_SEED", str(random.randrange(1 << 30))))
     rng = random.Random(seed)
     acked_total, lost = 0, []

@@ -21,6 +21,9 @@ from conftest import PASSWORD, Daemon, Raw, ham, login, send_message, tls_client
 
 USER = "alice@example.com"
 MAX_SIZE = 1_000_000
+# What a client may send: MAX_SIZE less the headroom kept for our Received
+# header (512 + host name + a command line).
+LIMIT = MAX_SIZE - (512 + len("outguard.test") + 512)
 MAX_RCPTS = 100
 QUEUED = "250 2.0.0 Ok: queued as "
 
@@ -43,11 +46,11 @@ CONFIGS = {
     "main": dict(
         smtp={"max_message_size": MAX_SIZE, "max_recipients": MAX_RCPTS},
         # Bad AUTH cases must not get the test client's address blocked.
-        auth={"max_failures": 100000},
+        auth={"max_failures": 100000, "max_account_failures": 100000},
     ),
     "slow": dict(
         smtp={"command_timeout_secs": 2, "data_timeout_secs": 2, "session_timeout_secs": 6},
-        auth={"max_failures": 100000},
+        auth={"max_failures": 100000, "max_account_failures": 100000},
     ),
     "small": dict(smtp={"max_sessions_per_ip": 4, "max_sessions": 6}),
 }
@@ -292,9 +295,11 @@ def eight_bit_data_without_8bitmime(d):
 def eight_bit_address_without_smtputf8(d):
     r = login(d.submission, USER)
     assert r.cmd(f"MAIL FROM:<{USER}>")[0] == 250
+    # Refused (RFC 6531 3.5), and not echoed raw to a client that did
+    # not ask for UTF-8.
     assert r.cmd("RCPT TO:<jürgen@remote.example>")[1] == (
-        "553 5.1.3 Recipient address <jürgen@remote.example> not accepted: "
-        "non-ASCII addresses need SMTPUTF8, which is not offered"
+        "553 5.6.7 Recipient address <j\\u{fc}rgen@remote.example> is not ASCII: "
+        "use MAIL FROM:<...> SMTPUTF8"
     )
 
 
@@ -443,8 +448,8 @@ def one_header_folded_thousands_of_times(d):
 @case()
 def declared_size_over_the_limit(d):
     r = login(d.submission, USER)
-    assert r.cmd(f"MAIL FROM:<{USER}> SIZE={MAX_SIZE + 1}")[1] == (
-        f"552 5.3.4 Message size exceeds the limit of {MAX_SIZE} octets"
+    assert r.cmd(f"MAIL FROM:<{USER}> SIZE={LIMIT + 1}")[1] == (
+        f"552 5.3.4 Message size exceeds the limit of {LIMIT} octets"
     )
 
 
@@ -452,7 +457,7 @@ def declared_size_over_the_limit(d):
 def declared_size_that_overflows(d):
     r = login(d.submission, USER)
     assert r.cmd(f"MAIL FROM:<{USER}> SIZE={'9' * 25}")[1] == (
-        f"552 5.3.4 Message size exceeds the limit of {MAX_SIZE} octets"
+        f"552 5.3.4 Message size exceeds the limit of {LIMIT} octets"
     )
 
 
@@ -460,7 +465,7 @@ def declared_size_that_overflows(d):
 def message_past_size(d):
     r = login(d.submission, USER)
     body = "Subject: big\r\n\r\n" + ("z" * 98 + "\r\n") * (MAX_SIZE // 100 + 1000) + ".\r\n"
-    assert data_reply(r, body) == f"552 5.3.4 Message exceeds the maximum size of {MAX_SIZE} octets"
+    assert data_reply(r, body) == f"552 5.3.4 Message exceeds the maximum size of {LIMIT} octets"
     assert r.cmd("NOOP")[1] == "250 2.0.0 OK"
 
 
@@ -825,7 +830,6 @@ RELAY_SENDERS = [
     ("source_route", "@example.com:ceo@other.example", "553 5.1.7 Source routes are not accepted"),
     ("percent_hack", "ceo%other.example@example.com",
      "553 5.1.7 Sender address <ceo%other.example@example.com> not accepted: %-routing is not accepted"),
-    ("null_sender", "", "553 5.7.1 Sender address <> is not owned by user alice@example.com"),
 ]
 
 

@@ -155,7 +155,7 @@ def test_automatic_lock_timeout_and_maximum_unlocks(make_daemon):
     # The timeout passes: unlocked by timeout (counted, logged, in history).
     d.set_clock("2026-11-27T10:10:30Z")
     wait_for(lambda: d.user(USER)["unlocks_by_timeout"] == 1, what="unlock by timeout")
-    assert "user unlocked by timeout" in d.log()
+    d.wait_log("user unlocked by timeout")
     assert any("unlocked by timeout" in h["event"] for h in d.user(USER)["history"])
     assert submit(d, ham())[0] == 250
     # Maximum unlocks used up: the next lock waits for an admin.
@@ -165,7 +165,7 @@ def test_automatic_lock_timeout_and_maximum_unlocks(make_daemon):
     assert submit(d, ham())[0] == 550
     d.cli("user", "unlock", USER)
     assert submit(d, ham())[0] == 250
-    assert "user locked automatically" in d.log()
+    d.wait_log("user locked automatically")
 
 
 def test_lock_notice_goes_to_admin(make_daemon):
@@ -215,7 +215,7 @@ def test_hostile_mime_is_refused_within_bounds(scanning):
             for _ in range(200):
                 f.write(chunk)
     assert submit(scanning, message(attachments=[("big.zip", buf.getvalue(), "application/zip")]))[0] == 451
-    assert "scan failed" in scanning.log()
+    scanning.wait_log("scan failed")
     assert scanning.queue() == [] and scanning.alive()
     assert submit(scanning, ham())[0] == 250
 

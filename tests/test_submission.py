@@ -6,6 +6,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -141,42 +142,131 @@ def banner(port, patience):
         return data
 
 
-# A long sniff window (10 s) makes "waited" and "did not wait" unmistakable:
-# each check below is seconds away from the other outcome, so a slow
-# machine cannot flip it.
-SNIFF_MS = 10000
+def msmtp_implicit(port, rcpt, tmp_path):
+    """msmtp with implicit TLS (tls_starttls off), as a mail client's
+    "SSL" setting on 587 would use it; returns (exit code, output)."""
+    conf = tmp_path / "msmtprc"
+    conf.write_text(
+        f"account default\nhost 127.0.0.1\nport {port}\nfrom {USER}\n"
+        f"auth plain\nuser {USER}\npassword {PASSWORD}\n"
+        "tls on\ntls_starttls off\ntls_certcheck off\n"
+    )
+    conf.chmod(0o600)
+    r = subprocess.run(
+        ["msmtp", "-C", str(conf), rcpt], input=ham(subject="msmtp", to=rcpt).encode(),
+        capture_output=True, timeout=60,
+    )
+    return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
 
 
-def test_587_remembers_plain_first_clients_and_relearns_a_switch_to_tls(make_daemon):
-    d = make_daemon(smtp={"tls_sniff_ms": SNIFF_MS})
-    # Unknown address: silence while the daemon waits for a ClientHello,
-    # then the banner for a client that kept waiting.
-    assert no_banner_for(d.submission, 1.0)
-    banner(d.submission, patience=SNIFF_MS / 1000 + 10)
-    # That client waited for its banner, so its address is now known as
-    # plain-first: the next connection gets the banner well before the window.
-    banner(d.submission, patience=SNIFF_MS / 1000 / 2)
-    # Another address is not known.
-    assert no_banner_for(d.submission, 1.0, source="127.0.0.2")
+def test_587_implicit_tls_after_plain_sessions_from_the_same_address(daemon, tmp_path):
+    """Behind NAT every client shares one address: plain, STARTTLS and
+    implicit-TLS clients in any order must each succeed on the first try
+    (the old sniff remembered the address as plain-first and then sent
+    implicit-TLS clients a banner they could not read)."""
+    daemon.add_user(USER)
+    ctx = tls_client_context()
 
-    # The client switches to implicit TLS: its first ClientHello reaches a
-    # connection that already has its banner, and fails...
-    s = socket.create_connection(("127.0.0.1", d.submission), timeout=SNIFF_MS / 1000 / 2)
-    assert s.recv(512).startswith(b"220 ")
-    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        tls_client_context().wrap_socket(s)
-    s.close()
-    # ...and the address is forgotten, so the retry gets TLS.
-    t = smtplib.SMTP_SSL("127.0.0.1", d.submission, context=tls_client_context(), timeout=20)
-    assert t.ehlo()[0] == 250
-    t.quit()
-    assert "TLS ClientHello after the banner" in d.log()
-    # Until it waits for a banner again, the address gets the full wait.
-    assert no_banner_for(d.submission, 1.0)
+    def plain():
+        banner(daemon.submission, patience=15)
+
+    def starttls():
+        s = smtplib.SMTP("127.0.0.1", daemon.submission, timeout=20)
+        s.starttls(context=ctx)
+        s.login(USER, PASSWORD)
+        s.quit()
+
+    def implicit():
+        s = smtplib.SMTP_SSL("127.0.0.1", daemon.submission, context=ctx, timeout=20)
+        s.login(USER, PASSWORD)
+        s.quit()
+
+    for step in [plain, implicit, starttls, implicit, plain, starttls, implicit, implicit]:
+        step()
+    code, out = msmtp_implicit(daemon.submission, "bob-msmtp@remote.example", tmp_path)
+    assert code == 0, out
+    assert len(queued_for(daemon, "bob-msmtp@remote.example")) == 1
+    assert "ClientHello after the banner" not in daemon.log()
 
 
-def test_587_remembering_can_be_switched_off(make_daemon):
-    d = make_daemon(smtp={"tls_sniff_ms": 3000, "tls_sniff_remember_secs": 0})
-    for _ in range(2):
-        assert no_banner_for(d.submission, 1.0)
-        banner(d.submission, patience=15)
+def late_hello(port, delay):
+    """An implicit-TLS client that sends its ClientHello `delay` seconds
+    after connecting; returns its EHLO reply or the exception it met."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    time.sleep(delay)
+    try:
+        t = tls_client_context().wrap_socket(s)
+        f = t.makefile("rb")
+        assert f.readline().startswith(b"220 ")
+        t.sendall(b"EHLO late.example\r\n")
+        return f.readline()[:4]
+    except (ssl.SSLError, ConnectionError, OSError) as e:
+        return e
+    finally:
+        s.close()
+
+
+def test_587_late_client_hello_fails_once_then_its_address_is_waited_for(make_daemon):
+    """A hello later than the sniff wait lands after the banner, which the
+    client then reads as a broken TLS record (no client recovers): that
+    connection fails, and the address's next hello is waited for."""
+    d = make_daemon(smtp={"tls_sniff_ms": 20})
+    assert isinstance(late_hello(d.submission, 0.3), Exception)
+    # The client gives up on reading the banner as TLS before the server has
+    # peeked at its hello: wait for the server's side of the story.
+    d.wait_log("TLS ClientHello after the banner")
+    assert late_hello(d.submission, 0.3) == b"250-"
+    # Plain clients from that address still get their banner, after the
+    # learnt wait (twice the late hello's delay).
+    assert no_banner_for(d.submission, 0.3)
+    banner(d.submission, patience=15)
+
+
+def test_null_sender_from_an_authenticated_user_is_accepted_and_counted(daemon):
+    """A Postfix relaying through Outguard sends its bounces with MAIL
+    FROM:<>; the default sender rule (domain) used to refuse them (553)."""
+    daemon.add_user(USER)
+    rcpt = "bounced-sender@remote.example"
+    s = smtplib.SMTP("127.0.0.1", daemon.submission, timeout=20)
+    s.starttls(context=tls_client_context())
+    s.login(USER, PASSWORD)
+    assert s.sendmail("", [rcpt], ham(subject="Undelivered Mail Returned to Sender", to=rcpt)) == {}
+    s.quit()
+    [entry] = queued_for(daemon, rcpt)
+    assert entry["sender"] == "" and entry["user"] == USER
+    assert daemon.user(USER)["usage"]["day"] == 1
+
+
+def long_domain(n):
+    """A valid DNS name of about `n` octets (63-octet labels)."""
+    labels = ["l" * 63] * (n // 64) + ["example"]
+    return ".".join(labels)
+
+
+def test_message_at_the_advertised_size_still_fits_max_message_size(make_daemon):
+    """A message at the SIZE we advertise, plus the Received header we add
+    (longest HELO, IPv4 address, longest recipient), must fit
+    max_message_size, or a next hop with the same limit refuses it."""
+    max_size = 20000
+    d = make_daemon(smtp={"max_message_size": max_size})
+    d.add_user(USER)
+    rcpt = "r" * 64 + "@" + long_domain(150)
+    s = smtplib.SMTP("127.0.0.1", d.submission, timeout=20, local_hostname=long_domain(250))
+    s.starttls(context=tls_client_context())
+    s.ehlo(long_domain(250))
+    s.login(USER, PASSWORD)
+    limit = int(s.esmtp_features["size"])
+    assert limit < max_size
+
+    def message(n):
+        head = f"From: {USER}\r\nTo: x@remote.example\r\nSubject: at the limit\r\n\r\n"
+        body = ("z" * 76 + "\r\n") * max_size
+        return (head + body)[: n - 2] + "\r\n"
+
+    assert s.sendmail(USER, [rcpt], message(limit)) == {}
+    [entry] = queued_for(d, rcpt)
+    assert limit < entry["size"] <= max_size
+    with pytest.raises(smtplib.SMTPSenderRefused) as e:
+        s.sendmail(USER, [rcpt], message(limit + 1))
+    assert e.value.smtp_code == 552
+    s.quit()

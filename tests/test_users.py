@@ -106,13 +106,14 @@ def test_delete_user(daemon):
 
 def test_csv_import_good_file(daemon, tmp_path):
     f = tmp_path / "users.csv"
-    f.write_text("user,domainname,password\nbob,example.com,bobs-password\ncarol,example.org,carols-password\n127.0.0.1,,\n")
+    f.write_text("user,domainname,password\nbob,example.com,bobs-password\ncarol,example.org,carols-password\n127.0.0.1,example.com,\n")
     out = daemon.cli("user", "import", str(f)).stdout
     assert "imported 3 user(s)" in out
     names = sorted(u["name"] for u in json.loads(daemon.cli("user", "list", "--json").stdout))
     assert names == ["127.0.0.1", "bob@example.com", "carol@example.org"]
     login(daemon.submission, "carol@example.org", password="carols-password")
-    # The IP user from the CSV is authenticated by its address.
+    # The IP user from the CSV is authenticated by its address, and sends
+    # from its domain.
     r = Raw(daemon.plain)
     r.reply()
     r.cmd("EHLO c.test")
@@ -143,3 +144,22 @@ def test_list_filters(daemon):
     assert [u["name"] for u in locked] == ["bob@example.org"]
     found = json.loads(daemon.cli("user", "list", "--filter", "alice", "--json").stdout)
     assert [u["name"] for u in found] == [USER]
+
+
+def test_cli_output_to_a_closed_pipe_exits_quietly(daemon):
+    # `outguard user show x | head -c1`: the reader is gone before the CLI
+    # writes. println! panicked there ("failed printing to stdout").
+    import os
+    import subprocess
+
+    from conftest import BIN
+
+    daemon.add_user("alice@example.com")
+    for args in (["user", "show", "alice@example.com"], ["user", "list"], ["settings", "show"]):
+        r, w = os.pipe()
+        os.close(r)
+        p = subprocess.run([str(BIN), "--config", str(daemon.config), *args],
+                           stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
+        os.close(w)
+        assert p.returncode in (0, 141), (args, p.returncode, p.stderr)
+        assert "panicked" not in p.stderr and p.stderr == "", (args, p.stderr)

@@ -35,16 +35,86 @@ grep -q '^outguard:x:200:' "$TARGET_DIR/etc/group" || fail "etc/group has no out
 # the appliance's rcS does all of it, so drop them to keep one boot path.
 rm -f "$TARGET_DIR"/etc/init.d/S[0-9][0-9]*
 
-# The kernel must have what the appliance needs (and, when Buildroot built it, the
-# hardening): catch a fragment that silently did not apply.
+# The kernel must have what the appliance needs and the hardening: catch a fragment that
+# silently did not apply (a renamed or dependent option). The fragments depend on the
+# kernel version (kernel-fragments.sh). Debian's kernel (image/) is taken as Debian ships
+# it: its known differences from the hardening, each with how it is closed or why it
+# remains, are listed in board/BOARD/debian-kernel.gap (docs/IMAGE.md); a board without
+# that list is only checked for what the appliance needs.
 kconfig=$(ls -d "${BUILD_DIR:?BUILD_DIR must be set}"/linux-[0-9]*/.config 2>/dev/null | head -n1)
 [ -n "$kconfig" ] || fail "no kernel .config under $BUILD_DIR/linux-*/"
+kver=$(basename "$(dirname "$kconfig")")
+kver=${kver#linux-}
+fragments=$("$COMMON_DIR/kernel-fragments.sh" "$BOARD" "$kver") || fail "no kernel fragments for $BOARD $kver"
 if [ "${OUTGUARD_KERNEL_FROM:-buildroot}" = debian ]; then
-    "$COMMON_DIR/check-kernel-config.sh" --modules-ok "$kconfig" "$COMMON_DIR/linux-required.fragment"
+    if [ -f "$BOARD_DIR/debian-kernel.gap" ]; then
+        # shellcheck disable=SC2086 # one fragment path a word
+        "$COMMON_DIR/check-kernel-config.sh" --modules-ok --accept "$BOARD_DIR/debian-kernel.gap" \
+            "$kconfig" $fragments >/dev/null
+    else
+        "$COMMON_DIR/check-kernel-config.sh" --modules-ok "$kconfig" "$COMMON_DIR/linux-required.fragment"
+    fi
 else
-    "$COMMON_DIR/check-kernel-config.sh" "$kconfig" "$COMMON_DIR/linux-required.fragment" \
-        "$COMMON_DIR/linux-hardening.fragment" "$BOARD_DIR/linux.fragment"
+    # shellcheck disable=SC2086
+    "$COMMON_DIR/check-kernel-config.sh" "$kconfig" $fragments
 fi
+
+# RAUC: the board's compatible string (bundles for another board are refused) and the
+# update CA (image/build.sh installs it; a Buildroot build names it in OUTGUARD_RAUC_CA).
+if [ -f "$TARGET_DIR/etc/rauc/system.conf" ]; then
+    sed -i "s|@COMPATIBLE@|outguard-$BOARD_NAME|" "$TARGET_DIR/etc/rauc/system.conf"
+    if [ -n "${OUTGUARD_RAUC_CA:-}" ]; then
+        install -D -m 0644 "$OUTGUARD_RAUC_CA" "$TARGET_DIR/etc/rauc/ca.cert.pem"
+    fi
+    if [ ! -f "$TARGET_DIR/etc/rauc/ca.cert.pem" ]; then
+        # A Buildroot build without OUTGUARD_RAUC_CA: development keys in its output
+        # directory, as image/build.sh makes them (sign bundles with those, or set the CA).
+        keys=${BASE_DIR:?BASE_DIR must be set}/keys
+        "$COMMON_DIR/../../image/keys.sh" "$keys" || fail "cannot make development update keys"
+        echo "post-build: update CA: development keys in $keys (set OUTGUARD_RAUC_CA for your own)"
+        install -D -m 0644 "$keys/ca.cert.pem" "$TARGET_DIR/etc/rauc/ca.cert.pem"
+    fi
+fi
+
+# --- the slot's kernel and initramfs -----------------------------------------------------
+# Both live in the root slot (/usr/lib/outguard-boot/, read by GRUB from the squashfs), so an
+# A/B update replaces kernel, initramfs and root together. The kernel: Buildroot's from
+# BINARIES_DIR (image/build.sh puts Debian's there too). The initramfs: busybox, /init and
+# the boot modules, all taken from TARGET_DIR.
+bootdir=$TARGET_DIR/usr/lib/outguard-boot
+[ -f "${BINARIES_DIR:?BINARIES_DIR must be set}/$BOARD_KERNEL" ] || fail "no kernel $BINARIES_DIR/$BOARD_KERNEL"
+install -D -m 0644 "$BINARIES_DIR/$BOARD_KERNEL" "$bootdir/$BOARD_KERNEL"
+ird=$BUILD_DIR/outguard-initramfs
+rm -rf "$ird"
+mkdir -p "$ird/bin" "$ird/dev" "$ird/proc" "$ird/sys" "$ird/etc" "$ird/newroot"
+cp "$TARGET_DIR/bin/busybox" "$ird/bin/busybox"
+for a in sh mount umount modprobe sleep grep sed cat mkdir echo uname switch_root poweroff; do
+    ln -s busybox "$ird/bin/$a"
+done
+# A dynamically linked busybox (Buildroot with a shared C library) needs its libraries.
+if ! file -L "$TARGET_DIR/bin/busybox" | grep -q 'statically linked\|static-pie'; then
+    for l in lib lib64 usr/lib; do
+        if [ -L "$TARGET_DIR/$l" ]; then
+            mkdir -p "$(dirname "$ird/$l")"
+            cp -a "$TARGET_DIR/$l" "$ird/$l"
+        elif [ -d "$TARGET_DIR/$l" ]; then
+            mkdir -p "$ird/$l"
+            find "$TARGET_DIR/$l/" -maxdepth 1 -name '*.so*' -exec cp -a {} "$ird/$l/" \;
+        fi
+    done
+fi
+cp "$COMMON_DIR/initramfs/init" "$ird/init"
+chmod 0755 "$ird/init"
+if [ -d "$TARGET_DIR/lib/modules" ]; then
+    mkdir -p "$ird/lib"
+    cp -a "$TARGET_DIR/lib/modules" "$ird/lib/"
+    for m in $BOARD_BOOT_MODULES; do
+        echo "$m"
+    done > "$ird/etc/modules-boot"
+fi
+# Uncompressed: the root slot's squashfs (xz) compresses it better than gzip would, and
+# GRUB unpacks it while reading it from the slot.
+(cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$bootdir/initrd.img"
 
 version=${OUTGUARD_VERSION:-unknown}
 cat > "$TARGET_DIR/etc/os-release" <<OSR

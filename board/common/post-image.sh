@@ -3,8 +3,9 @@
 #   Buildroot: BR2_ROOTFS_POST_IMAGE_SCRIPT, called as  post-image.sh BINARIES_DIR BOARD
 #              with TARGET_DIR, BUILD_DIR, HOST_DIR in the environment.
 #   image/:    image/build.sh calls it the same way, with the same variables.
-# Inputs in BINARIES_DIR: rootfs.squashfs, the kernel ($BOARD_KERNEL) and
-# efi-part/EFI/BOOT/$BOARD_EFI_BOOT (GRUB, as Buildroot's grub2 package lays it out).
+# Inputs in BINARIES_DIR: rootfs.squashfs (slot A, with its kernel and initramfs, see
+# post-build.sh) and efi-part/EFI/BOOT/$BOARD_EFI_BOOT (GRUB, as Buildroot's grub2 package
+# lays it out).
 # Output: BINARIES_DIR/outguard-$BOARD.img (GPT: esp, rootA, rootB, data).
 set -eu
 
@@ -26,50 +27,27 @@ fail() {
     echo "post-image: $*" >&2
     exit 1
 }
-for f in rootfs.squashfs "$BOARD_KERNEL" "efi-part/EFI/BOOT/$BOARD_EFI_BOOT"; do
+for f in rootfs.squashfs "efi-part/EFI/BOOT/$BOARD_EFI_BOOT"; do
     [ -f "$BINARIES_DIR/$f" ] || fail "missing $BINARIES_DIR/$f"
 done
 
-# --- initramfs: busybox, /init and the boot modules, all taken from TARGET_DIR ---------
-ird=$BUILD_DIR/outguard-initramfs
-rm -rf "$ird"
-mkdir -p "$ird/bin" "$ird/dev" "$ird/proc" "$ird/sys" "$ird/etc" "$ird/newroot"
-cp "$TARGET_DIR/bin/busybox" "$ird/bin/busybox"
-for a in sh mount umount modprobe sleep grep sed cat mkdir echo uname switch_root poweroff; do
-    ln -s busybox "$ird/bin/$a"
-done
-# A dynamically linked busybox (Buildroot with a shared C library) needs its libraries.
-if ! file -L "$TARGET_DIR/bin/busybox" | grep -q 'statically linked\|static-pie'; then
-    for l in lib lib64 usr/lib; do
-        if [ -L "$TARGET_DIR/$l" ]; then
-            mkdir -p "$(dirname "$ird/$l")"
-            cp -a "$TARGET_DIR/$l" "$ird/$l"
-        elif [ -d "$TARGET_DIR/$l" ]; then
-            mkdir -p "$ird/$l"
-            find "$TARGET_DIR/$l/" -maxdepth 1 -name '*.so*' -exec cp -a {} "$ird/$l/" \;
-        fi
-    done
-fi
-cp "$COMMON_DIR/initramfs/init" "$ird/init"
-chmod 0755 "$ird/init"
-if [ -d "$TARGET_DIR/lib/modules" ]; then
-    mkdir -p "$ird/lib"
-    cp -a "$TARGET_DIR/lib/modules" "$ird/lib/"
-    for m in $BOARD_BOOT_MODULES; do
-        echo "$m"
-    done > "$ird/etc/modules-boot"
-fi
-(cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -9 -n > "$BINARIES_DIR/initrd.img"
-
 # --- GRUB configuration next to GRUB on the ESP ----------------------------------------
-# Kernel hardening: on top of the kernel's own options (landlock, seccomp, ...).
-harden="slab_nomerge init_on_alloc=1 page_alloc.shuffle=1 randomize_kstack_offset=on lockdown=integrity"
+# Kernel hardening: on top of the kernel's own options (landlock, seccomp, ...). lsm= and
+# lockdown= also close most of where Debian's kernel differs from the hardening fragment
+# (board/x86_64/debian-kernel.gap): only the fragment's LSMs start, and lockdown refuses
+# /dev/mem, /dev/port, kexec, hibernation, iopl/ioperm and /proc/kcore.
+harden="slab_nomerge init_on_alloc=1 page_alloc.shuffle=1 randomize_kstack_offset=on lockdown=confidentiality lsm=landlock,lockdown,yama"
 mkdir -p "$BINARIES_DIR/efi-part/EFI/BOOT"
 sed -e "s|@KERNEL@|$BOARD_KERNEL|g" \
     -e "s|@CONSOLE@|$BOARD_CONSOLE|g" \
     -e "s|@CMDLINE_HARDEN@|$harden|g" \
     -e "s|@CMDLINE_EXTRA@|$BOARD_CMDLINE_EXTRA|g" \
     "$COMMON_DIR/grub.cfg.in" > "$BINARIES_DIR/efi-part/EFI/BOOT/grub.cfg"
+# GRUB's environment block (RAUC's slot state): slot A installed, B empty.
+genv=$BINARIES_DIR/efi-part/EFI/BOOT/grubenv
+rm -f "$genv"
+"$TARGET_DIR/usr/bin/grub-editenv" "$genv" create
+"$TARGET_DIR/usr/bin/grub-editenv" "$genv" set "ORDER=A B" A_OK=1 A_TRY=0 B_OK=0 B_TRY=0
 
 # --- the disk image ---------------------------------------------------------------------
 image=outguard-$BOARD.img

@@ -33,6 +33,8 @@ fn control() -> &'static Control {
             certs,
             config: Arc::new(Config::default()),
             delivery: Arc::new(outguard::delivery::Stats::default()),
+            imports: Default::default(),
+            data: Arc::new(outguard::datadir::DataDir::open(&dir, None).expect("fuzz data dir")),
         }
     })
 }

@@ -42,7 +42,9 @@ fn world() -> &'static World {
         let ip = UserName::parse("127.0.0.1").expect("ip user");
         server
             .store
-            .add_user(&User::new(&ip, None, now))
+            // A domain, so MAIL FROM:<x@example.com> (and what follows)
+            // is reachable: an IP user without one may send as nobody.
+            .add_user(&User::new(&ip, Some("example.com".into()), now))
             .expect("add ip user");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

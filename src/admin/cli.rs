@@ -104,7 +104,7 @@ fn names(v: &Value) -> String {
 
 fn list(v: &Value) {
     for x in v.as_array().into_iter().flatten() {
-        println!(
+        crate::outln!(
             "{}\t{}",
             x["name"].as_str().unwrap_or(""),
             x["added"].as_str().unwrap_or("")
@@ -122,7 +122,7 @@ pub fn run(c: AdminCmd, socket: &Path) -> Result<(), String> {
                 Some(p) => std::fs::write(&p, csv)
                     .map_err(|e| format!("cannot write {}: {e}", p.display())),
                 None => {
-                    print!("{csv}");
+                    crate::out!("{csv}");
                     Ok(())
                 }
             }
@@ -142,7 +142,7 @@ pub fn run(c: AdminCmd, socket: &Path) -> Result<(), String> {
                 return Ok(());
             }
             for e in v.as_array().into_iter().flatten() {
-                println!(
+                crate::outln!(
                     "{}\t{}\t{}\t{}\t{}",
                     e["at"].as_str().unwrap_or(""),
                     e["who"].as_str().unwrap_or(""),
@@ -162,14 +162,14 @@ pub fn run(c: AdminCmd, socket: &Path) -> Result<(), String> {
                 None,
             )?;
             for l in v.as_array().into_iter().flatten() {
-                println!("{}", l.as_str().unwrap_or(""));
+                crate::outln!("{}", l.as_str().unwrap_or(""));
             }
             Ok(())
         }
         AdminCmd::Tls(TlsCmd::Show) => {
             let v = call(socket, "GET", "/v1/tls/certificate", None)?;
-            println!("sha256 {}", v["sha256_fingerprint"].as_str().unwrap_or(""));
-            print!("{}", v["certificate"].as_str().unwrap_or(""));
+            crate::outln!("sha256 {}", v["sha256_fingerprint"].as_str().unwrap_or(""));
+            crate::out!("{}", v["certificate"].as_str().unwrap_or(""));
             Ok(())
         }
         AdminCmd::Tls(TlsCmd::Set { cert, key }) => {
@@ -178,7 +178,7 @@ pub fn run(c: AdminCmd, socket: &Path) -> Result<(), String> {
             };
             let body = json!({ "certificate": read(&cert)?, "private_key": read(&key)? });
             let v = call(socket, "PUT", "/v1/tls/certificate", Some(body))?;
-            println!(
+            crate::outln!(
                 "certificate replaced: sha256 {}",
                 v["sha256_fingerprint"].as_str().unwrap_or("")
             );
@@ -192,7 +192,7 @@ pub fn run(c: AdminCmd, socket: &Path) -> Result<(), String> {
                 "/v1/admin/password",
                 Some(json!({ "password": password })),
             )?;
-            println!("admin password changed");
+            crate::outln!("admin password changed");
             Ok(())
         }
     }
@@ -209,7 +209,7 @@ fn incoming(c: IncomingCmd, socket: &Path) -> Result<(), String> {
                 "/v1/incoming/domains",
                 Some(json!({ "domain": domain })),
             )?;
-            println!("domain {} added", v["name"].as_str().unwrap_or(""));
+            crate::outln!("domain {} added", v["name"].as_str().unwrap_or(""));
         }
         IncomingCmd::DelDomain { domain } => {
             let v = call(
@@ -218,7 +218,7 @@ fn incoming(c: IncomingCmd, socket: &Path) -> Result<(), String> {
                 &format!("/v1/incoming/domains/{}", seg(&domain)),
                 None,
             )?;
-            println!(
+            crate::outln!(
                 "domain {domain} deleted with {} incoming user(s)",
                 v["users_deleted"]
             );
@@ -230,7 +230,7 @@ fn incoming(c: IncomingCmd, socket: &Path) -> Result<(), String> {
                 "/v1/incoming/users",
                 Some(json!({ "name": name })),
             )?;
-            println!("incoming user {} added", v["name"].as_str().unwrap_or(""));
+            crate::outln!("incoming user {} added", v["name"].as_str().unwrap_or(""));
         }
         IncomingCmd::DelUser { name } => {
             call(
@@ -239,21 +239,21 @@ fn incoming(c: IncomingCmd, socket: &Path) -> Result<(), String> {
                 &format!("/v1/incoming/users/{}", seg(&name)),
                 None,
             )?;
-            println!("incoming user {name} deleted");
+            crate::outln!("incoming user {name} deleted");
         }
         IncomingCmd::Import { file, skip_invalid } => {
             let body =
                 std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let path = format!("/v1/incoming/users/import?skip_invalid={skip_invalid}");
             let v = call_raw(socket, "POST", &path, Some(body))?;
-            println!(
+            crate::outln!(
                 "added: {}\nexisting: {}\ndomains added: {}",
                 names(&v["added"]),
                 names(&v["existing"]),
                 names(&v["domains_added"])
             );
             for e in v["errors"].as_array().into_iter().flatten() {
-                println!(
+                crate::outln!(
                     "skipped line {}: {}",
                     e["line"],
                     e["message"].as_str().unwrap_or("")
@@ -268,13 +268,13 @@ fn incoming(c: IncomingCmd, socket: &Path) -> Result<(), String> {
                 None,
             )?;
             let verb = if preview { "would add" } else { "added" };
-            println!(
+            crate::outln!(
                 "{verb}: {}\nkept as they are: {}",
                 names(&v["added"]),
                 names(&v["existing"])
             );
             if !preview {
-                println!("new users have no password: set one before they can send");
+                crate::outln!("new users have no password: set one before they can send");
             }
         }
     }

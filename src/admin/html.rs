@@ -54,7 +54,7 @@ pub fn button(action: &str, label: &str, csrf: &str, class: &str) -> String {
     )
 }
 
-const NAV: [(&str, &str); 9] = [
+const NAV: [(&str, &str); 12] = [
     ("/dashboard", "Dashboard"),
     ("/users", "Outgoing users"),
     ("/incoming", "Incoming"),
@@ -62,6 +62,9 @@ const NAV: [(&str, &str); 9] = [
     ("/quarantine", "Quarantine"),
     ("/settings", "Settings"),
     ("/tls", "Certificate"),
+    ("/dkim", "DKIM"),
+    ("/appliance", "Appliance"),
+    ("/update", "Update"),
     ("/audit", "Audit"),
     ("/logs", "Logs"),
 ];

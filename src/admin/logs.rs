@@ -3,10 +3,9 @@
 //! case-insensitive substring match over it.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 
-use tracing::field::{Field, Visit};
+use crate::logsafe::Fields;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
@@ -49,30 +48,11 @@ impl Ring {
 
 pub struct RingLayer;
 
-struct Line(String);
-
-impl Visit for Line {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.0, " {value:?}");
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            let _ = write!(self.0, " {value}");
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-    }
-}
-
 impl<S: Subscriber> Layer<S> for RingLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
         let now = jiff::Timestamp::now().round(jiff::Unit::Millisecond);
-        let mut line = Line(format!(
+        let mut line = Fields(format!(
             "{} {:>5} {}:",
             now.unwrap_or(jiff::Timestamp::now()),
             meta.level(),

@@ -48,6 +48,9 @@ pub struct AdminConfig {
     /// Failed logins from one address within `failure_window_secs` after
     /// which logins from it are refused for `block_secs`.
     pub max_failures: u32,
+    /// Failed logins from all addresses together after which logins are
+    /// refused to addresses that never logged in, and the admin is told.
+    pub max_account_failures: u32,
     pub failure_window_secs: u64,
     pub block_secs: u64,
     /// Serve /metrics without a session to clients on loopback (a local
@@ -64,6 +67,7 @@ impl Default for AdminConfig {
             session_idle_secs: 30 * 60,
             session_max_secs: 12 * 3600,
             max_failures: 5,
+            max_account_failures: 20,
             failure_window_secs: 600,
             block_secs: 600,
             metrics_loopback: true,
@@ -87,6 +91,7 @@ pub struct Admin {
     pub cfg: AdminConfig,
     pub sessions: session::Sessions,
     pub throttle: Throttle,
+    pub login_failures: audit::LoginFailures,
     pub tls: tokio_rustls::TlsAcceptor,
 }
 
@@ -101,9 +106,11 @@ impl Admin {
             ),
             throttle: Throttle::new(
                 cfg.max_failures,
+                cfg.max_account_failures,
                 Duration::from_secs(cfg.failure_window_secs),
                 Duration::from_secs(cfg.block_secs),
             ),
+            login_failures: audit::LoginFailures::default(),
             tls,
             cfg,
             ctl,
@@ -126,7 +133,7 @@ pub fn provision(store: &Store, cfg: &crate::config::Config) -> Result<(), Strin
         }
         return Ok(());
     }
-    let phc = if let Ok(text) = std::fs::read_to_string(&file) {
+    let phc = if let Ok(text) = read_nofollow(&file) {
         let first = text.lines().next().unwrap_or("").trim_end();
         let phc = if first.starts_with("$argon2id$") {
             first.to_string()
@@ -161,4 +168,18 @@ pub fn provision(store: &Store, cfg: &crate::config::Config) -> Result<(), Strin
     store
         .set_admin_password(&phc)
         .map_err(|e| format!("cannot store the admin password: {e}"))
+}
+
+/// Reads a file that is not a symlink: the default provisioning file lies
+/// in the data directory, where the run user could plant one for root.
+fn read_nofollow(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?
+        .read_to_string(&mut text)?;
+    Ok(text)
 }

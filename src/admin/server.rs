@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::session::{self, Session};
 use super::{Admin, audit, csrf, form, html, metrics, pages};
-use crate::auth::password;
+use crate::auth::throttle::Refusal;
 use crate::control::{Answer, routes};
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -146,12 +146,18 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Resp, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
+    // An update bundle is the one body larger than a big CSV import.
+    let limit = if crate::update::is_upload(&parts.method, parts.uri.path()) {
+        crate::update::MAX_BUNDLE
+    } else {
+        MAX_BODY
+    };
+    let body = match Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
             return Ok(json(Answer::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over {MAX_BODY} octets"),
+                format!("request body over {limit} octets"),
             )));
         }
     };
@@ -364,39 +370,68 @@ fn after_call(admin: &Admin, req: &Req, method: &Method, path: &str, answer: &An
     audit::api_call(&admin.ctl.server.store, &req.who(), method, path, answer);
 }
 
-/// Checks a login attempt: throttled per address, audited either way.
+/// Checks a login attempt: throttled per address and for the admin
+/// account as a whole (the attempt reserved before the hash), the hash
+/// bounded with the SMTP side's, failures audited coalesced.
 /// On success, the tag of the password hash the new session depends on.
 fn check_login(admin: &Admin, req: &Req, pw: &str) -> Result<[u8; 32], (StatusCode, &'static str)> {
-    let store = &admin.ctl.server.store;
-    if admin.throttle.is_blocked(req.ip) {
-        audit::record(
-            store,
-            &req.who(),
-            "login refused: throttled".into(),
-            429,
-            String::new(),
-        );
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins from your address; try again later",
-        ));
-    }
-    let phc = store.admin_password().ok().flatten();
+    let server = &admin.ctl.server;
+    let ticket = match admin.throttle.begin(req.ip, Some(ADMIN_ACCOUNT)) {
+        Ok(t) => t,
+        Err(refusal) => {
+            let store = &server.store;
+            admin.login_failures.record(
+                store,
+                server.clock.now(),
+                req.ip,
+                "login refused: throttled",
+                429,
+            );
+            return Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                match refusal {
+                    Refusal::Address => "too many failed logins from your address; try again later",
+                    Refusal::Account => {
+                        "too many failed admin logins; try again later or from an address that logged in before"
+                    }
+                },
+            ));
+        }
+    };
+    let phc = server.store.admin_password().ok().flatten();
     let ok = match &phc {
-        Some(h) => password::verify(pw, h),
+        Some(h) => server.verifier.verify_blocking(pw, h),
         None => false,
     };
     if !ok {
-        admin.throttle.fail(req.ip);
-        audit::record(store, &req.who(), "login failed".into(), 401, String::new());
+        let verdict = admin.throttle.fail(ticket);
+        if verdict.account_blocked {
+            crate::auth::alarm::account_under_attack(server, ADMIN_ACCOUNT, req.ip, "admin HTTPS");
+        }
+        admin.login_failures.record(
+            &server.store,
+            server.clock.now(),
+            req.ip,
+            "login failed",
+            401,
+        );
         tracing::warn!(ip = %req.ip, "admin login failed");
         return Err((StatusCode::UNAUTHORIZED, "wrong password"));
     }
-    admin.throttle.succeed(req.ip);
-    audit::record(store, &req.who(), "login".into(), 200, String::new());
+    admin.throttle.succeed(ticket);
+    audit::record(
+        &server.store,
+        &req.who(),
+        "login".into(),
+        200,
+        String::new(),
+    );
     tracing::info!(ip = %req.ip, "admin logged in");
     Ok(session::password_tag(phc.as_deref().unwrap_or("")))
 }
+
+/// The throttle's name for the one admin account.
+const ADMIN_ACCOUNT: &str = "admin";
 
 fn session_cookie(token: &str) -> String {
     format!("{SESSION_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict")

@@ -71,6 +71,7 @@ struct Cached {
 /// Verifies passwords with bounded parallelism and a success cache.
 pub struct Verifier {
     slots: Semaphore,
+    parallel: usize,
     ttl: Duration,
     key: [u8; 32],
     cache: Mutex<HashMap<String, Cached>>,
@@ -87,7 +88,9 @@ impl Verifier {
             .expect("OS random source");
         Arc::new(Verifier {
             slots: Semaphore::new(parallel.max(1)),
-            ttl,
+            parallel: parallel.max(1),
+            // Bounded: `Instant + ttl` must not overflow.
+            ttl: ttl.min(Duration::from_secs(365 * 24 * 3600)),
             key,
             cache: Mutex::new(HashMap::new()),
         })
@@ -111,6 +114,35 @@ impl Verifier {
         cache.get(user).is_some_and(|c| {
             c.phc == phc && c.until > Instant::now() && bool::from(c.tag.ct_eq(tag))
         })
+    }
+
+    /// Does `password` match `phc`? Uncached, but within the same bound
+    /// on hashes at once; for callers already on a blocking thread (the
+    /// admin face), which wait here for a slot.
+    pub fn verify_blocking(&self, password: &str, phc: &str) -> bool {
+        let handle = tokio::runtime::Handle::current();
+        let Ok(_slot) = handle.block_on(self.slots.acquire()) else {
+            return false;
+        };
+        verify(password, phc)
+    }
+
+    /// How many argon2 runs may go at once (`[auth] max_parallel_hashes`).
+    pub fn parallel(&self) -> usize {
+        self.parallel
+    }
+
+    /// A new hash of `password`, made within the same bound on hashes at
+    /// once as logins (a bulk import shares the memory bound with them);
+    /// for plain threads, which wait for a slot on `runtime` (outside a
+    /// runtime, in tools and the fuzz harness, nothing else hashes).
+    pub fn hash_blocking(
+        &self,
+        runtime: Option<&tokio::runtime::Handle>,
+        password: &str,
+    ) -> String {
+        let _slot = runtime.map(|rt| rt.block_on(self.slots.acquire()));
+        hash(password)
     }
 
     /// Does `password` match `phc` (the user's stored hash, if any)?

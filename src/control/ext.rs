@@ -25,7 +25,7 @@ pub const OPENAPI: &str = include_str!("../admin/openapi.json");
 /// that `?preview=maybe` is an error rather than a silent "no".
 fn bool_params(method: &Method, segs: &[&str]) -> &'static [&'static str] {
     match (method, segs) {
-        (&Method::POST, ["v1", "users", "import"]) => &["skip_invalid", "preview"],
+        (&Method::POST, ["v1", "users", "import"]) => &["skip_invalid", "preview", "background"],
         (&Method::POST, ["v1", "users", "import-incoming"]) => &["preview"],
         (&Method::POST, ["v1", "incoming", "users", "import"]) => &["skip_invalid"],
         _ => &[],
@@ -134,6 +134,7 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         .filter(|q| windows::windows(q.received, &tz).day == w.day)
         .count();
     let today = ctl.server.today_counts();
+    let (under_attack, account_blocks) = ctl.server.throttle.account_stats();
     Ok(json!({
         "today": w.day,
         "quarantine_size": quarantine.len(),
@@ -150,7 +151,13 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         "incoming_domains": store.incoming_domains().map_err(internal)?.len(),
         "incoming_users": store.incoming_users().map_err(internal)?.len(),
         "since_start": ctl.server.stats.snapshot(),
+        // Accounts refused to unknown addresses after too many failed
+        // logins (auth::throttle), now and since start.
+        "auth_accounts_under_attack": under_attack,
+        "auth_account_blocks": account_blocks,
         "delivery": ctl.delivery.snapshot(),
+        // Null for a box alone (no `[store] shared`).
+        "fleet": crate::fleet::current().map(|f| f.status()),
     }))
 }
 

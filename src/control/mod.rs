@@ -4,6 +4,7 @@
 //! again on every connection. The CLI is its client.
 
 pub mod client;
+pub mod dkim;
 pub mod ext;
 pub mod routes;
 mod views;
@@ -38,6 +39,32 @@ pub struct Control {
     /// The certificate served by every TLS listener, replaced on upload.
     pub certs: Arc<crate::tls::Certs>,
     pub delivery: Arc<crate::delivery::Stats>,
+    /// Bulk user imports running in the background, and the last few done.
+    pub imports: crate::import::job::Jobs,
+    /// The data directory, opened before the privilege drop (its parents
+    /// may not be searchable by the run user): files for the root side.
+    pub data: Arc<crate::datadir::DataDir>,
+}
+
+/// Binds the control socket (0600, root's: only root and the daemon's
+/// user may connect). A leftover entry is removed without following it,
+/// and the umask makes the socket private from its creation, with no
+/// chmod by path afterwards.
+pub fn bind(
+    data: &crate::datadir::DataDir,
+    socket: &std::path::Path,
+) -> Result<std::os::unix::net::UnixListener, String> {
+    use nix::sys::stat::{Mode, umask};
+    match data.relative(socket) {
+        Some(rel) => data.remove(&rel)?,
+        None => {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(socket);
+    umask(old);
+    bound.map_err(|e| format!("cannot bind {}: {e}", socket.display()))
 }
 
 pub async fn run(
@@ -96,10 +123,16 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
-    let answer = match Limited::new(body, MAX_BODY).collect().await {
+    // An update bundle is the one body larger than a big CSV import.
+    let limit = if crate::update::is_upload(&parts.method, parts.uri.path()) {
+        crate::update::MAX_BUNDLE
+    } else {
+        MAX_BODY
+    };
+    let answer = match Limited::new(body, limit).collect().await {
         Err(_) => Answer::error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body over {MAX_BODY} octets"),
+            format!("request body over {limit} octets"),
         ),
         Ok(collected) => {
             let body = collected.to_bytes();

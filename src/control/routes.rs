@@ -8,14 +8,20 @@ use serde_json::{Value, json};
 
 use super::{Answer, Control, views};
 use crate::auth::password;
+use crate::bounds;
 use crate::import::{self, check_password};
 use crate::store::{QueueFilter, parse_id, queue_id};
 use crate::users::{LockState, User, UserName, UserSettings};
 
 type Res = Result<Answer, Answer>;
 
-pub(super) fn bad(msg: impl Into<String>) -> Answer {
+pub(crate) fn bad(msg: impl Into<String>) -> Answer {
     Answer::error(StatusCode::BAD_REQUEST, msg)
+}
+
+/// 422: a value out of its allowed range (the message names both).
+pub(crate) fn out_of_range(msg: impl Into<String>) -> Answer {
+    Answer::error(StatusCode::UNPROCESSABLE_ENTITY, msg)
 }
 
 pub(super) fn not_found(msg: impl Into<String>) -> Answer {
@@ -46,7 +52,7 @@ pub(super) fn refuse_invalid_lines(
     })
 }
 
-pub(super) fn internal(e: impl std::fmt::Display) -> Answer {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Answer {
     tracing::error!(error = %e, "control API failure");
     Answer::error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -54,13 +60,20 @@ pub(super) fn internal(e: impl std::fmt::Display) -> Answer {
     )
 }
 
-pub(super) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Answer> {
+pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Answer> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| bad(format!("invalid request body: {e}")))
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid request body: {e}")))?;
+    // Every body is an object: serde would also take a struct from an
+    // array of its fields (`[null, null]`), which the API does not document.
+    if !value.is_object() {
+        return Err(bad("invalid request body: expected a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("invalid request body: {e}")))
 }
 
 fn query(uri: &Uri) -> Vec<(String, String)> {
@@ -114,11 +127,21 @@ pub fn route(ctl: &Control, method: &Method, uri: &Uri, body: &[u8]) -> Answer {
     if let Some(answer) = super::ext::route(ctl, method, &segs, &q, body) {
         return answer;
     }
+    if let Some(answer) = super::dkim::route(ctl, method, &segs, &q, body) {
+        return answer;
+    }
+    if let Some(answer) = crate::appliance::route(ctl, method, &segs, body) {
+        return answer;
+    }
+    if let Some(answer) = crate::update::route(ctl, method, &segs, body) {
+        return answer;
+    }
     let result = match (method, segs.as_slice()) {
         (&Method::GET, ["v1", "health"]) => Ok(health(ctl)),
         (&Method::GET, ["v1", "users"]) => list_users(ctl, &q),
         (&Method::POST, ["v1", "users"]) => add_user(ctl, body),
         (&Method::POST, ["v1", "users", "import"]) => import_users(ctl, &q, body),
+        (&Method::GET, ["v1", "users", "import", id]) => import_progress(ctl, id),
         (&Method::GET, ["v1", "users", name]) => show_user(ctl, name),
         (&Method::PATCH, ["v1", "users", name]) => edit_user(ctl, name, body),
         (&Method::DELETE, ["v1", "users", name]) => delete_user(ctl, name),
@@ -239,6 +262,7 @@ fn add_user(ctl: &Control, body: &[u8]) -> Res {
         (_, Some(p)) => check_password(p).map_err(bad)?,
         _ => {}
     }
+    req.settings.check_ranges().map_err(out_of_range)?;
     let now = ctl.server.clock.now();
     let mut user = User::new(&name, domain, now);
     user.password_hash = password.as_deref().map(password::hash);
@@ -283,6 +307,7 @@ struct EditUser {
 fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     let name = canonical(name)?;
     let req: EditUser = json_body(body)?;
+    req.settings.check_ranges().map_err(out_of_range)?;
     let is_network = matches!(UserName::parse(&name), Ok(UserName::Network(_)));
     if let Some(p) = &req.password {
         if is_network {
@@ -343,14 +368,14 @@ struct LockRequest {
 fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     let name = canonical(name)?;
     let req: LockRequest = json_body(body)?;
-    if req.minutes == Some(0) {
-        return Err(bad("minutes must be at least 1"));
+    if let Some(m) = req.minutes {
+        bounds::LOCK_MINUTES.check(m).map_err(out_of_range)?;
     }
     let now = ctl.server.clock.now();
     let reason = req.reason.unwrap_or_else(|| "locked by admin".into());
     let lock = match req.minutes {
         Some(m) => LockState::LockedUntil {
-            until: now + jiff::SignedDuration::from_mins(i64::from(m)),
+            until: bounds::later(now, bounds::minutes(m)),
             reason: reason.clone(),
         },
         None => LockState::LockedByAdmin {
@@ -384,35 +409,87 @@ fn unlock_user(ctl: &Control, name: &str) -> Res {
         })
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no user {name}")))?;
+    // The admin has looked: earlier holds no longer count towards a lock.
+    ctl.server.store.clear_holds(&name).map_err(internal)?;
     tracing::info!(user = %name, "user unlocked by admin");
     Ok(Answer::ok(view(ctl, &updated)?))
 }
 
+fn importer(ctl: &Control) -> import::job::Importer {
+    import::job::Importer {
+        store: ctl.server.store.clone(),
+        verifier: ctl.server.verifier.clone(),
+        runtime: tokio::runtime::Handle::try_current().ok(),
+        batch: import::job::BATCH,
+    }
+}
+
+/// Validates the whole file, then imports it in batches (`import::job`):
+/// at once, answering with every name, or with `background=true` as a job
+/// whose progress `GET /v1/users/import/{id}` reports (202).
 fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
     let (lines, errors) = import::parse(body);
     refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
     let now = ctl.server.clock.now();
-    let users: Vec<User> = lines
-        .iter()
-        .map(|l| {
-            let mut u = User::new(&l.name, l.domain.clone(), now);
-            u.password_hash = l.password.as_deref().map(password::hash);
-            u.record(now, "imported from CSV");
-            u
-        })
-        .collect();
-    let outcome = ctl.server.store.import_users(&users).map_err(internal)?;
+    let importer = importer(ctl);
+    if flag(q, "background") {
+        return match ctl.imports.start(importer, lines, errors.len(), now) {
+            Ok(progress) => {
+                tracing::info!(
+                    job = progress.id,
+                    total = progress.total,
+                    "user import started"
+                );
+                let mut body = json!(progress);
+                body["errors"] = json!(errors);
+                Ok(Answer {
+                    status: StatusCode::ACCEPTED,
+                    body,
+                })
+            }
+            Err(running) => Err(Answer::error(
+                StatusCode::CONFLICT,
+                format!("import {running} is still running; wait for it to finish"),
+            )),
+        };
+    }
+    let (mut added, mut existing) = (Vec::new(), Vec::new());
+    let result = importer.run(&lines, now, |batch| {
+        added.extend_from_slice(&batch.added);
+        existing.extend_from_slice(&batch.existing);
+    });
     tracing::info!(
-        added = outcome.added.len(),
-        existing = outcome.existing.len(),
+        added = added.len(),
+        existing = existing.len(),
         skipped = errors.len(),
         "users imported"
     );
+    if let Err(e) = result {
+        return Err(Answer {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: json!({
+                "error": format!("import stopped: {e}; the {} user(s) of the batches before stay (import the file again to resume)", added.len()),
+                "added": added,
+                "existing": existing,
+            }),
+        });
+    }
     Ok(Answer::ok(json!({
-        "added": outcome.added,
-        "existing": outcome.existing,
+        "added": added,
+        "existing": existing,
         "errors": errors,
     })))
+}
+
+fn import_progress(ctl: &Control, id: &str) -> Res {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| bad(format!("import id must be a number, not '{id}'")))?;
+    let progress = ctl
+        .imports
+        .get(id)
+        .ok_or_else(|| not_found(format!("no import {id} (only the last 16 are kept)")))?;
+    Ok(Answer::ok(json!(progress)))
 }
 
 /// Merges a partial JSON object into the current settings.
@@ -438,6 +515,7 @@ fn edit_settings(ctl: &Control, body: &[u8]) -> Res {
     merge(&mut current, &patch).map_err(bad)?;
     let new: crate::settings::SystemSettings =
         serde_json::from_value(current).map_err(|e| bad(format!("invalid settings: {e}")))?;
+    new.check_ranges().map_err(out_of_range)?;
     new.validate().map_err(bad)?;
     ctl.server.store.put_settings(&new).map_err(internal)?;
     ctl.server.settings.replace(new.clone()).map_err(bad)?;
@@ -457,6 +535,7 @@ fn queue_view(e: &crate::store::QueueEntry) -> Value {
         "helo": e.helo,
         "state": e.state(),
         "next_attempt": e.next_attempt,
+        "smtputf8": e.smtputf8,
     })
 }
 
@@ -550,6 +629,7 @@ fn quarantine_view(q: &crate::store::QuarantineEntry) -> Value {
         "client_ip": q.client_ip,
         "class": q.class,
         "score": q.score,
+        "fate": q.fate,
         "reasons": q.reasons,
     })
 }
@@ -631,4 +711,28 @@ fn set_clock(ctl: &Control, body: &[u8]) -> Res {
     }
     tracing::warn!(now = %ctl.server.clock.now(), "clock overridden");
     Ok(Answer::ok(json!({ "now": ctl.server.clock.now() })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Two {
+        #[allow(dead_code)]
+        a: Option<String>,
+        #[allow(dead_code)]
+        b: Option<String>,
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        assert!(json_body::<Two>(b"{\"a\": \"x\"}").is_ok());
+        assert!(json_body::<Two>(b"  ").is_ok());
+        // serde alone would take a struct from an array of its fields.
+        let refused = json_body::<Two>(b"[null, null]").unwrap_err();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(json_body::<Two>(b"null").is_err());
+    }
 }

@@ -15,6 +15,9 @@ pub fn user(
     now: jiff::Timestamp,
 ) -> Result<Value, StoreError> {
     let usage = store.usage(&u.name)?;
+    let behaviour = store
+        .behaviour_profile(&u.name)?
+        .map(|p| crate::behaviour::profile::summary(&p, now));
     let counts = usage.counts(&windows::windows(now, &current.tz));
     let effective = u.settings.resolve(&current.settings.defaults);
     let lock = u.lock.in_force(now);
@@ -40,6 +43,7 @@ pub fn user(
             "recipients_day": counts.recipients_day,
         },
         "created": u.created,
+        "behaviour": behaviour,
         "history": u.history,
     }))
 }

@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
+use crate::store::envelope::{MessageDsn, RcptDsn, Ret, xtext};
+
 /// Longest reply accepted (lines together), against a hostile peer.
 const MAX_REPLY: usize = 64 * 1024;
 
@@ -167,6 +169,11 @@ impl Session {
         Ok(())
     }
 
+    /// Whether the next hop announced `ext` (upper case) in its EHLO reply.
+    pub fn supports(&self, ext: &str) -> bool {
+        self.has(ext)
+    }
+
     fn has(&self, ext: &str) -> bool {
         self.extensions
             .iter()
@@ -210,19 +217,64 @@ impl Session {
         self.read_reply().await
     }
 
-    pub async fn mail_from(&mut self, sender: &str, size: usize) -> Result<Reply> {
+    /// MAIL FROM, with RET/ENVID when the next hop speaks DSN. `smtputf8`:
+    /// the message needs SMTPUTF8, which the caller has seen offered.
+    pub async fn mail_from(
+        &mut self,
+        sender: &str,
+        size: usize,
+        dsn: &MessageDsn,
+        smtputf8: bool,
+    ) -> Result<Reply> {
         let mut cmd = format!("MAIL FROM:<{sender}>");
+        if smtputf8 {
+            cmd.push_str(" SMTPUTF8");
+        }
         if self.has("SIZE") {
             cmd.push_str(&format!(" SIZE={size}"));
         }
         if self.has("8BITMIME") {
             cmd.push_str(" BODY=8BITMIME");
         }
+        if self.has("DSN") {
+            match dsn.ret {
+                Some(Ret::Full) => cmd.push_str(" RET=FULL"),
+                Some(Ret::Hdrs) => cmd.push_str(" RET=HDRS"),
+                None => {}
+            }
+            if let Some(id) = &dsn.envid {
+                cmd.push_str(&format!(" ENVID={}", xtext(id)));
+            }
+        }
         self.command(&cmd).await
     }
 
-    pub async fn rcpt_to(&mut self, rcpt: &str) -> Result<Reply> {
-        self.command(&format!("RCPT TO:<{rcpt}>")).await
+    /// RCPT TO, with NOTIFY/ORCPT when the next hop speaks DSN.
+    pub async fn rcpt_to(&mut self, rcpt: &str, dsn: &RcptDsn) -> Result<Reply> {
+        let mut cmd = format!("RCPT TO:<{rcpt}>");
+        if self.has("DSN") {
+            if let Some(n) = dsn.notify {
+                let on: Vec<&str> = [
+                    (n.success, "SUCCESS"),
+                    (n.failure, "FAILURE"),
+                    (n.delay, "DELAY"),
+                ]
+                .iter()
+                .filter(|(set, _)| *set)
+                .map(|(_, name)| *name)
+                .collect();
+                let list = if on.is_empty() {
+                    "NEVER".to_string()
+                } else {
+                    on.join(",")
+                };
+                cmd.push_str(&format!(" NOTIFY={list}"));
+            }
+            if let Some(o) = &dsn.orcpt {
+                cmd.push_str(&format!(" ORCPT=rfc822;{}", xtext(o)));
+            }
+        }
+        self.command(&cmd).await
     }
 
     /// DATA, the dot-stuffed message and the final dot; returns the
@@ -243,8 +295,14 @@ impl Session {
         self.command("RSET").await?.ok(250)
     }
 
+    /// QUIT, then close our side (TLS close_notify, then FIN), so the next
+    /// hop logs an orderly end rather than a lost connection.
     pub async fn quit(mut self) {
-        let _ = timeout(Duration::from_secs(5), self.command("QUIT")).await;
+        let _ = timeout(Duration::from_secs(5), async {
+            let _ = self.command("QUIT").await;
+            let _ = self.io.shutdown().await;
+        })
+        .await;
     }
 
     async fn expect(&mut self, code: u16) -> Result<()> {
@@ -331,18 +389,22 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Client TLS configuration: the system CA store plus `extra` PEM roots,
-/// or no verification at all when `verify` is off.
+/// Client TLS configuration: the system CA store plus `extra` PEM roots
+/// (a self-signed certificate among them is trusted as it is), or only
+/// `pins` when there are any (see `pin`), or no verification at all when
+/// `verify` is off.
 pub fn tls_connector(
     verify: bool,
     extra_pem: Option<&[u8]>,
+    pins: &[super::pin::Pin],
 ) -> std::result::Result<TlsConnector, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS versions: {e}"))?;
-    let config = if verify {
+    let config = if verify || !pins.is_empty() {
         let mut roots = rustls::RootCertStore::empty();
+        let mut listed = Vec::new();
         let native = rustls_native_certs::load_native_certs();
         for e in &native.errors {
             tracing::warn!(error = %e, "reading system CA certificates");
@@ -351,10 +413,11 @@ pub fn tls_connector(
         if let Some(pem) = extra_pem {
             for c in rustls_pemfile::certs(&mut &pem[..]) {
                 let c = c.map_err(|e| format!("CA file: {e}"))?;
+                listed.push(c.clone());
                 roots.add(c).map_err(|e| format!("CA file: {e}"))?;
             }
         }
-        if roots.is_empty() {
+        if roots.is_empty() && pins.is_empty() {
             // Fail closed, not at start: every certificate check fails (and
             // mail stays queued) until roots are installed.
             tracing::error!(
@@ -362,7 +425,22 @@ pub fn tls_connector(
             );
         }
         tracing::debug!(system = added, total = roots.len(), "CA roots loaded");
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("CA certificates: {e}"))?;
+        let verifier = super::pin::Verifier {
+            provider,
+            inner,
+            pins: pins.to_vec(),
+            listed,
+        };
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
     } else {
         builder
             .dangerous()

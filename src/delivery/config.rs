@@ -13,6 +13,10 @@ pub enum Mode {
     Mx,
     /// Hand everything to one relay.
     Smarthost,
+    /// Deliver nothing: write each message to `<data_dir>/capture/` and
+    /// count it delivered (`--dev` and the unprovisioned appliance, so
+    /// trying it never reaches the internet).
+    Capture,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -31,8 +35,8 @@ pub struct DeliveryConfig {
     pub mode: Option<Mode>,
     /// `host:port` of the relay in smarthost mode.
     pub smarthost: Option<String>,
-    /// STARTTLS policy towards the smarthost. MX delivery is always
-    /// opportunistic (RFC 7435) and does not verify certificates.
+    /// STARTTLS policy towards the smarthost. MX delivery is opportunistic
+    /// (RFC 7435) unless MTA-STS or DANE asks for verified TLS.
     pub starttls: StartTls,
     /// AUTH towards the smarthost (only ever sent over TLS).
     pub auth_user: Option<String>,
@@ -40,14 +44,27 @@ pub struct DeliveryConfig {
     /// while still root.
     pub auth_password_file: Option<PathBuf>,
     /// Extra PEM CA certificates trusted for the smarthost, beside the
-    /// system store.
+    /// system store; in MX mode, for MTA-STS (policy hosts and MX hosts).
     pub ca_file: Option<PathBuf>,
     /// Check the smarthost's certificate (chain and name).
     pub tls_verify: bool,
+    /// SHA-256 pins of the smarthost's key (`sha256//<base64>`) or
+    /// certificate (`sha256:<hex>`); when set, a certificate matching one
+    /// is trusted whatever its issuer, and no other.
+    pub tls_pin: Vec<String>,
     /// Nameservers for MX/A/AAAA lookups; empty means /etc/resolv.conf.
     pub dns_servers: Vec<SocketAddr>,
     /// Port of MX hosts (25; tests use another).
     pub mx_port: u16,
+    /// MX mode: honour recipient domains' MTA-STS policies (RFC 8461).
+    pub mta_sts: bool,
+    /// Port of MTA-STS policy hosts (443; tests use another).
+    pub mta_sts_port: u16,
+    /// MX mode: honour DNSSEC-validated TLSA records (DANE, RFC 7672).
+    pub dane: bool,
+    /// DNSKEY records (zone-file lines) trusted as DNSSEC anchors instead
+    /// of the root zone's keys (private zones, tests).
+    pub dnssec_trust_anchor: Option<PathBuf>,
     /// Delivery connections open at once, over all destinations.
     pub max_connections: usize,
     /// Connections open at once to one destination (domain or smarthost).
@@ -82,8 +99,13 @@ impl Default for DeliveryConfig {
             auth_password_file: None,
             ca_file: None,
             tls_verify: true,
+            tls_pin: Vec::new(),
             dns_servers: Vec::new(),
             mx_port: 25,
+            mta_sts: true,
+            mta_sts_port: 443,
+            dane: true,
+            dnssec_trust_anchor: None,
             max_connections: 20,
             max_per_destination: 4,
             max_messages_per_connection: 50,
@@ -101,6 +123,14 @@ impl Default for DeliveryConfig {
 }
 
 impl DeliveryConfig {
+    /// Defaults, but captured rather than sent (`--dev`).
+    pub fn capture() -> Self {
+        DeliveryConfig {
+            mode: Some(Mode::Capture),
+            ..Self::default()
+        }
+    }
+
     pub fn mode(&self) -> Mode {
         self.mode.unwrap_or(if self.smarthost.is_some() {
             Mode::Smarthost
@@ -115,6 +145,9 @@ impl DeliveryConfig {
         }
         if self.auth_user.is_some() != self.auth_password_file.is_some() {
             return Err("delivery.auth_user and delivery.auth_password_file go together".into());
+        }
+        for p in &self.tls_pin {
+            super::pin::Pin::parse(p)?;
         }
         if self.max_connections == 0 || self.max_per_destination == 0 {
             return Err(
@@ -149,5 +182,11 @@ mod tests {
         assert!(c.tls_verify);
         c.validate().unwrap();
         assert!(toml::from_str::<DeliveryConfig>("smarthst = \"x\"").is_err());
+    }
+
+    #[test]
+    fn dev_captures_instead_of_sending() {
+        assert_eq!(crate::config::Config::dev().delivery.mode(), Mode::Capture);
+        assert_eq!(crate::config::Config::default().delivery.mode(), Mode::Mx);
     }
 }

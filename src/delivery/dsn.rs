@@ -6,7 +6,12 @@
 
 use jiff::Timestamp;
 
+use crate::store::envelope::Ret;
 use crate::store::{QueueEntry, Recipient, queue_id};
+
+/// The largest original message returned whole (RET=FULL); a larger one
+/// is returned as its header only.
+pub const MAX_FULL_RETURN: usize = 512 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -14,12 +19,26 @@ pub enum Action {
     Failed,
     /// Still being retried (the optional delay warning).
     Delayed,
+    /// Handed to a next hop that does not speak DSN, for a recipient that
+    /// asked for NOTIFY=SUCCESS (RFC 3461 6.2.1c).
+    Relayed,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Failed => "failed",
+            Action::Delayed => "delayed",
+            Action::Relayed => "relayed",
+        }
+    }
 }
 
 /// One recipient's line in the report.
 #[derive(Debug, Clone)]
 pub struct Report<'a> {
     pub recipient: &'a Recipient,
+    pub action: Action,
     /// RFC 3463 status, e.g. "5.1.1".
     pub status: String,
 }
@@ -30,6 +49,7 @@ pub fn status_of(reply: Option<&str>, expired: bool, action: Action) -> String {
     let class = match action {
         Action::Failed => '5',
         Action::Delayed => '4',
+        Action::Relayed => '2',
     };
     if expired {
         // X.4.7: delivery time expired.
@@ -72,17 +92,25 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// Builds the notification for `entry` covering `reports`.
+/// Builds the notification for `entry` covering `reports`. Its subject
+/// and text follow the gravest action among them.
 pub fn build(
     entry: &QueueEntry,
     original: &[u8],
     reports: &[Report<'_>],
-    action: Action,
     hostname: &str,
     now: Timestamp,
 ) -> Vec<u8> {
     let id = queue_id(entry.id);
     let boundary = format!("{id}.{}/{hostname}", now.as_second());
+    let any = |a| reports.iter().any(|r| r.action == a);
+    let action = if any(Action::Failed) {
+        Action::Failed
+    } else if any(Action::Delayed) {
+        Action::Delayed
+    } else {
+        Action::Relayed
+    };
     let (subject, intro) = match action {
         Action::Failed => (
             "Undelivered Mail Returned to Sender",
@@ -93,6 +121,11 @@ pub fn build(
             "Delayed Mail (still being retried)",
             "Your message has not yet been delivered to one or more recipients.\r\n\
              Delivery is still being tried; no action is needed from you.",
+        ),
+        Action::Relayed => (
+            "Successful Mail Delivery Report",
+            "Your message was relayed to a mail system that does not send\r\n\
+             delivery notifications: you will get no further notice about it.",
         ),
     };
     let mut m = String::new();
@@ -141,6 +174,9 @@ pub fn build(
     m.push_str("Content-Description: Delivery report\r\n");
     m.push_str("Content-Type: message/delivery-status\r\n\r\n");
     // Per-message fields.
+    if let Some(envid) = &entry.dsn.envid {
+        m.push_str(&format!("Original-Envelope-Id: {}\r\n", one_line(envid)));
+    }
     m.push_str(&format!("Reporting-MTA: dns; {hostname}\r\n"));
     m.push_str(&format!("X-Outguard-Queue-ID: {id}\r\n"));
     m.push_str(&format!("Arrival-Date: {}\r\n", date(entry.received)));
@@ -148,17 +184,17 @@ pub fn build(
         // Per-recipient fields, each group after an empty line.
         let rc = r.recipient;
         m.push_str("\r\n");
+        if let Some(orcpt) = &rc.dsn.orcpt {
+            m.push_str(&format!(
+                "Original-Recipient: rfc822; {}\r\n",
+                one_line(orcpt)
+            ));
+        }
         m.push_str(&format!(
             "Final-Recipient: rfc822; {}\r\n",
             one_line(&rc.address)
         ));
-        m.push_str(&format!(
-            "Action: {}\r\n",
-            match action {
-                Action::Failed => "failed",
-                Action::Delayed => "delayed",
-            }
-        ));
+        m.push_str(&format!("Action: {}\r\n", r.action.name()));
         m.push_str(&format!("Status: {}\r\n", r.status));
         if let Some(remote) = &rc.remote {
             m.push_str(&format!("Remote-MTA: dns; {}\r\n", one_line(remote)));
@@ -171,9 +207,21 @@ pub fn build(
     m.push_str("\r\n");
 
     m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str("Content-Description: Undelivered message header\r\n");
-    m.push_str("Content-Type: text/rfc822-headers\r\n");
-    let header = original_header(original);
+    // RET=FULL returns the whole message with a failure (RFC 3461 4.3),
+    // within a bound; otherwise, and for delay and relay notices, the
+    // header.
+    let full = action == Action::Failed
+        && entry.dsn.ret == Some(Ret::Full)
+        && original.len() <= MAX_FULL_RETURN;
+    let header = if full {
+        m.push_str("Content-Description: Undelivered message\r\n");
+        m.push_str("Content-Type: message/rfc822\r\n");
+        original
+    } else {
+        m.push_str("Content-Description: Undelivered message header\r\n");
+        m.push_str("Content-Type: text/rfc822-headers\r\n");
+        original_header(original)
+    };
     if !header.is_ascii() {
         m.push_str("Content-Transfer-Encoding: 8bit\r\n");
     }
@@ -208,6 +256,8 @@ mod tests {
             helo: "pc".into(),
             next_attempt: None,
             delay_warned: false,
+            dsn: Default::default(),
+            smtputf8: false,
         }
     }
 
@@ -240,17 +290,11 @@ mod tests {
         let original = b"Subject: hi\r\nFrom: alice@example.com\r\n\r\nsecret body\r\n";
         let reports = [Report {
             recipient: &e.recipients[1],
+            action: Action::Failed,
             status: "5.1.1".into(),
         }];
         let now = "2030-01-01T00:05:00Z".parse().unwrap();
-        let m = build(
-            &e,
-            original,
-            &reports,
-            Action::Failed,
-            "gw.example.com",
-            now,
-        );
+        let m = build(&e, original, &reports, "gw.example.com", now);
         let text = String::from_utf8(m).unwrap();
         assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status;"));
         assert!(text.contains("To: <alice@example.com>\r\n"));
@@ -277,5 +321,64 @@ mod tests {
             .unwrap();
         assert_eq!(text.matches(&format!("--{b}\r\n")).count(), 3);
         assert!(text.contains(&format!("--{b}--\r\n")));
+    }
+
+    #[test]
+    fn envid_orcpt_relayed_and_full_return() {
+        let mut e = entry();
+        e.dsn.envid = Some("QQ314159".into());
+        e.dsn.ret = Some(Ret::Full);
+        e.recipients[1].dsn.orcpt = Some("Bob@Example.ORG".into());
+        e.recipients[0].last_reply = Some("250 2.0.0 Ok: stored".into());
+        let original = b"Subject: hi\r\n\r\nsecret body\r\n";
+        let now = "2030-01-01T00:05:00Z".parse().unwrap();
+        let relayed = Report {
+            recipient: &e.recipients[0],
+            action: Action::Relayed,
+            status: status_of(
+                e.recipients[0].last_reply.as_deref(),
+                false,
+                Action::Relayed,
+            ),
+        };
+        let text = String::from_utf8(build(
+            &e,
+            original,
+            std::slice::from_ref(&relayed),
+            "gw",
+            now,
+        ))
+        .unwrap();
+        assert!(text.contains("Subject: Successful Mail Delivery Report\r\n"));
+        assert!(text.contains("Original-Envelope-Id: QQ314159\r\nReporting-MTA: dns; gw\r\n"));
+        assert!(text.contains(
+            "Final-Recipient: rfc822; good@example.org\r\nAction: relayed\r\nStatus: 2.0.0\r\n"
+        ));
+        assert!(
+            !text.contains("secret body"),
+            "no content with a relay notice"
+        );
+
+        let failed = Report {
+            recipient: &e.recipients[1],
+            action: Action::Failed,
+            status: "5.1.1".into(),
+        };
+        let text = String::from_utf8(build(&e, original, &[relayed, failed], "gw", now)).unwrap();
+        assert!(text.contains("Subject: Undelivered Mail Returned to Sender\r\n"));
+        assert!(text.contains("Original-Recipient: rfc822; Bob@Example.ORG\r\nFinal-Recipient: rfc822; bad@example.org\r\nAction: failed\r\n"));
+        assert!(
+            text.contains("Content-Type: message/rfc822\r\n\r\nSubject: hi\r\n\r\nsecret body\r\n")
+        );
+
+        e.dsn.ret = Some(Ret::Hdrs);
+        let failed = Report {
+            recipient: &e.recipients[1],
+            action: Action::Failed,
+            status: "5.1.1".into(),
+        };
+        let text = String::from_utf8(build(&e, original, &[failed], "gw", now)).unwrap();
+        assert!(text.contains("Content-Type: text/rfc822-headers\r\n"));
+        assert!(!text.contains("secret body"));
     }
 }

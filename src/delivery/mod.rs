@@ -5,12 +5,18 @@
 //! next hop's reply to it; failures and expiries produce one RFC 3464
 //! bounce per message in the same commit.
 
+mod capture;
 mod client;
 mod config;
+mod dane;
 mod dsn;
+mod mta_sts;
+mod mx_tls;
 mod outcome;
+mod pin;
 mod route;
 mod schedule;
+pub mod seven_bit;
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +40,8 @@ pub struct Stats {
     pub dropped: AtomicU64,
     /// Connections opened to next hops.
     pub connections: AtomicU64,
+    /// MTA-STS and DANE session results (TLS-RPT style).
+    pub tls_report: mx_tls::Report,
 }
 
 impl Stats {
@@ -50,6 +58,7 @@ impl Stats {
             "dsn_queued": g(&self.dsn_queued),
             "dropped": g(&self.dropped),
             "connections": g(&self.connections),
+            "tls_policy": self.tls_report.snapshot(),
         })
     }
 }

@@ -48,8 +48,9 @@ pub struct Ctx<'a> {
 }
 
 /// Records `results` (address, outcome, remote host) for entry `id` in one
-/// commit. Returns the log lines, or None if the entry is gone (deleted
-/// by an admin meanwhile).
+/// commit. `hop_dsn`: the next hop took the DSN parameters, so success
+/// notices are its job. Returns the log lines, or None if the entry is
+/// gone (deleted by an admin meanwhile).
 pub fn record(
     store: &Store,
     ctx: &Ctx<'_>,
@@ -57,21 +58,22 @@ pub fn record(
     now: Timestamp,
     results: &[(String, Outcome)],
     remote: Option<&str>,
+    hop_dsn: bool,
 ) -> Result<Option<Vec<Logged>>, StoreError> {
     let mut logged = Vec::new();
     let mut counts = [0u64; 4]; // delivered, deferred, bounced, dropped
     let mut dsn = false;
+    let mut sender_user = String::new();
     // Delivered and removed: no fsync here; the connection's `sync` (or
     // the next accepted message) makes it durable.
     let updated = store.update_entry_with(id, now, true, |entry, body| {
-        let deadline = entry
-            .received
-            .checked_add(SignedDuration::from_hours(
-                24 * i64::from(ctx.max_retry_days),
-            ))
-            .unwrap_or(entry.received);
+        // Saturating: a huge value (stored by an older version) must not
+        // make the deadline the arrival time, expiring the mail at once.
+        let days = crate::bounds::MAX_RETRY_DAYS.clamp(ctx.max_retry_days);
+        let deadline = crate::bounds::later(entry.received, crate::bounds::days(days));
         let mut failed = Vec::new();
         let mut deferred = Vec::new();
+        let mut relayed = Vec::new();
         for (address, outcome) in results {
             let Some(i) = entry
                 .recipients
@@ -87,6 +89,9 @@ pub fn record(
                 Outcome::Delivered(reply) => {
                     r.state = RcptState::Delivered;
                     r.next_attempt = None;
+                    if !hop_dsn && r.dsn.wants_success() {
+                        relayed.push(i);
+                    }
                     counts[0] += 1;
                     ("delivered", reply)
                 }
@@ -120,29 +125,49 @@ pub fn record(
             });
         }
         if !failed.is_empty() {
-            if entry.sender.is_empty() {
-                counts[3] += failed.len() as u64;
-                return None;
-            }
-            dsn = true;
-            return Some(notice(ctx, entry, body, &failed, Action::Failed, now));
+            sender_user.clone_from(&entry.user);
         }
+        if entry.sender.is_empty() {
+            counts[3] += failed.len() as u64;
+            return None;
+        }
+        // What the sender hears of, as each recipient's NOTIFY asks.
+        let mut reports: Vec<(usize, Action)> = failed
+            .iter()
+            .filter(|&&i| entry.recipients[i].dsn.wants_failure())
+            .map(|&i| (i, Action::Failed))
+            .collect();
         let warn_after =
-            SignedDuration::from_hours(i64::try_from(ctx.delay_warning_hours).unwrap_or(0));
+            SignedDuration::from_hours(ctx.delay_warning_hours.min(24 * 365 * 100) as i64);
         if ctx.delay_warning_hours > 0
             && !entry.delay_warned
-            && !entry.sender.is_empty()
             && !deferred.is_empty()
             && now.duration_since(entry.received) >= warn_after
         {
             entry.delay_warned = true;
-            dsn = true;
-            return Some(notice(ctx, entry, body, &deferred, Action::Delayed, now));
+            reports.extend(
+                deferred
+                    .iter()
+                    .filter(|&&i| entry.recipients[i].dsn.wants_delay())
+                    .map(|&i| (i, Action::Delayed)),
+            );
         }
-        None
+        reports.extend(relayed.iter().map(|&i| (i, Action::Relayed)));
+        if reports.is_empty() {
+            return None;
+        }
+        dsn = true;
+        Some(notice(ctx, entry, body, &reports, now))
     })?;
     if updated.is_none() {
         return Ok(None);
+    }
+    // Failed recipients feed the sender's behaviour profile.
+    if counts[2] > 0 && !sender_user.is_empty() {
+        let n = u32::try_from(counts[2]).unwrap_or(u32::MAX);
+        if let Err(e) = store.note_failed_recipients(&sender_user, n, now) {
+            tracing::warn!(error = %e, "counting failed recipients failed");
+        }
     }
     let s = ctx.stats;
     Stats::add(&s.delivered, counts[0]);
@@ -160,16 +185,16 @@ fn notice(
     ctx: &Ctx<'_>,
     entry: &QueueEntry,
     body: &[u8],
-    which: &[usize],
-    action: Action,
+    which: &[(usize, Action)],
     now: Timestamp,
 ) -> NewMessage {
     let reports: Vec<Report<'_>> = which
         .iter()
-        .map(|&i| {
+        .map(|&(i, action)| {
             let r = &entry.recipients[i];
             Report {
                 recipient: r,
+                action,
                 status: dsn::status_of(
                     r.last_reply.as_deref(),
                     r.state == RcptState::Expired,
@@ -178,7 +203,7 @@ fn notice(
             }
         })
         .collect();
-    let message = dsn::build(entry, body, &reports, action, ctx.hostname, now);
+    let message = dsn::build(entry, body, &reports, ctx.hostname, now);
     NewMessage {
         id: ctx.committer.reserve_id(),
         user: entry.user.clone(),
@@ -235,11 +260,14 @@ pub fn admin_bounce(
             }
         }
         Stats::add(&stats.bounced, failed.len() as u64);
+        // NOTIFY is honoured here too.
+        failed.retain(|&i| e.recipients[i].dsn.wants_failure());
         if failed.is_empty() || e.sender.is_empty() {
             return None;
         }
         Stats::add(&stats.dsn_queued, 1);
-        Some(notice(&ctx, e, body, &failed, Action::Failed, now))
+        let which: Vec<(usize, Action)> = failed.iter().map(|&i| (i, Action::Failed)).collect();
+        Some(notice(&ctx, e, body, &which, now))
     })?;
     Ok(entry)
 }
@@ -302,6 +330,8 @@ mod tests {
             helo: String::new(),
             next_attempt: Some(t("2030-01-01T00:00:00Z")),
             delay_warned: false,
+            dsn: Default::default(),
+            smtputf8: false,
         };
         f.store
             .enqueue(&entry, b"Subject: x\r\n\r\nbody\r\n")
@@ -326,6 +356,33 @@ mod tests {
     }
 
     #[test]
+    fn huge_max_retry_days_defers_instead_of_expiring() {
+        let f = fixture("huge-retry");
+        let id = queue(&f, "alice@example.com", &["b@x.test"]);
+        let results = vec![(
+            "b@x.test".to_string(),
+            Outcome::Deferred("451 later".into()),
+        )];
+        let ctx = Ctx {
+            max_retry_days: 3_000_000,
+            ..ctx(&f)
+        };
+        record(
+            &f.store,
+            &ctx,
+            id,
+            t("2030-01-01T00:01:00Z"),
+            &results,
+            None,
+            false,
+        )
+        .unwrap();
+        let e = f.store.queue_entry(id).unwrap().unwrap();
+        assert_eq!(e.recipients[0].state, RcptState::Queued);
+        assert!(bounces(&f).is_empty());
+    }
+
+    #[test]
     fn deferral_schedules_and_expiry_bounces_in_the_same_commit() {
         let f = fixture("expiry");
         let id = queue(&f, "alice@example.com", &["a@x.test", "b@x.test"]);
@@ -337,7 +394,16 @@ mod tests {
                 Outcome::Deferred("451 later".into()),
             ),
         ];
-        record(&f.store, &ctx(&f), id, now, &results, Some("mx.test")).unwrap();
+        record(
+            &f.store,
+            &ctx(&f),
+            id,
+            now,
+            &results,
+            Some("mx.test"),
+            false,
+        )
+        .unwrap();
         let e = f.store.queue_entry(id).unwrap().unwrap();
         assert_eq!(e.recipients[0].state, RcptState::Delivered);
         assert_eq!(e.recipients[1].state, RcptState::Queued);
@@ -354,7 +420,7 @@ mod tests {
             "b@x.test".to_string(),
             Outcome::Deferred("451 later".into()),
         )];
-        record(&f.store, &ctx(&f), id, late, &results, None).unwrap();
+        record(&f.store, &ctx(&f), id, late, &results, None, false).unwrap();
         let e = f.store.queue_entry(id).unwrap().unwrap();
         assert_eq!(
             e.recipients[1].next_attempt,
@@ -363,7 +429,7 @@ mod tests {
 
         // At the deadline: expired, entry gone, one bounce queued.
         let deadline = t("2030-01-02T00:00:00Z");
-        record(&f.store, &ctx(&f), id, deadline, &results, None).unwrap();
+        record(&f.store, &ctx(&f), id, deadline, &results, None, false).unwrap();
         assert!(f.store.queue_entry(id).unwrap().is_none());
         assert!(f.store.queue_body(id).unwrap().is_none());
         let [dsn] = bounces(&f).try_into().unwrap();
@@ -385,7 +451,7 @@ mod tests {
         let id = queue(&f, "", &["a@x.test"]);
         let results = vec![("a@x.test".to_string(), Outcome::Failed("550 no".into()))];
         let now = t("2030-01-01T00:01:00Z");
-        record(&f.store, &ctx(&f), id, now, &results, None).unwrap();
+        record(&f.store, &ctx(&f), id, now, &results, None, false).unwrap();
         assert!(f.store.queue_entry(id).unwrap().is_none());
         assert!(f.store.queue(&Default::default()).unwrap().is_empty());
         assert_eq!(
@@ -414,12 +480,122 @@ mod tests {
             ("c@x.test".to_string(), Outcome::Deferred("451 c".into())),
         ];
         let now = t("2030-01-01T00:01:00Z");
-        record(&f.store, &ctx(&f), id, now, &results, None).unwrap();
+        record(&f.store, &ctx(&f), id, now, &results, None, false).unwrap();
         let [dsn] = bounces(&f).try_into().unwrap();
         let body = String::from_utf8(f.store.queue_body(dsn.id).unwrap().unwrap()).unwrap();
         assert!(body.contains("rfc822; a@x.test") && body.contains("rfc822; b@x.test"));
         assert!(!body.contains("rfc822; c@x.test"));
         // The deferred recipient keeps the entry queued.
         assert!(f.store.queue_entry(id).unwrap().is_some());
+    }
+
+    #[test]
+    fn notify_never_and_success_are_honoured() {
+        use crate::store::envelope::Notify;
+        let f = fixture("notify");
+        let id = queue(
+            &f,
+            "alice@example.com",
+            &["a@x.test", "b@x.test", "c@x.test"],
+        );
+        f.store
+            .update_entry(id, t("2030-01-01T00:00:00Z"), |e, _| {
+                let never = Notify::default();
+                let success = Notify {
+                    success: true,
+                    ..Notify::default()
+                };
+                e.recipients[0].dsn.notify = Some(never);
+                e.recipients[1].dsn.notify = Some(success);
+                e.recipients[2].dsn.notify = Some(success);
+                None
+            })
+            .unwrap();
+        let results = vec![
+            (
+                "a@x.test".to_string(),
+                Outcome::Failed("550 5.1.1 a".into()),
+            ),
+            (
+                "b@x.test".to_string(),
+                Outcome::Failed("550 5.1.1 b".into()),
+            ),
+            (
+                "c@x.test".to_string(),
+                Outcome::Delivered("250 2.0.0 ok".into()),
+            ),
+        ];
+        let now = t("2030-01-01T00:01:00Z");
+        record(
+            &f.store,
+            &ctx(&f),
+            id,
+            now,
+            &results,
+            Some("mx.test"),
+            false,
+        )
+        .unwrap();
+        // a: NEVER; b: SUCCESS only, so no failure notice; c: relayed.
+        let [dsn] = bounces(&f).try_into().unwrap();
+        let body = String::from_utf8(f.store.queue_body(dsn.id).unwrap().unwrap()).unwrap();
+        assert!(
+            body.contains("Final-Recipient: rfc822; c@x.test\r\nAction: relayed\r\nStatus: 2.0.0")
+        );
+        assert!(!body.contains("a@x.test") && !body.contains("b@x.test"));
+
+        // The next hop took the DSN request: nothing from us.
+        let id = queue(&f, "alice@example.com", &["d@x.test"]);
+        f.store
+            .update_entry(id, now, |e, _| {
+                e.recipients[0].dsn.notify = Some(Notify {
+                    success: true,
+                    ..Notify::default()
+                });
+                None
+            })
+            .unwrap();
+        let results = vec![("d@x.test".to_string(), Outcome::Delivered("250 ok".into()))];
+        record(&f.store, &ctx(&f), id, now, &results, Some("mx.test"), true).unwrap();
+        assert_eq!(bounces(&f).len(), 1);
+    }
+
+    #[test]
+    fn delay_warning_only_for_recipients_that_ask_for_delay() {
+        use crate::store::envelope::Notify;
+        let f = fixture("delay");
+        let id = queue(&f, "alice@example.com", &["a@x.test", "b@x.test"]);
+        f.store
+            .update_entry(id, t("2030-01-01T00:00:00Z"), |e, _| {
+                e.recipients[0].dsn.notify = Some(Notify {
+                    failure: true,
+                    ..Notify::default()
+                });
+                None
+            })
+            .unwrap();
+        let ctx = Ctx {
+            delay_warning_hours: 1,
+            ..ctx(&f)
+        };
+        let results = vec![
+            (
+                "a@x.test".to_string(),
+                Outcome::Deferred("451 4.4.1 a".into()),
+            ),
+            (
+                "b@x.test".to_string(),
+                Outcome::Deferred("451 4.4.1 b".into()),
+            ),
+        ];
+        let later = t("2030-01-01T02:00:00Z");
+        record(&f.store, &ctx, id, later, &results, None, false).unwrap();
+        let [dsn] = bounces(&f).try_into().unwrap();
+        let body = String::from_utf8(f.store.queue_body(dsn.id).unwrap().unwrap()).unwrap();
+        assert!(body.contains("Final-Recipient: rfc822; b@x.test\r\nAction: delayed\r\n"));
+        assert!(
+            !body.contains("a@x.test"),
+            "NOTIFY=FAILURE: no delay notice"
+        );
     }
 }

@@ -37,6 +37,8 @@ pub enum Router {
         resolver: Box<TokioResolver>,
         port: u16,
     },
+    /// No next hop: the worker writes messages to the capture directory.
+    Capture,
 }
 
 impl Router {
@@ -48,6 +50,7 @@ impl Router {
                     .ok_or_else(|| format!("delivery.smarthost '{spec}' is not host:port"))?;
                 Ok(Router::Smarthost { host, port })
             }
+            Mode::Capture => Ok(Router::Capture),
             Mode::Mx => {
                 let mut opts = ResolverOpts::default();
                 // Names are always absolute; no search list.
@@ -77,7 +80,16 @@ impl Router {
     pub fn destination(&self, recipient: &str) -> String {
         match self {
             Router::Smarthost { .. } => "smarthost".into(),
+            Router::Capture => "capture".into(),
             Router::Mx { .. } => domain_of(recipient).to_ascii_lowercase(),
+        }
+    }
+
+    /// The MX-mode resolver (for MTA-STS and DANE lookups).
+    pub fn resolver(&self) -> Option<&TokioResolver> {
+        match self {
+            Router::Mx { resolver, .. } => Some(resolver),
+            _ => None,
         }
     }
 
@@ -99,6 +111,7 @@ impl Router {
                 }])
             }
             Router::Mx { resolver, port } => mx(resolver, destination, *port).await,
+            Router::Capture => Ok(Vec::new()),
         }
     }
 }

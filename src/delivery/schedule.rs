@@ -64,9 +64,7 @@ impl Schedule {
     pub fn next_attempt(&self, received: Timestamp, now: Timestamp) -> Timestamp {
         let elapsed = now.duration_since(received).as_secs().max(0) as u64;
         let offset = i64::try_from(self.next_offset(elapsed)).unwrap_or(i64::MAX / 2);
-        received
-            .checked_add(SignedDuration::from_secs(offset))
-            .unwrap_or(now)
+        crate::bounds::later(received, SignedDuration::from_secs(offset))
     }
 }
 

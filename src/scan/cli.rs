@@ -15,7 +15,7 @@ pub fn train(ham: &[PathBuf], spam: &[PathBuf], out: &Path, min_count: u32) -> C
     let model = training::train(ham, spam, min_count)?;
     training::save_model(&model, out)?;
     let size = std::fs::metadata(out)?.len();
-    println!(
+    crate::outln!(
         "trained on {} ham / {} spam messages: {} tokens, {} bytes -> {}",
         model.ham_messages(),
         model.spam_messages(),
@@ -34,16 +34,16 @@ pub fn scan(file: &Path, json: bool, data_dir: Option<&Path>) -> CliResult<Verdi
         .scan(training::strip_mbox_from(&raw))
         .map_err(|e| format!("scan refused: {e}"))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {
-        println!("verdict: {}", verdict.class);
-        println!(
+        crate::outln!("verdict: {}", verdict.class);
+        crate::outln!(
             "score: {:.2} (threshold {:.1})",
             verdict.score,
             scanner.config().spam_threshold
         );
         for r in &verdict.reasons {
-            println!("  {r}");
+            crate::outln!("  {r}");
         }
     }
     Ok(verdict)
@@ -65,23 +65,26 @@ pub fn scan_eval(
     let config = ScanConfig::default();
     let (report, errors) =
         training::cross_validate_dirs(ham, spam, folds, &config, min_count, seed)?;
-    println!(
+    crate::outln!(
         "{}-fold cross-validation (seed {seed}): {} ham, {} spam, {} unscannable",
-        report.folds, report.ham, report.spam, report.unscannable
+        report.folds,
+        report.ham,
+        report.spam,
+        report.unscannable
     );
-    println!(
+    crate::outln!(
         "catch rate: {:.2}% ({}/{})",
         100.0 * report.catch_rate(),
         report.spam_caught,
         report.spam
     );
-    println!(
+    crate::outln!(
         "false-positive rate: {:.2}% ({}/{})",
         100.0 * report.false_positive_rate(),
         report.false_positives,
         report.ham
     );
-    println!("threshold sweep (catch% / FP%):");
+    crate::outln!("threshold sweep (catch% / FP%):");
     for t in [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0] {
         let (c, f) = report.rates_at(t);
         let mark = if t == config.spam_threshold {
@@ -89,17 +92,51 @@ pub fn scan_eval(
         } else {
             ""
         };
-        println!("  {t:>4.1}: {:6.2} / {:5.2}{mark}", 100.0 * c, 100.0 * f);
+        crate::outln!("  {t:>4.1}: {:6.2} / {:5.2}{mark}", 100.0 * c, 100.0 * f);
     }
-    println!("rule hits (ham / spam messages):");
+    crate::outln!("rule hits (ham / spam messages):");
     for (name, (h, s)) in &report.rule_hits {
-        println!("  {name:<26} {h:>5} / {s:>4}");
+        crate::outln!("  {name:<26} {h:>5} / {s:>4}");
     }
     if list_errors {
-        println!("misclassified:");
+        crate::outln!("misclassified:");
         for (path, score) in errors {
-            println!("  {score:8.2} {}", path.display());
+            crate::outln!("  {score:8.2} {}", path.display());
         }
     }
     Ok(report)
+}
+
+/// `outguard scan-holdout --corpus DIR [--tune] [--time FILE]`: the
+/// out-of-distribution protocol of docs/SCANNING.md. `--tune` prints the
+/// checks on the tuning part only; without it, the held-out figures.
+pub fn scan_holdout(
+    corpus: &Path,
+    tune: bool,
+    c: f64,
+    list_errors: bool,
+    time: Option<&Path>,
+) -> CliResult<()> {
+    use super::holdout;
+    let config = ScanConfig::default();
+    if let Some(file) = time {
+        let raw = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let scanner = Scanner::new(config.clone(), None)?;
+        let (wall, cpu) = holdout::time_scan(&scanner, training::strip_mbox_from(&raw), 5000);
+        let us = |d: std::time::Duration| format!("{:.1} us", d.as_secs_f64() * 1e6);
+        println!(
+            "scan time per message ({} bytes, shipped model, mean of 5000 scans): \
+             CPU {}, wall {}",
+            raw.len(),
+            cpu.map_or("unknown".into(), us),
+            us(wall)
+        );
+    }
+    let items = holdout::load(corpus, &config)?;
+    if tune {
+        holdout::tune(&items, &config, c, list_errors);
+    } else {
+        holdout::report(&items, &config, c, list_errors);
+    }
+    Ok(())
 }

@@ -4,10 +4,15 @@
 
 use super::html::{self, HtmlText};
 use super::mime::{Body, Document};
-use super::urls;
+use super::tokenize::without_list_footer;
+use super::{Budget, ScanError, urls};
 
 /// Bytes of each text part that are analysed.
 pub const TEXT_SCAN_LIMIT: usize = 256 * 1024;
+/// Bytes of text analysed over all parts of a message, so that a thousand
+/// parts cannot make the rules and the tokenizer read a thousand times
+/// [`TEXT_SCAN_LIMIT`].
+pub const TEXT_TOTAL_LIMIT: usize = 2 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 pub struct Content<'d> {
@@ -18,25 +23,46 @@ pub struct Content<'d> {
 }
 
 impl<'d> Content<'d> {
+    /// The content view without a budget (tools and tests).
     pub fn new(doc: &'d Document<'_>) -> Self {
+        Self::within(doc, &mut Budget::unlimited()).unwrap_or_default()
+    }
+
+    /// The content view, charging the HTML reader's work to `budget`.
+    pub fn within(doc: &'d Document<'_>, budget: &mut Budget) -> Result<Self, ScanError> {
         let mut c = Content::default();
+        let mut left = TEXT_TOTAL_LIMIT;
         for part in &doc.parts {
+            let text = match &part.body {
+                Body::Text(t) | Body::Html(t) => truncate(t, left),
+                Body::Binary(_) => continue,
+            };
+            left -= text.len();
             match &part.body {
-                Body::Text(t) => c.plain.push(truncate(t)),
-                Body::Html(t) => c.html.push(html::parse(truncate(t))),
-                Body::Binary(_) => {}
+                Body::Html(_) => c.html.push(html::parse_within(text, budget)?),
+                _ => c.plain.push(text),
             }
         }
+        // A mailing list's footer is not the sender's (tokenize.rs).
         for text in &c.plain {
+            let text = without_list_footer(text);
             c.urls
                 .extend(urls::find_urls(text).into_iter().map(str::to_string));
         }
         for h in &c.html {
             c.urls.extend(h.links.iter().map(|l| l.href.clone()));
-            c.urls
-                .extend(urls::find_urls(&h.text).into_iter().map(str::to_string));
+            c.urls.extend(
+                urls::find_urls(without_list_footer(&h.text))
+                    .into_iter()
+                    .map(str::to_string),
+            );
         }
-        c
+        Ok(c)
+    }
+
+    /// Bytes of text in the view (plain parts and rendered HTML).
+    pub fn text_len(&self) -> usize {
+        self.texts().map(str::len).sum()
     }
 
     /// All human-visible text: plain parts and rendered HTML.
@@ -52,11 +78,13 @@ impl<'d> Content<'d> {
     }
 }
 
-fn truncate(s: &str) -> &str {
-    if s.len() <= TEXT_SCAN_LIMIT {
+/// The first `TEXT_SCAN_LIMIT` (at most `left`) bytes of `s`.
+fn truncate(s: &str, left: usize) -> &str {
+    let limit = TEXT_SCAN_LIMIT.min(left);
+    if s.len() <= limit {
         return s;
     }
-    let mut end = TEXT_SCAN_LIMIT;
+    let mut end = limit;
     while !s.is_char_boundary(end) {
         end -= 1;
     }

@@ -1,5 +1,15 @@
 //! Minimal, allocation-light HTML reader: visible text, links (href + anchor
-//! text) and image count. Tolerant of broken markup; never fails.
+//! text) and image count. Tolerant of broken markup. Its work is linear in
+//! the input: every step is charged to the scan's [`Budget`] (one unit per
+//! byte passed over, plus the element-name lookup), which stops it at the
+//! scan's work limit or deadline.
+
+use super::{Budget, ScanError};
+
+/// Distinct element names recorded: real mail uses a few dozen. (Every
+/// name was once looked up in a list of all earlier ones, so thousands of
+/// made-up names were quadratic; now a set holds them, bounded.)
+pub const MAX_ELEMENTS: usize = 64;
 
 #[derive(Debug, Default, Clone)]
 pub struct Link {
@@ -16,13 +26,24 @@ pub struct HtmlText {
     pub elements: Vec<String>,
 }
 
+/// Reads `html` without a budget (tools and tests).
 pub fn parse(html: &str) -> HtmlText {
+    parse_within(html, &mut Budget::unlimited()).unwrap_or_default()
+}
+
+/// Reads `html`, charging its work to `budget`.
+pub fn parse_within(html: &str, budget: &mut Budget) -> Result<HtmlText, ScanError> {
     let mut out = HtmlText::default();
     let bytes = html.as_bytes();
     let mut i = 0;
+    let mut charged = 0;
+    let mut seen = std::collections::HashSet::new();
     // (href, start of anchor text in out.text)
     let mut open_link: Option<(String, usize)> = None;
     while i < bytes.len() {
+        // Each step passes over bytes[charged..i] once (searches included).
+        budget.charge_work((i - charged) as u64 + 1)?;
+        charged = i;
         if bytes[i] != b'<' {
             let next = html[i..].find('<').map_or(html.len(), |p| i + p);
             decode_entities(&html[i..next], &mut out.text);
@@ -47,10 +68,13 @@ pub fn parse(html: &str) -> HtmlText {
         if !closing
             && !name.is_empty()
             && name.len() <= 10
+            && out.elements.len() < MAX_ELEMENTS
             && name.bytes().all(|b| b.is_ascii_alphanumeric())
-            && !out.elements.contains(&name)
         {
-            out.elements.push(name.clone());
+            budget.charge_work(1)?;
+            if seen.insert(name.clone()) {
+                out.elements.push(name.clone());
+            }
         }
         match name.as_str() {
             "script" | "style" if !closing => {
@@ -58,6 +82,7 @@ pub fn parse(html: &str) -> HtmlText {
                 i = find_ignore_case(&bytes[i..], close.as_bytes()).map_or(html.len(), |p| i + p);
             }
             "a" if !closing => {
+                budget.charge_work(open_link.as_ref().map_or(0, |l| out.text.len() - l.1) as u64)?;
                 finish_link(&mut out, open_link.take());
                 if let Some(href) = attribute(tag_body, "href") {
                     let mut decoded = String::new();
@@ -65,15 +90,19 @@ pub fn parse(html: &str) -> HtmlText {
                     open_link = Some((decoded, out.text.len()));
                 }
             }
-            "a" => finish_link(&mut out, open_link.take()),
+            "a" => {
+                budget.charge_work(open_link.as_ref().map_or(0, |l| out.text.len() - l.1) as u64)?;
+                finish_link(&mut out, open_link.take());
+            }
             "img" => out.images += 1,
             "br" | "p" | "div" | "tr" | "td" | "th" | "li" | "h1" | "h2" | "h3" | "h4" | "h5"
             | "h6" | "table" | "title" | "blockquote" => out.text.push(' '),
             _ => {}
         }
     }
+    budget.charge_work((html.len().max(charged) - charged) as u64)?;
     finish_link(&mut out, open_link.take());
-    out
+    Ok(out)
 }
 
 /// Case-insensitive search without copying the haystack (a copy per
@@ -177,13 +206,55 @@ mod tests {
         assert_eq!(h.links[1].text, "ok");
     }
 
+    /// Work charged for reading `html`.
+    fn work(html: &str) -> u64 {
+        let mut budget = Budget::unlimited();
+        parse_within(html, &mut budget).expect("no limit");
+        budget.work()
+    }
+
+    /// `n` tags with distinct made-up names (`<t0>x`, `<t1>x`, ...).
+    fn distinct_tags(n: usize) -> String {
+        (0..n).map(|k| format!("<t{k:x}>x")).collect()
+    }
+
     #[test]
     fn many_script_tags_stay_linear() {
-        let html = "<script>x</script>".repeat(20_000);
-        let start = std::time::Instant::now();
-        let h = parse(&html);
-        assert!(h.text.trim().is_empty());
-        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        let one = work(&"<script>x</script>".repeat(5_000));
+        let four = work(&"<script>x</script>".repeat(20_000));
+        assert!(four <= 4 * one + 64, "{one} -> {four}");
+    }
+
+    #[test]
+    fn distinct_tag_names_stay_linear() {
+        // 256 KiB of distinct names was ~2.5 s of CPU: every name was
+        // looked up in a list of all the names before it.
+        let small = distinct_tags(8_000);
+        let big = distinct_tags(32_000);
+        let (ws, wb) = (work(&small), work(&big));
+        assert!(wb as f64 <= 4.5 * ws as f64, "{ws} -> {wb}");
+        assert!(
+            wb <= 4 * big.len() as u64,
+            "{wb} units for {} bytes",
+            big.len()
+        );
+        let h = parse(&big);
+        assert_eq!(h.elements.len(), MAX_ELEMENTS);
+        assert_eq!(h.text.matches('x').count(), 32_000);
+    }
+
+    #[test]
+    fn budget_stops_the_reader() {
+        let limits = super::super::Limits {
+            max_work: 10_000,
+            ..Default::default()
+        };
+        let mut budget = Budget::new(&limits);
+        let r = parse_within(&distinct_tags(32_000), &mut budget);
+        assert_eq!(r.err(), Some(ScanError::WorkExceeded { limit: 10_000 }));
+        let mut late = Budget::unlimited().until(Some(std::time::Instant::now()));
+        let r = parse_within(&"<p>x</p>".repeat(100_000), &mut late);
+        assert_eq!(r.err(), Some(ScanError::DeadlinePassed));
     }
 
     #[test]

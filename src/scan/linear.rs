@@ -8,12 +8,23 @@
 //! correlated tokens (HTML markup, header fingerprints) do not each count as
 //! independent evidence.
 //!
+//! The raw log-odds are then calibrated (Platt scaling): `p = σ(a·z + b)`,
+//! with `a` and `b` fitted on out-of-fold scores of the training messages,
+//! so that a probability means the same whatever the regularisation did to
+//! the scale of `z`.
+//!
 //! Serialized model (little endian, varints are LEB128):
-//! `b"OGLOGIT1"`, u32 spam messages, u32 ham messages, i32 bias (× 1/4096),
-//! u32 token count, then per token sorted by hash: varint hash delta,
-//! zig-zag varint weight (× 1/4096).
+//! `b"OGLOGIT2"`, u32 spam messages, u32 ham messages, i32 bias, i32
+//! calibration slope a, i32 calibration offset b (each × 1/4096), u32 token
+//! count, then per token sorted by hash: varint hash delta, zig-zag varint
+//! weight (× 1/4096). `OGLOGIT1` files (no calibration: a = 1, b = 0) still
+//! load.
 
-const MAGIC: &[u8; 8] = b"OGLOGIT1";
+const MAGIC: &[u8; 8] = b"OGLOGIT2";
+const MAGIC_V1: &[u8; 8] = b"OGLOGIT1";
+/// Internal folds for the out-of-fold scores that the calibration is
+/// fitted on.
+const CALIBRATION_FOLDS: usize = 5;
 /// Weights are stored (and used) in fixed point: 1/4096 is far below any
 /// weight that matters and makes the file and the scores reproducible.
 const SCALE: f64 = 4096.0;
@@ -35,13 +46,27 @@ const HISTORY: usize = 10;
 const MAX_ITERATIONS: usize = 400;
 const TOLERANCE: f64 = 1e-7;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     spam_messages: u32,
     ham_messages: u32,
     /// (token hash, weight) sorted by hash.
     weights: Vec<(u32, f32)>,
     bias: f32,
+    /// Platt scaling of the log-odds: slope and offset.
+    calibration: (f32, f32),
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self {
+            spam_messages: 0,
+            ham_messages: 0,
+            weights: Vec::new(),
+            bias: 0.0,
+            calibration: (1.0, 0.0),
+        }
+    }
 }
 
 /// Factor applied to the weight sum of a message with `known` tokens.
@@ -113,7 +138,55 @@ impl Model {
                 .filter(|&(_, w)| w != 0.0)
                 .collect(),
             bias: quantize(theta[vocab.len()]),
+            calibration: (1.0, 0.0),
         }
+    }
+
+    /// [`Model::train`] followed by Platt scaling: the raw log-odds of each
+    /// training message are taken from a model trained without it
+    /// (`CALIBRATION_FOLDS` folds), and `σ(a·z + b)` is fitted to their
+    /// labels. With `groups` (one number per example, e.g. a hash of its
+    /// source), the folds are whole groups, so the probability is fitted on
+    /// mail from sources the model had not seen, as new mail will be;
+    /// without, examples are interleaved.
+    pub fn train_calibrated(
+        examples: &[(&[u32], bool)],
+        groups: Option<&[u32]>,
+        min_count: u32,
+        c: f64,
+    ) -> Self {
+        let fold_of = |i: usize| match groups {
+            Some(g) => g[i] as usize % CALIBRATION_FOLDS,
+            None => i % CALIBRATION_FOLDS,
+        };
+        let mut model = Self::train(examples, min_count, c);
+        if model.spam_messages < CALIBRATION_FOLDS as u32
+            || model.ham_messages < CALIBRATION_FOLDS as u32
+        {
+            return model;
+        }
+        let mut pairs = Vec::with_capacity(examples.len());
+        for fold in 0..CALIBRATION_FOLDS {
+            let train: Vec<(&[u32], bool)> = examples
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| fold_of(*i) != fold)
+                .map(|(_, e)| *e)
+                .collect();
+            let m = Self::train(&train, min_count, c);
+            for (_, (tokens, spam)) in examples
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| fold_of(*i) == fold)
+            {
+                if let Some(z) = m.raw_log_odds(tokens) {
+                    pairs.push((z, *spam));
+                }
+            }
+        }
+        let (a, b) = platt(&pairs);
+        model.calibration = (quantize(a), quantize(b));
+        model
     }
 
     pub fn spam_messages(&self) -> u32 {
@@ -146,9 +219,16 @@ impl Model {
         clues
     }
 
-    /// Log-odds of spam for a message's de-duplicated tokens, or `None` when
-    /// the model has not seen both classes.
+    /// Calibrated log-odds of spam for a message's de-duplicated tokens, or
+    /// `None` when the model has not seen both classes.
     pub fn spam_log_odds(&self, tokens: &[u32]) -> Option<f64> {
+        let (a, b) = self.calibration;
+        self.raw_log_odds(tokens)
+            .map(|z| f64::from(a) * z + f64::from(b))
+    }
+
+    /// Log-odds before calibration.
+    fn raw_log_odds(&self, tokens: &[u32]) -> Option<f64> {
         if self.spam_messages == 0 || self.ham_messages == 0 {
             return None;
         }
@@ -174,6 +254,8 @@ impl Model {
         out.extend_from_slice(&self.spam_messages.to_le_bytes());
         out.extend_from_slice(&self.ham_messages.to_le_bytes());
         out.extend_from_slice(&fixed(self.bias).to_le_bytes());
+        out.extend_from_slice(&fixed(self.calibration.0).to_le_bytes());
+        out.extend_from_slice(&fixed(self.calibration.1).to_le_bytes());
         out.extend_from_slice(&(self.weights.len() as u32).to_le_bytes());
         let mut prev = 0u32;
         for &(hash, w) in &self.weights {
@@ -191,13 +273,22 @@ impl Model {
                 "naive Bayes model of an earlier release: retrain it with `outguard train`".into(),
             );
         }
-        let rest = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or("missing OGLOGIT1 header")?;
+        let (rest, calibrated) = if let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) {
+            (rest, true)
+        } else if let Some(rest) = bytes.strip_prefix(MAGIC_V1.as_slice()) {
+            (rest, false)
+        } else {
+            return Err("missing OGLOGIT2 header".into());
+        };
         let mut r = Reader { buf: rest, pos: 0 };
         let spam_messages = r.u32()?;
         let ham_messages = r.u32()?;
         let bias = unfixed(r.u32()? as i32);
+        let calibration = if calibrated {
+            (unfixed(r.u32()? as i32), unfixed(r.u32()? as i32))
+        } else {
+            (1.0, 0.0)
+        };
         let n = r.u32()? as usize;
         // Each entry takes at least 2 bytes: reject absurd counts before
         // allocating.
@@ -224,8 +315,69 @@ impl Model {
             ham_messages,
             weights,
             bias,
+            calibration,
         })
     }
+}
+
+/// Platt scaling: the (a, b) minimising the log-loss of `σ(a·z + b)` on
+/// (raw log-odds, label) pairs, with Platt's smoothed targets so that a
+/// perfectly separated training set does not drive `a` to infinity.
+fn platt(pairs: &[(f64, bool)]) -> (f64, f64) {
+    let pos = pairs.iter().filter(|p| p.1).count() as f64;
+    let neg = pairs.len() as f64 - pos;
+    let (hi, lo) = ((pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0));
+    let (mut a, mut b) = (1.0f64, 0.0f64);
+    // Newton's method on two parameters, with step halving.
+    let loss = |a: f64, b: f64| -> f64 {
+        pairs
+            .iter()
+            .map(|&(z, s)| {
+                let t = if s { hi } else { lo };
+                let u = a * z + b;
+                t * softplus(-u) + (1.0 - t) * softplus(u)
+            })
+            .sum()
+    };
+    let mut f = loss(a, b);
+    for _ in 0..100 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+        for &(z, s) in pairs {
+            let t = if s { hi } else { lo };
+            let p = sigmoid(a * z + b);
+            let d = p - t;
+            let w = p * (1.0 - p);
+            ga += d * z;
+            gb += d;
+            haa += w * z * z;
+            hab += w * z;
+            hbb += w;
+        }
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-12 {
+            break;
+        }
+        let da = (hbb * ga - hab * gb) / det;
+        let db = (haa * gb - hab * ga) / det;
+        let mut step = 1.0;
+        let mut improved = false;
+        for _ in 0..30 {
+            let (na, nb) = (a - step * da, b - step * db);
+            let nf = loss(na, nb);
+            if nf < f {
+                improved = (f - nf) > 1e-10 * f.max(1.0);
+                a = na;
+                b = nb;
+                f = nf;
+                break;
+            }
+            step *= 0.5;
+        }
+        if !improved {
+            break;
+        }
+    }
+    (a, b)
 }
 
 fn fixed(v: f32) -> i32 {
@@ -419,6 +571,37 @@ mod tests {
     }
 
     #[test]
+    fn calibration_maps_scores_to_observed_rates() {
+        // Raw scores where 1 in 4 messages at z = 1 is spam and 3 in 4 at
+        // z = 3: the fitted map gives about those rates.
+        let mut pairs = Vec::new();
+        for _ in 0..100 {
+            pairs.extend([(1.0, true), (1.0, false), (1.0, false), (1.0, false)]);
+            pairs.extend([(3.0, true), (3.0, true), (3.0, true), (3.0, false)]);
+        }
+        let (a, b) = platt(&pairs);
+        assert!((sigmoid(a + b) - 0.25).abs() < 0.01, "{a} {b}");
+        assert!((sigmoid(3.0 * a + b) - 0.75).abs() < 0.01, "{a} {b}");
+        // A calibrated model round-trips, and a version 1 file still loads.
+        let spam: &[u32] = &[1, 2, 10];
+        let ham: &[u32] = &[1, 3, 20];
+        let mut examples = Vec::new();
+        for i in 0..40 {
+            examples.push((if i % 3 == 0 { &[1, 3, 10][..] } else { spam }, true));
+            examples.push((if i % 5 == 0 { &[1, 2, 20][..] } else { ham }, false));
+        }
+        let m = Model::train_calibrated(&examples, None, 2, DEFAULT_C);
+        assert_ne!(m.calibration, (1.0, 0.0));
+        assert_eq!(Model::from_bytes(&m.to_bytes()).unwrap(), m);
+        let mut v1 = b"OGLOGIT1".to_vec();
+        v1.extend_from_slice(&m.to_bytes()[8..20]);
+        v1.extend_from_slice(&m.to_bytes()[28..]);
+        let old = Model::from_bytes(&v1).unwrap();
+        assert_eq!(old.calibration, (1.0, 0.0));
+        assert_eq!(old.weights, m.weights);
+    }
+
+    #[test]
     fn few_tokens_are_not_magnified() {
         assert_eq!(length_scale(3), length_scale(MIN_SCALED_TOKENS));
         assert!(length_scale(100) < length_scale(MIN_SCALED_TOKENS));
@@ -449,8 +632,8 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(Model::from_bytes(&extra).is_err());
-        let mut huge = bytes[..24].to_vec();
-        huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut huge = bytes[..32].to_vec();
+        huge[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(Model::from_bytes(&huge).is_err());
     }
 

@@ -198,6 +198,7 @@ impl Walker<'_> {
                 });
             }
             self.parts_seen += 1;
+            self.budget.charge_work(1)?;
             if self.parts_seen > self.limits.max_parts {
                 return Err(ScanError::TooManyParts {
                     limit: self.limits.max_parts,

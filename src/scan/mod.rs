@@ -1,5 +1,6 @@
 //! Content scanner for outbound mail: malware checks, heuristic rules and a
-//! statistical (Bayesian) classifier combined into one [`Verdict`].
+//! statistical classifier (logistic regression over hashed tokens, [`linear`])
+//! combined into one [`Verdict`].
 //!
 //! The engine is synchronous and CPU-bound; callers on an async runtime should
 //! run [`Scanner::scan`] inside `spawn_blocking`. Every stage is bounded by
@@ -10,6 +11,7 @@ pub mod archive;
 pub mod cli;
 pub mod content;
 pub mod external;
+pub mod holdout;
 pub mod html;
 pub mod linear;
 pub mod malware;
@@ -23,6 +25,7 @@ pub mod uuencode;
 
 use std::fmt;
 use std::path::Path;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +55,10 @@ pub struct Limits {
     /// Uncompressed/compressed ratio above which a member is treated as a bomb
     /// (only checked for members above 1 MiB uncompressed).
     pub max_compression_ratio: u64,
+    /// Units of work for one message (about one per byte examined by any
+    /// stage): scanning is linear in its input, and this bounds it in case
+    /// a stage is not.
+    pub max_work: u64,
 }
 
 impl Default for Limits {
@@ -64,6 +71,7 @@ impl Default for Limits {
             max_archive_depth: 4,
             max_archive_entries: 2000,
             max_compression_ratio: 200,
+            max_work: 1 << 30,
         }
     }
 }
@@ -128,13 +136,33 @@ pub struct Verdict {
 /// decides the fail-safe action (typically: reject or quarantine).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanError {
-    MessageTooLarge { size: usize, limit: usize },
-    TooManyParts { limit: usize },
-    NestingTooDeep { limit: usize },
-    DecodedBytesExceeded { limit: u64 },
-    ArchiveTooDeep { limit: usize },
-    TooManyArchiveEntries { limit: usize },
-    CompressionRatioExceeded { limit: u64 },
+    MessageTooLarge {
+        size: usize,
+        limit: usize,
+    },
+    TooManyParts {
+        limit: usize,
+    },
+    NestingTooDeep {
+        limit: usize,
+    },
+    DecodedBytesExceeded {
+        limit: u64,
+    },
+    ArchiveTooDeep {
+        limit: usize,
+    },
+    TooManyArchiveEntries {
+        limit: usize,
+    },
+    CompressionRatioExceeded {
+        limit: u64,
+    },
+    WorkExceeded {
+        limit: u64,
+    },
+    /// The caller's deadline passed; the scan stopped itself.
+    DeadlinePassed,
 }
 
 impl fmt::Display for ScanError {
@@ -165,6 +193,10 @@ impl fmt::Display for ScanError {
                     "archive member compressed more than {limit}:1 (zip bomb)"
                 )
             }
+            ScanError::WorkExceeded { limit } => {
+                write!(f, "more than {limit} units of scanning work")
+            }
+            ScanError::DeadlinePassed => f.write_str("scan stopped at its deadline"),
         }
     }
 }
@@ -201,13 +233,24 @@ impl fmt::Display for InitError {
 
 impl std::error::Error for InitError {}
 
-/// Byte budget shared by MIME decoding and archive extraction of one message.
+/// Work between two looks at the clock.
+const DEADLINE_CHECK_EVERY: u64 = 64 * 1024;
+
+/// What one message may cost: decoded bytes and archive members (MIME
+/// decoding, archive extraction), and work (every stage charges about one
+/// unit per byte it examines) up to a limit and a deadline. The scanner
+/// checks it itself, so a scan that runs out stops, rather than being
+/// abandoned while its thread goes on.
 #[derive(Debug)]
 pub struct Budget {
     decoded_left: u64,
     decoded_limit: u64,
     archive_entries_left: usize,
     archive_entries_limit: usize,
+    work: u64,
+    work_limit: u64,
+    next_clock_check: u64,
+    deadline: Option<Instant>,
 }
 
 impl Budget {
@@ -217,10 +260,59 @@ impl Budget {
             decoded_limit: limits.max_decoded_bytes,
             archive_entries_left: limits.max_archive_entries,
             archive_entries_limit: limits.max_archive_entries,
+            work: 0,
+            work_limit: limits.max_work,
+            next_clock_check: DEADLINE_CHECK_EVERY,
+            deadline: None,
         }
     }
 
+    /// No limits at all (tools and tests that call one stage directly).
+    pub fn unlimited() -> Self {
+        let mut b = Self::new(&Limits::default());
+        b.decoded_left = u64::MAX;
+        b.archive_entries_left = usize::MAX;
+        b.work_limit = u64::MAX;
+        b
+    }
+
+    /// The scan must stop once `deadline` has passed.
+    pub fn until(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Work charged so far.
+    pub fn work(&self) -> u64 {
+        self.work
+    }
+
+    /// Charges `n` units of work; looks at the clock now and then.
+    pub fn charge_work(&mut self, n: u64) -> Result<(), ScanError> {
+        self.work = self.work.saturating_add(n);
+        if self.work > self.work_limit {
+            return Err(ScanError::WorkExceeded {
+                limit: self.work_limit,
+            });
+        }
+        if self.work >= self.next_clock_check {
+            self.next_clock_check = self.work.saturating_add(DEADLINE_CHECK_EVERY);
+            self.check_deadline()?;
+        }
+        Ok(())
+    }
+
+    /// Fails once the deadline has passed.
+    pub fn check_deadline(&self) -> Result<(), ScanError> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(ScanError::DeadlinePassed),
+            _ => Ok(()),
+        }
+    }
+
+    /// Charges decoded bytes (and the work of producing them).
     pub fn charge_bytes(&mut self, n: u64) -> Result<(), ScanError> {
+        self.charge_work(n)?;
         self.decoded_left =
             self.decoded_left
                 .checked_sub(n)
@@ -231,6 +323,7 @@ impl Budget {
     }
 
     pub fn charge_entry(&mut self) -> Result<(), ScanError> {
+        self.charge_work(1)?;
         self.archive_entries_left =
             self.archive_entries_left
                 .checked_sub(1)
@@ -309,12 +402,30 @@ impl Scanner {
 
     /// Scans one raw RFC 5322 message.
     pub fn scan(&self, raw_message: &[u8]) -> Result<Verdict, ScanError> {
-        let analysis = self.analyze(raw_message)?;
+        self.scan_until(raw_message, None)
+    }
+
+    /// Scans a message, stopping with [`ScanError::DeadlinePassed`] soon
+    /// after `deadline`.
+    pub fn scan_until(
+        &self,
+        raw_message: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Verdict, ScanError> {
+        let analysis = self.analyze_until(raw_message, deadline)?;
         Ok(self.verdict(&analysis, &self.model))
     }
 
     /// Runs every model-independent stage on a message.
     pub fn analyze(&self, raw_message: &[u8]) -> Result<Analysis, ScanError> {
+        self.analyze_until(raw_message, None)
+    }
+
+    fn analyze_until(
+        &self,
+        raw_message: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Analysis, ScanError> {
         let limits = &self.config.limits;
         if raw_message.len() > limits.max_message_bytes {
             return Err(ScanError::MessageTooLarge {
@@ -322,8 +433,11 @@ impl Scanner {
                 limit: limits.max_message_bytes,
             });
         }
-        let mut budget = Budget::new(limits);
+        let mut budget = Budget::new(limits).until(deadline);
+        // Parsing (mail-parser) is one call, linear in the message.
+        budget.charge_work(raw_message.len() as u64)?;
         let parsed = mime::parse(raw_message, limits)?;
+        budget.check_deadline()?;
         let doc = mime::Document::extract(parsed.as_ref(), raw_message, limits, &mut budget)?;
         let malware = malware::scan_document(
             &doc,
@@ -332,10 +446,15 @@ impl Scanner {
             limits,
             &mut budget,
         )?;
-        let content = content::Content::new(&doc);
+        // The rules and the tokenizer read the content view, whose text is
+        // bounded (content::TEXT_TOTAL_LIMIT): charged here as one.
+        let content = content::Content::within(&doc, &mut budget)?;
+        budget.charge_work(content.text_len() as u64)?;
         let rule_hits = rules::evaluate(&doc, &content);
+        budget.check_deadline()?;
         let forced_spam = rule_hits.iter().any(|h| h.forces_spam);
         let mut tokens = tokenize::tokenize(&doc, &content);
+        budget.check_deadline()?;
         // The rules that hit are classifier features too, so the model
         // learns what each says beside the words (their fixed scores still
         // count on their own).
@@ -413,6 +532,27 @@ mod tests {
         assert_eq!(cfg.spam_threshold, 7.5);
         assert_eq!(cfg.limits.max_parts, 10);
         assert_eq!(cfg.limits.max_depth, Limits::default().max_depth);
+    }
+
+    #[test]
+    fn a_scan_stops_itself_at_its_deadline_or_work_limit() {
+        let mut msg = b"Subject: x\r\nContent-Type: text/html\r\n\r\n".to_vec();
+        msg.extend_from_slice(&b"<p>words and <b>more</b> words\r\n".repeat(20_000));
+        let scanner =
+            Scanner::with_model(ScanConfig::default(), Model::default(), Default::default());
+        assert!(scanner.scan(&msg).is_ok());
+        let past = Some(Instant::now());
+        assert_eq!(
+            scanner.scan_until(&msg, past).err(),
+            Some(ScanError::DeadlinePassed)
+        );
+        let mut config = ScanConfig::default();
+        config.limits.max_work = msg.len() as u64 * 2;
+        let scanner = Scanner::with_model(config, Model::default(), Default::default());
+        assert!(matches!(
+            scanner.scan(&msg),
+            Err(ScanError::WorkExceeded { .. })
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::holdout;
 use super::linear::{self, Model};
 use super::signatures::SignatureDb;
 use super::{Analysis, Class, ScanConfig, Scanner};
@@ -81,14 +82,23 @@ fn analyzer() -> Scanner {
 pub fn train(ham_dirs: &[PathBuf], spam_dirs: &[PathBuf], min_count: u32) -> io::Result<Model> {
     let scanner = analyzer();
     let mut examples = Vec::new();
+    let mut groups = Vec::new();
     for (dirs, is_spam) in [(ham_dirs, false), (spam_dirs, true)] {
         let messages = load_corpus(dirs)?;
-        for a in analyze_all(&scanner, &messages).into_iter().flatten() {
-            examples.push((a.tokens, is_spam));
+        for (a, raw) in analyze_all(&scanner, &messages).into_iter().zip(&messages) {
+            if let Some(a) = a {
+                examples.push((a.tokens, is_spam));
+                groups.push(holdout::calibration_group(&holdout::source_of(raw)));
+            }
         }
     }
     let refs: Vec<(&[u32], bool)> = examples.iter().map(|(t, s)| (t.as_slice(), *s)).collect();
-    Ok(Model::train(&refs, min_count, linear::DEFAULT_C))
+    Ok(Model::train_calibrated(
+        &refs,
+        Some(&groups),
+        min_count,
+        linear::DEFAULT_C,
+    ))
 }
 
 /// Result of a cross-validation run.
@@ -222,7 +232,7 @@ pub fn cross_validate_seeded(
                 examples.push((a.tokens.as_slice(), *is_spam));
             }
         }
-        let model = Model::train(&examples, min_count, linear::DEFAULT_C);
+        let model = Model::train_calibrated(&examples, None, min_count, linear::DEFAULT_C);
         for (a, is_spam, _, index) in items.iter().filter(|i| i.2 == fold) {
             let Some(a) = a else {
                 report.unscannable += 1;

@@ -138,16 +138,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Reads message data until CRLF.CRLF, into `out`.
+    /// Reads message data until CRLF.CRLF, into `out`. Before `out` may
+    /// grow, `room(len)` is asked for room for `len` octets (the memory
+    /// budget for messages in flight) and says how much it granted (at
+    /// least `len`); without it, the receiver stops keeping data and
+    /// drains the rest.
     pub async fn read_data(
         &mut self,
         rx: &mut DataReceiver,
         out: &mut Vec<u8>,
         wait: Duration,
+        mut room: impl FnMut(usize) -> Option<usize>,
     ) -> Result<(), ConnError> {
+        let mut granted = 0;
         loop {
             self.fill(wait).await?;
             let avail = &self.rbuf[self.pos..self.end];
+            if rx.keeping() {
+                let need = (out.len() + avail.len()).min(rx.max_size());
+                if need > granted {
+                    match room(need) {
+                        Some(room) => {
+                            // Capacity follows the reservation (which grows
+                            // by doubling), not Vec's own growth.
+                            granted = room.clamp(need, rx.max_size());
+                            out.reserve_exact(granted - out.len());
+                        }
+                        None => rx.stop_keeping(out.len()),
+                    }
+                }
+            }
             match rx.feed(avail, out) {
                 Some(used) => {
                     self.pos += used;

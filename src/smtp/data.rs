@@ -23,6 +23,8 @@ pub enum DataError {
     BareLineEnding,
     LongLine,
     Nul,
+    /// The memory budget for messages in flight had no room (try later).
+    NoRoom,
 }
 
 #[derive(Debug)]
@@ -34,6 +36,10 @@ pub struct DataReceiver {
     bare: bool,
     long_line: bool,
     nul: bool,
+    /// Set when the memory budget ran out: octets are counted, not kept.
+    no_room: bool,
+    /// Octets of content received (kept or not).
+    received: usize,
 }
 
 impl DataReceiver {
@@ -46,11 +52,32 @@ impl DataReceiver {
             bare: false,
             long_line: false,
             nul: false,
+            no_room: false,
+            received: 0,
         }
     }
 
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Whether content is still being kept (not oversized, not out of room).
+    pub fn keeping(&self) -> bool {
+        !self.no_room && !self.too_big
+    }
+
+    /// The memory budget has no room beyond `kept` octets: keep no more,
+    /// read on to the end of the data.
+    pub fn stop_keeping(&mut self, kept: usize) {
+        self.no_room = true;
+        self.received = kept;
+    }
+
     fn push(&mut self, out: &mut Vec<u8>, b: u8) {
-        if out.len() < self.max_size {
+        if self.no_room {
+            self.received += 1;
+            self.too_big |= self.received > self.max_size;
+        } else if out.len() < self.max_size {
             out.push(b);
         } else {
             self.too_big = true;
@@ -133,6 +160,8 @@ impl DataReceiver {
     pub fn verdict(&self) -> Result<(), DataError> {
         if self.too_big {
             Err(DataError::TooBig)
+        } else if self.no_room {
+            Err(DataError::NoRoom)
         } else if self.nul {
             Err(DataError::Nul)
         } else if self.bare {
@@ -206,6 +235,22 @@ mod tests {
         assert_eq!(out.len(), 5);
         assert_eq!(used, Some(15));
         assert_eq!(v, Err(DataError::TooBig));
+    }
+
+    #[test]
+    fn out_of_room_drains_and_still_spots_too_big() {
+        let mut r = DataReceiver::new(20);
+        let mut out = Vec::new();
+        assert_eq!(r.feed(b"0123", &mut out), None);
+        r.stop_keeping(out.len());
+        assert_eq!(r.feed(b"456789\r\n.\r\n", &mut out), Some(11));
+        assert_eq!(out, b"0123");
+        assert_eq!(r.verdict(), Err(DataError::NoRoom));
+        let mut r = DataReceiver::new(10);
+        let mut out = Vec::new();
+        r.stop_keeping(0);
+        assert_eq!(r.feed(b"0123456789abc\r\n.\r\n", &mut out), Some(18));
+        assert_eq!(r.verdict(), Err(DataError::TooBig));
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! Accept loops: one task per listening socket, a cap on sessions overall
-//! and per client address, and the start of each session (TLS first on
-//! 465; on 587 TLS if the client opens with a ClientHello, else plain).
+//! Accept loops: one task per listening socket, caps on sessions overall,
+//! per client address (per /64 for IPv6, which one host usually has whole)
+//! and on sessions not yet authenticated, and the start of each session
+//! (TLS first on 465; on 587 TLS if the client opens with a ClientHello,
+//! else plain).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::timeout;
 
+use super::preauth::PreAuth;
 use super::{Server, Stats, session, sniff};
 
 /// What a listener speaks.
@@ -29,7 +32,8 @@ pub struct Listeners(pub Vec<(std::net::TcpListener, Kind)>);
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Counts sessions per client address; the guard gives its place back.
+/// Counts sessions per client address (IPv6: per /64); the guard gives
+/// its place back.
 #[derive(Default)]
 struct PerIp(Mutex<HashMap<IpAddr, usize>>);
 
@@ -99,6 +103,15 @@ pub async fn run(
         });
     }
     while tasks.join_next().await.is_some() {}
+    // Draining: every session holds a permit until it ends.
+    let all = u32::try_from(server.smtp.max_sessions).unwrap_or(u32::MAX);
+    let grace = Duration::from_secs(server.smtp.shutdown_grace_secs);
+    if timeout(grace, sessions.acquire_many(all)).await.is_err() {
+        tracing::warn!(
+            open = server.smtp.max_sessions - sessions.available_permits(),
+            "shutdown grace period over; closing the remaining sessions"
+        );
+    }
     Ok(())
 }
 
@@ -123,7 +136,7 @@ async fn admit(
         .await;
         return;
     };
-    let Some(_ip_slot) = per_ip.enter(ip, server.smtp.max_sessions_per_ip) else {
+    let Some(_ip_slot) = per_ip.enter(cap_key(ip), server.smtp.max_sessions_per_ip) else {
         Stats::bump(&server.stats.sessions_refused);
         tracing::warn!(%ip, "session refused: too many sessions from this address");
         refuse(
@@ -134,10 +147,32 @@ async fn admit(
         .await;
         return;
     };
+    // IP-authorised clients are authenticated from the start; others
+    // need a place under the cap on unauthenticated sessions until AUTH.
+    let ip_user = session::ip_user(&server, ip);
+    let preauth_limit = server.smtp.preauth_timeout();
+    let preauth = match ip_user {
+        Some(_) => PreAuth::new(None, preauth_limit),
+        None => match server.guards.unauthenticated.enter(preauth_limit) {
+            Some(p) => p,
+            None => {
+                Stats::bump(&server.stats.sessions_refused);
+                tracing::warn!(%ip, "session refused: too many unauthenticated sessions");
+                refuse(
+                    tcp,
+                    kind,
+                    "421 4.3.2 Too many unauthenticated connections, try again later\r\n",
+                )
+                .await;
+                return;
+            }
+        },
+    };
     Stats::bump(&server.stats.sessions);
     tracing::info!(%ip, ?kind, "connect");
     let limit = server.smtp.session_timeout();
-    if timeout(limit, start(&server, tcp, ip, kind)).await.is_err() {
+    let session = start(&server, tcp, ip, kind, ip_user, preauth);
+    if timeout(limit, session).await.is_err() {
         tracing::info!(%ip, "session closed: session time limit");
     }
 }
@@ -151,33 +186,44 @@ async fn refuse(mut tcp: TcpStream, kind: Kind, text: &str) {
     let _ = tcp.shutdown().await;
 }
 
-async fn start(server: &Server, tcp: TcpStream, ip: IpAddr, kind: Kind) {
+async fn start(
+    server: &Server,
+    tcp: TcpStream,
+    ip: IpAddr,
+    kind: Kind,
+    ip_user: Option<String>,
+    preauth: Arc<PreAuth>,
+) {
     let implicit_tls = match kind {
         Kind::Submissions => true,
         Kind::Plain => false,
-        Kind::Submission => {
-            let wait = server.smtp.tls_sniff();
-            match sniff::opening(&tcp, ip, wait, &server.plain_first).await {
-                sniff::Opening::Tls => true,
-                sniff::Opening::Plain => false,
-                sniff::Opening::Gone => return,
-            }
-        }
+        Kind::Submission => match sniff::opening(&tcp, ip, &server.hello_wait).await {
+            sniff::Opening::Tls => true,
+            sniff::Opening::Plain => false,
+            sniff::Opening::Gone => return,
+        },
     };
-    let ip_user = session::ip_user(server, ip);
+    use session::{Mode, run_admitted as run};
     if implicit_tls {
         if let Some(tls) = handshake(server, tcp, ip).await {
-            session::run(server, tls, ip, ip_user, session::Mode::Tls, true).await;
+            run(server, tls, ip, ip_user, Mode::Tls, true, preauth).await;
         }
         return;
     }
-    if let Some(conn) =
-        session::run(server, tcp, ip, ip_user.clone(), session::Mode::Plain, true).await
-    {
+    let plain = run(
+        server,
+        tcp,
+        ip,
+        ip_user.clone(),
+        Mode::Plain,
+        true,
+        preauth.clone(),
+    );
+    if let Some(conn) = plain.await {
         // STARTTLS: the session handed back the connection; anything the
         // client pipelined after the command has been discarded.
         if let Some(tls) = handshake(server, conn, ip).await {
-            session::run(server, tls, ip, ip_user, session::Mode::Tls, false).await;
+            run(server, tls, ip, ip_user, Mode::Tls, false, preauth).await;
         }
     }
 }
@@ -200,10 +246,46 @@ async fn handshake(
     }
 }
 
+/// The key of the per-address cap: the address, or for IPv6 its /64 (a
+/// host is usually given a whole /64 and can pick any address in it).
+fn cap_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 /// IPv4 clients on a dual-stack socket appear as IPv4-mapped addresses.
 fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_cap_per_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let per_ip = PerIp::default();
+        let a = per_ip.enter(cap_key(ip("2001:db8:1:2::1")), 2);
+        let b = per_ip.enter(cap_key(ip("2001:db8:1:2:ffff:1:2:3")), 2);
+        assert!(a.is_some() && b.is_some());
+        assert!(per_ip.enter(cap_key(ip("2001:db8:1:2::9")), 2).is_none());
+        // Another /64, and IPv4 addresses, have their own places.
+        assert!(per_ip.enter(cap_key(ip("2001:db8:1:3::1")), 2).is_some());
+        assert_eq!(cap_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(
+            cap_key(canonical_ip(ip("::ffff:192.0.2.7"))),
+            ip("192.0.2.7")
+        );
+        drop(a);
+        assert!(per_ip.enter(cap_key(ip("2001:db8:1:2::9")), 2).is_some());
     }
 }

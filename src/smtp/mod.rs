@@ -4,7 +4,11 @@
 
 mod conn;
 mod data;
+mod drain;
+mod identity;
+mod inflight;
 mod listener;
+mod preauth;
 mod reply;
 mod screen;
 mod session;
@@ -16,10 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_rustls::TlsAcceptor;
 
 pub use data::{DataError, DataReceiver};
+pub use drain::Draining;
 pub use listener::{Kind, Listeners, run};
 pub use screen::Screener;
 pub use session::{Mode, run as run_session};
-pub use sniff::PlainFirst;
+pub use sniff::HelloWait;
 
 use crate::auth::password::Verifier;
 use crate::auth::throttle::Throttle;
@@ -41,10 +46,31 @@ pub struct Server {
     pub screener: Screener,
     pub scan_failure: crate::config::FailureAction,
     pub stats: Stats,
-    /// 587 clients known to speak plain SMTP first (no TLS sniff wait).
-    pub plain_first: PlainFirst,
+    /// How long 587 waits for a ClientHello, per client address.
+    pub hello_wait: HelloWait,
     /// What confinement is in force (reported by the health endpoint).
     pub hardening: crate::jail::Hardening,
+    /// Set on shutdown: sessions finish their message, then get 421.
+    pub draining: Draining,
+    /// Shared bounds on what sessions hold: memory, unauthenticated places.
+    pub guards: Guards,
+}
+
+/// Bounds shared by all sessions (`[smtp]` keys in brackets): the bytes
+/// of messages in flight (`max_inflight_bytes`) and the sessions not yet
+/// authenticated (`max_unauthenticated_sessions`).
+pub struct Guards {
+    pub inflight: Arc<inflight::InFlight>,
+    pub unauthenticated: preauth::Unauthenticated,
+}
+
+impl Guards {
+    pub fn new(smtp: &SmtpConfig) -> Guards {
+        Guards {
+            inflight: inflight::InFlight::new(smtp.max_inflight_bytes),
+            unauthenticated: preauth::Unauthenticated::new(smtp.max_unauthenticated_sessions),
+        }
+    }
 }
 
 impl Server {
@@ -68,8 +94,9 @@ impl Server {
         };
         let auth = crate::config::AuthConfig::default();
         let secs = std::time::Duration::from_secs;
-        let plain_first = PlainFirst::new(smtp.tls_sniff_remember());
+        let hello_wait = HelloWait::new(smtp.tls_sniff(), smtp.tls_sniff_remember());
         Ok(Server {
+            guards: Guards::new(&smtp),
             smtp,
             hostname: "outguard.test".into(),
             store,
@@ -79,6 +106,7 @@ impl Server {
             verifier: Verifier::new(auth.max_parallel_hashes, secs(auth.cache_secs)),
             throttle: Throttle::new(
                 auth.max_failures,
+                auth.max_account_failures,
                 secs(auth.failure_window_secs),
                 secs(auth.block_secs),
             ),
@@ -86,7 +114,7 @@ impl Server {
             screener: Screener::new(&scan, dir)?,
             scan_failure: scan.failure_action,
             stats: Stats::default(),
-            plain_first,
+            hello_wait,
             // Nothing confined: this is an in-process server.
             hardening: crate::jail::Hardening {
                 uid: nix::unistd::geteuid().as_raw(),
@@ -94,6 +122,7 @@ impl Server {
                 landlock: "off".into(),
                 seccomp: false,
             },
+            draining: Draining::default(),
         })
     }
 }

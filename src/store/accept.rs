@@ -4,6 +4,11 @@
 //! moment into the same commit (group commit), so N sessions finishing
 //! DATA together cost one fsync, and no race can pass a limit: the checks
 //! and the counting happen in the same serialised transaction.
+//!
+//! The same transaction updates the sender's behaviour profile and decides
+//! the message's fate (`response::decide`): queued, held in the quarantine,
+//! or held with the user locked. So a crash never leaves a profile that
+//! counted a message the store does not have, or the reverse.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,14 +16,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::envelope::{MessageDsn, RcptDsn};
+use super::quarantine::QuarantineEntry;
 use super::queue::{QueueEntry, Recipient};
 use super::usage::Usage;
-use super::{META, Result, Store, StoreError, USAGE, USERS, from_json, to_json};
+use super::{
+    META, QBODIES, QUARANTINE, Result, Store, StoreError, USAGE, USERS, from_json, to_json,
+};
+use crate::behaviour::{Assessment, Observation, assess};
 use crate::clock::Clock;
+use crate::fleet::{Counted, Fleet, Reservation};
 use crate::limits::{self, Exceeded};
+use crate::response::{self, Fate, Held};
+use crate::scan::{Class, Verdict};
 use crate::settings;
 use crate::users::{LockState, User};
-use crate::windows;
+use crate::{locking, windows};
 
 pub(super) const QUEUE_SEQ: &str = "queue_id";
 /// Submissions taken into one commit at most.
@@ -34,6 +47,24 @@ pub struct Submission {
     pub message: Vec<u8>,
     pub client_ip: String,
     pub helo: String,
+    /// RET and ENVID given with MAIL FROM.
+    pub dsn: MessageDsn,
+    /// NOTIFY and ORCPT of each recipient, in the order of `recipients`.
+    pub recipient_dsn: Vec<RcptDsn>,
+    /// Taken with SMTPUTF8 (RFC 6531): delivery must pass it on.
+    pub smtputf8: bool,
+    /// The content scanner's verdict (clean, or spam/malware caught).
+    pub content: Verdict,
+}
+
+/// What became of an accepted submission.
+#[derive(Debug)]
+pub enum Accepted {
+    /// Queued for delivery under this id.
+    Queued(u64),
+    /// Held in the quarantine (or, for content caught with the quarantine
+    /// off, dropped), and perhaps the user locked.
+    Held(Held),
 }
 
 #[derive(Debug)]
@@ -44,12 +75,14 @@ pub enum AcceptError {
     Locked(String),
     MessageLimit(Exceeded),
     RecipientLimit(Exceeded),
+    /// No room under the disk reserve, or the store has failed.
+    Refused(super::Refusal),
     Store(StoreError),
 }
 
 struct Job {
     submission: Submission,
-    done: oneshot::Sender<std::result::Result<u64, AcceptError>>,
+    done: oneshot::Sender<std::result::Result<Accepted, AcceptError>>,
 }
 
 pub struct Committer {
@@ -65,13 +98,23 @@ impl Committer {
         settings: settings::Shared,
         clock: Arc<Clock>,
     ) -> Result<Committer> {
+        Self::start_with(store, settings, clock, None)
+    }
+
+    /// `start`, with limits counted fleet-wide when `fleet` is given.
+    pub fn start_with(
+        store: Arc<Store>,
+        settings: settings::Shared,
+        clock: Arc<Clock>,
+        fleet: Option<Arc<Fleet>>,
+    ) -> Result<Committer> {
         let next_id = AtomicU64::new(store.next_queue_id()?);
         let (jobs, rx) = mpsc::channel(1024);
         let queued = Arc::new(Notify::new());
         let signal = queued.clone();
         std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || run(&store, &settings, &clock, rx, &signal))
+            .spawn(move || run(&store, &settings, &clock, fleet.as_deref(), rx, &signal))
             .map_err(|e| StoreError(format!("cannot start committer: {e}")))?;
         Ok(Committer {
             jobs,
@@ -92,7 +135,10 @@ impl Committer {
     }
 
     /// Queues the message durably; returns once it is on disk.
-    pub async fn accept(&self, submission: Submission) -> std::result::Result<u64, AcceptError> {
+    pub async fn accept(
+        &self,
+        submission: Submission,
+    ) -> std::result::Result<Accepted, AcceptError> {
         let (done, wait) = oneshot::channel();
         let gone = || AcceptError::Store(StoreError("committer stopped".into()));
         self.jobs
@@ -107,10 +153,28 @@ fn run(
     store: &Store,
     settings: &settings::Shared,
     clock: &Clock,
+    fleet: Option<&Fleet>,
     mut rx: mpsc::Receiver<Job>,
     queued: &Notify,
 ) {
-    while let Some(first) = rx.blocking_recv() {
+    // Behaviour profiles changed by earlier commits, not yet written to
+    // the fleet's store: they ride along with the next batch's round trip,
+    // or are written on their own once the committer is idle.
+    let mut backlog: Vec<(String, crate::behaviour::Profile)> = Vec::new();
+    loop {
+        let first = match rx.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if let Some(f) = fleet {
+                    f.put_profiles(&std::mem::take(&mut backlog));
+                }
+                match rx.blocking_recv() {
+                    Some(job) => job,
+                    None => break,
+                }
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -118,8 +182,8 @@ fn run(
                 Err(_) => break,
             }
         }
-        let results = commit_batch(store, settings, clock, &batch);
-        if results.iter().any(|r| r.is_ok()) {
+        let results = commit_batch(store, settings, clock, fleet, &batch, &mut backlog);
+        if results.iter().any(|r| matches!(r, Ok(Accepted::Queued(_)))) {
             queued.notify_one();
         }
         for (job, result) in batch.into_iter().zip(results) {
@@ -134,19 +198,78 @@ fn commit_batch(
     store: &Store,
     settings: &settings::Shared,
     clock: &Clock,
+    fleet: Option<&Fleet>,
     batch: &[Job],
-) -> Vec<std::result::Result<u64, AcceptError>> {
-    let attempt = || -> Result<Vec<std::result::Result<u64, AcceptError>>> {
+    backlog: &mut Vec<(String, crate::behaviour::Profile)>,
+) -> Vec<std::result::Result<Accepted, AcceptError>> {
+    let mut unused = Vec::new();
+    let mut attempt = || -> Result<Vec<std::result::Result<Accepted, AcceptError>>> {
         let txn = store.write()?;
+        // The fleet counts the whole batch in one round trip first.
+        let (asks, mut granted) = match fleet {
+            Some(f) => {
+                let asks = fleet_asks(&txn, settings, clock, batch)?;
+                // Counted, and the fleet's view of these users' behaviour
+                // read, in one round trip.
+                let mut users: Vec<&str> = asks.iter().flatten().map(|a| a.user.as_str()).collect();
+                users.sort_unstable();
+                users.dedup();
+                let wanted: Vec<Reservation> = asks.iter().flatten().cloned().collect();
+                let (outcomes, profiles) = f.reserve(&wanted, &users, backlog);
+                for (user, profile) in users.iter().zip(profiles) {
+                    if let Some(p) = profile {
+                        super::behaviour::save(&txn, user, &p)?;
+                    }
+                }
+                let mut outcomes = outcomes.into_iter();
+                let granted: Vec<_> = asks
+                    .iter()
+                    .map(|a| a.as_ref().and_then(|_| outcomes.next()))
+                    .collect();
+                (asks, granted)
+            }
+            None => (Vec::new(), batch.iter().map(|_| None).collect()),
+        };
         let mut results = Vec::with_capacity(batch.len());
-        for job in batch {
-            results.push(accept_one(&txn, settings, clock, &job.submission)?);
+        // What this commit adds counts against the disk reserve.
+        let mut adding = 0u64;
+        for (job, grant) in batch.iter().zip(granted.iter_mut()) {
+            let size = job.submission.message.len() as u64;
+            if let Err(r) = store.admit(adding + size) {
+                results.push(Err(AcceptError::Refused(r)));
+                continue;
+            }
+            adding += size;
+            results.push(accept_one(&txn, settings, clock, grant, &job.submission)?);
         }
         txn.commit()?;
+        // Counted ahead but not queued: given back below.
+        for (ask, grant) in asks.into_iter().zip(granted) {
+            if let (Some(ask), Some(Ok(counted))) = (ask, grant) {
+                unused.push((ask, counted));
+            }
+        }
         Ok(results)
     };
-    match attempt() {
-        Ok(results) => results,
+    let outcome = attempt();
+    if let Some(f) = fleet
+        && !unused.is_empty()
+    {
+        f.release(&unused);
+    }
+    match outcome {
+        Ok(results) => {
+            // Held mail changed the user (history, perhaps a lock).
+            for (job, r) in batch.iter().zip(&results) {
+                if matches!(r, Ok(Accepted::Held(_))) {
+                    store.changed(super::Change::User(job.submission.user.clone()));
+                }
+            }
+            if fleet.is_some() {
+                share_profiles(store, batch, &results, backlog);
+            }
+            results
+        }
         Err(e) => {
             tracing::error!(error = %e, "queue commit failed");
             batch
@@ -157,25 +280,98 @@ fn commit_batch(
     }
 }
 
+/// Adds the behaviour profiles this commit changed to those to write
+/// back (the newest of a user replaces an older one).
+fn share_profiles(
+    store: &Store,
+    batch: &[Job],
+    results: &[std::result::Result<Accepted, AcceptError>],
+    backlog: &mut Vec<(String, crate::behaviour::Profile)>,
+) {
+    let mut users: Vec<&str> = batch
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(j, _)| j.submission.user.as_str())
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    let profiles: Vec<(String, crate::behaviour::Profile)> = users
+        .into_iter()
+        .filter_map(|u| {
+            let p = store.behaviour_profile(u).ok().flatten()?;
+            Some((u.to_string(), p))
+        })
+        .collect();
+    backlog.retain(|(u, _)| !profiles.iter().any(|(n, _)| n == u));
+    backlog.extend(profiles);
+}
+
+/// What the fleet is asked to count for each submission: nothing for a
+/// user that is gone or locked (refused below anyway).
+fn fleet_asks(
+    txn: &WriteTransaction,
+    settings: &settings::Shared,
+    clock: &Clock,
+    batch: &[Job],
+) -> Result<Vec<Option<Reservation>>> {
+    let now = clock.now();
+    let users = txn.open_table(USERS)?;
+    let mut out = Vec::with_capacity(batch.len());
+    for job in batch {
+        let s = &job.submission;
+        let user: Option<User> = users
+            .get(s.user.as_str())?
+            .map(|v| from_json(v.value()))
+            .transpose()?;
+        let Some(user) = user.filter(|u| u.lock.in_force(now).is_none()) else {
+            out.push(None);
+            continue;
+        };
+        let (eff, tz) =
+            settings.read(|c| (user.settings.resolve(&c.settings.defaults), c.tz.clone()));
+        out.push(Some(Reservation {
+            user: s.user.clone(),
+            windows: windows::windows(now, &tz),
+            settings: eff,
+            recipients: u32::try_from(s.recipients.len()).unwrap_or(u32::MAX),
+            check: s.content.class == Class::Clean,
+            now,
+            tz,
+        }));
+    }
+    Ok(out)
+}
+
 fn accept_one(
     txn: &WriteTransaction,
     settings: &settings::Shared,
     clock: &Clock,
+    fleet_grant: &mut Option<std::result::Result<Counted, AcceptError>>,
     s: &Submission,
-) -> Result<std::result::Result<u64, AcceptError>> {
+) -> Result<std::result::Result<Accepted, AcceptError>> {
     let now = clock.now();
     let user: Option<User> = txn
         .open_table(USERS)?
         .get(s.user.as_str())?
         .map(|v| from_json(v.value()))
         .transpose()?;
-    let Some(user) = user else {
+    let Some(mut user) = user else {
         return Ok(Err(AcceptError::NoUser));
     };
-    let (eff, tz) = settings.read(|c| (user.settings.resolve(&c.settings.defaults), c.tz.clone()));
+    let (eff, tz, policy, quarantine) = settings.read(|c| {
+        (
+            user.settings.resolve(&c.settings.defaults),
+            c.tz.clone(),
+            c.settings.response.clone(),
+            c.settings.quarantine,
+        )
+    });
     if let Some(lock) = user.lock.in_force(now) {
         return Ok(Err(AcceptError::Locked(lock_text(lock, &tz))));
     }
+    // Caught mail is neither limited nor counted (it is not sent).
+    let caught = s.content.class != Class::Clean;
     let mut usage_table = txn.open_table(USAGE)?;
     let mut usage: Usage = usage_table
         .get(s.user.as_str())?
@@ -185,34 +381,119 @@ fn accept_one(
     let w = windows::windows(now, &tz);
     let counts = usage.counts(&w);
     let rcpts = u32::try_from(s.recipients.len()).unwrap_or(u32::MAX);
-    if let Err(e) = limits::check_messages(&counts, &eff, 1, now, &tz) {
-        return Ok(Err(AcceptError::MessageLimit(e)));
+    if !caught {
+        if let Err(e) = limits::check_messages(&counts, &eff, 1, now, &tz) {
+            return Ok(Err(AcceptError::MessageLimit(e)));
+        }
+        if let Err(e) = limits::check_recipients(&counts, &eff, rcpts, now, &tz) {
+            return Ok(Err(AcceptError::RecipientLimit(e)));
+        }
     }
-    if let Err(e) = limits::check_recipients(&counts, &eff, rcpts, now, &tz) {
-        return Ok(Err(AcceptError::RecipientLimit(e)));
-    }
-    usage.add(&w, 1, rcpts);
-    usage_table.insert(s.user.as_str(), to_json(&usage)?.as_slice())?;
 
-    let entry = QueueEntry {
-        id: s.id,
-        user: s.user.clone(),
-        sender: s.sender.clone(),
-        recipients: s
-            .recipients
-            .iter()
-            .map(|a| Recipient::new(a.clone()))
-            .collect(),
-        size: s.message.len() as u64,
-        received: now,
-        client_ip: s.client_ip.clone(),
-        helo: s.helo.clone(),
-        next_attempt: Some(now),
-        delay_warned: false,
+    let obs = Observation {
+        recipients: &s.recipients,
+        client: s
+            .client_ip
+            .parse()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        fixed_address: user.is_network(),
+        now,
     };
-    super::queue::insert_new(txn, &entry, &s.message)?;
+    let mut profile = super::behaviour::load(txn, &s.user)?;
+    let assessment = if policy.behaviour {
+        assess::observe(&mut profile, &obs)
+    } else {
+        Assessment::default()
+    };
+    let recent = profile.recent_holds(now, policy.hold_window_minutes);
+    let decision = response::decide(&s.content, &assessment, recent, &policy, eff.auto_lock);
+    if decision.fate == Fate::Allow {
+        // Counted fleet-wide ahead (`fleet_asks`); taking the grant
+        // marks it used.
+        if let Some(Err(e)) = fleet_grant.take_if(|g| g.is_err()) {
+            return Ok(Err(e));
+        }
+        fleet_grant.take();
+        if policy.behaviour {
+            assess::remember(&mut profile, &obs);
+            super::behaviour::save(txn, &s.user, &profile)?;
+        }
+        usage.add(&w, 1, rcpts);
+        usage_table.insert(s.user.as_str(), to_json(&usage)?.as_slice())?;
+        let entry = QueueEntry {
+            id: s.id,
+            user: s.user.clone(),
+            sender: s.sender.clone(),
+            recipients: s
+                .recipients
+                .iter()
+                .enumerate()
+                .map(|(i, a)| Recipient {
+                    dsn: s.recipient_dsn.get(i).cloned().unwrap_or_default(),
+                    ..Recipient::new(a.clone())
+                })
+                .collect(),
+            size: s.message.len() as u64,
+            received: now,
+            client_ip: s.client_ip.clone(),
+            helo: s.helo.clone(),
+            next_attempt: Some(now),
+            delay_warned: false,
+            dsn: s.dsn.clone(),
+            smtputf8: s.smtputf8,
+        };
+        super::queue::insert_new(txn, &entry, &s.message)?;
+        bump_seq(txn, s.id)?;
+        return Ok(Ok(Accepted::Queued(s.id)));
+    }
+
+    // Held, perhaps with a lock. Mail held for behaviour alone is always
+    // kept (it may well be legitimate); caught content follows the
+    // quarantine setting as it always has.
+    profile.note_hold(now);
+    super::behaviour::save(txn, &s.user, &profile)?;
+    let keep = quarantine || !caught;
+    if keep {
+        let q = QuarantineEntry {
+            id: s.id,
+            user: s.user.clone(),
+            sender: s.sender.clone(),
+            recipients: s.recipients.clone(),
+            size: s.message.len() as u64,
+            received: now,
+            client_ip: s.client_ip.clone(),
+            helo: s.helo.clone(),
+            class: s.content.class.to_string(),
+            score: s.content.score,
+            reasons: decision.reasons.clone(),
+            fate: decision.fate.to_string(),
+            smtputf8: s.smtputf8,
+        };
+        txn.open_table(QUARANTINE)?
+            .insert(q.id, to_json(&q)?.as_slice())?;
+        txn.open_table(QBODIES)?
+            .insert(q.id, s.message.as_slice())?;
+    }
     bump_seq(txn, s.id)?;
-    Ok(Ok(s.id))
+    let summary = response::summary(&decision.reasons);
+    let lock = match decision.fate {
+        Fate::Lock => locking::auto_lock(&mut user, &eff, now, &summary),
+        _ => {
+            user.record(
+                now,
+                format!("message {} held: {summary}", super::queue_id(s.id)),
+            );
+            None
+        }
+    };
+    txn.open_table(USERS)?
+        .insert(s.user.as_str(), to_json(&user)?.as_slice())?;
+    Ok(Ok(Accepted::Held(Held {
+        fate: decision.fate,
+        reasons: decision.reasons,
+        kept: keep.then_some(s.id),
+        lock,
+    })))
 }
 
 /// Records that `id` is used, so a restart never hands it out again.

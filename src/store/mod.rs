@@ -6,10 +6,16 @@
 
 mod accept;
 mod admin;
+mod behaviour;
 mod directory;
+mod dkim;
+pub mod envelope;
+mod health;
+mod observer;
 mod quarantine;
 mod queue;
 mod settings;
+mod space;
 mod usage;
 mod users;
 
@@ -20,12 +26,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use accept::lock_text;
-pub use accept::{AcceptError, Committer, Submission};
+pub use accept::{AcceptError, Accepted, Committer, Submission};
 pub use admin::AuditEntry;
-pub use quarantine::{Detection, QuarantineEntry};
+pub use health::Health;
+pub use observer::{Change, ProfileChange};
+pub use quarantine::QuarantineEntry;
 pub use queue::{
     NewMessage, QueueEntry, QueueFilter, RcptState, Recipient, parse_id, show_id as queue_id,
 };
+pub use space::{Refusal, StoreConfig};
+pub use usage::Usage;
+pub use users::ImportOutcome;
 
 /// `user name -> User (JSON)`
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -78,6 +89,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 pub struct Store {
     db: Database,
+    health: Health,
+    space: space::Space,
+    observer: observer::Observer,
 }
 
 /// redb page cache when the config does not say (`store_cache_mib`).
@@ -94,9 +108,27 @@ impl Store {
     /// redb's page cache (its own default is 1 GiB, which on an appliance
     /// would let the cache grow with the queue).
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError(e.to_string()))?;
+        Self::open_file(file, cache_bytes)
+    }
+
+    /// `open_with_cache` on a file the caller opened (the daemon opens it
+    /// beneath the data directory without following symlinks).
+    pub fn open_file(file: std::fs::File, cache_bytes: usize) -> Result<Store> {
+        let measure = file.try_clone().ok();
+        let backend =
+            redb::backends::FileBackend::new(file).map_err(|e| StoreError(e.to_string()))?;
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
-            .create(path)?;
+            .create_with_backend(backend)?;
         let txn = db.begin_write()?;
         {
             txn.open_table(USERS)?;
@@ -108,20 +140,32 @@ impl Store {
             txn.open_table(META)?;
             admin::create(&txn)?;
             directory::create(&txn)?;
+            dkim::create(&txn)?;
             txn.open_table(QUARANTINE)?;
             txn.open_table(QBODIES)?;
             queue::create(&txn)?;
+            behaviour::create(&txn)?;
         }
         txn.commit()?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            health: Health::default(),
+            space: space::Space::new(measure),
+            observer: observer::Observer::default(),
+        })
+    }
+
+    /// Whether writes still work (see `health`).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     fn read(&self) -> Result<redb::ReadTransaction> {
         Ok(self.db.begin_read()?)
     }
 
-    fn write(&self) -> Result<redb::WriteTransaction> {
-        Ok(self.db.begin_write()?)
+    fn write(&self) -> Result<health::Txn<'_>> {
+        health::Txn::begin(&self.db, &self.health)
     }
 }
 

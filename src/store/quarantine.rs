@@ -1,15 +1,15 @@
-//! Quarantine: spam and malware kept for the admin to release or delete,
-//! and the detection transaction that stores it together with the
-//! sender's automatic lock.
+//! Quarantine: spam, malware and messages held for unusual sending, kept
+//! for the admin to release or delete (they are stored by the committer,
+//! `store::accept`, in the transaction that decides their fate).
 
 use jiff::Timestamp;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::queue::{QueueEntry, Recipient};
-use super::{QBODIES, QUARANTINE, Result, Store, USERS, from_json, to_json};
+use super::{QBODIES, QUARANTINE, Result, Store, from_json};
 use crate::locking;
-use crate::users::{EffectiveSettings, LockState, User};
+use crate::users::LockState;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuarantineEntry {
@@ -25,45 +25,17 @@ pub struct QuarantineEntry {
     pub class: String,
     pub score: f64,
     pub reasons: Vec<String>,
-}
-
-/// What to do about one detected message, in one transaction.
-pub struct Detection<'a> {
-    /// Keep the message (quarantine on), or drop it.
-    pub keep: Option<(&'a QuarantineEntry, &'a [u8])>,
-    /// Lock the sender (when automatic lock applies).
-    pub lock: Option<(&'a EffectiveSettings, &'a str)>,
-    pub user: &'a str,
-    pub now: Timestamp,
+    /// "hold" (kept for review, user not locked) or "lock" (this message
+    /// locked the user); empty for entries stored before the response
+    /// ladder existed.
+    #[serde(default)]
+    pub fate: String,
+    /// Taken with SMTPUTF8 (false for entries stored before it existed).
+    #[serde(default)]
+    pub smtputf8: bool,
 }
 
 impl Store {
-    /// Stores the quarantined message and locks the user, atomically.
-    /// Returns the new lock, if one was set.
-    pub fn record_detection(&self, d: &Detection) -> Result<Option<LockState>> {
-        let txn = self.write()?;
-        let mut lock = None;
-        if let Some((q, body)) = d.keep {
-            txn.open_table(QUARANTINE)?
-                .insert(q.id, to_json(q)?.as_slice())?;
-            txn.open_table(QBODIES)?.insert(q.id, body)?;
-            super::accept::bump_seq(&txn, q.id)?;
-        }
-        if let Some((eff, reason)) = d.lock {
-            let mut users = txn.open_table(USERS)?;
-            let user: Option<User> = users
-                .get(d.user)?
-                .map(|v| from_json(v.value()))
-                .transpose()?;
-            if let Some(mut user) = user {
-                lock = locking::auto_lock(&mut user, eff, d.now, reason);
-                users.insert(d.user, to_json(&user)?.as_slice())?;
-            }
-        }
-        txn.commit()?;
-        Ok(lock)
-    }
-
     pub fn quarantined(&self) -> Result<Vec<QuarantineEntry>> {
         let txn = self.read()?;
         let table = txn.open_table(QUARANTINE)?;
@@ -110,6 +82,13 @@ impl Store {
             .remove(id)?
             .map(|v| v.value().to_vec())
             .unwrap_or_default();
+        // The admin vouched for these recipients: they are contacts now,
+        // so the same list does not look new again (a held mail merge).
+        super::behaviour::learn_contacts(&txn, &q.user, &q.recipients)?;
+        let learnt = super::Change::Profile(
+            q.user.clone(),
+            super::ProfileChange::Contacts(q.recipients.clone()),
+        );
         let entry = QueueEntry {
             id: queue_id,
             user: q.user,
@@ -121,10 +100,13 @@ impl Store {
             helo: q.helo,
             next_attempt: Some(now),
             delay_warned: false,
+            dsn: Default::default(),
+            smtputf8: q.smtputf8,
         };
         super::queue::insert_new(&txn, &entry, &body)?;
         super::accept::bump_seq(&txn, queue_id)?;
         txn.commit()?;
+        self.changed(learnt);
         Ok(true)
     }
 

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::envelope::{MessageDsn, RcptDsn};
 use super::{BODIES, META, QUEUE, Result, Store, from_json, to_json};
 
 /// The delivery schedule: `(next attempt in ns since the epoch, queue id)
@@ -76,6 +77,9 @@ pub struct Recipient {
     /// The host that gave `last_reply`, for logs and bounces.
     #[serde(default)]
     pub remote: Option<String>,
+    /// NOTIFY and ORCPT (RFC 3461).
+    #[serde(default, skip_serializing_if = "RcptDsn::is_empty")]
+    pub dsn: RcptDsn,
 }
 
 impl Recipient {
@@ -87,6 +91,7 @@ impl Recipient {
             last_reply: None,
             next_attempt: None,
             remote: None,
+            dsn: RcptDsn::default(),
         }
     }
 }
@@ -108,6 +113,13 @@ pub struct QueueEntry {
     /// A delay warning was sent for this message.
     #[serde(default)]
     pub delay_warned: bool,
+    /// RET and ENVID (RFC 3461).
+    #[serde(default, skip_serializing_if = "MessageDsn::is_empty")]
+    pub dsn: MessageDsn,
+    /// Taken with SMTPUTF8 (RFC 6531): a next hop must offer it too, or
+    /// the recipients fail (5.6.7/5.6.9). False in stores written before.
+    #[serde(default)]
+    pub smtputf8: bool,
 }
 
 impl QueueEntry {
@@ -293,6 +305,11 @@ impl Store {
                 durable = !lazy_removal || new.is_some();
             }
             if let Some(m) = new {
+                let utf8 = crate::intl::needs(
+                    &m.sender,
+                    m.recipients.iter().map(String::as_str),
+                    &m.message,
+                ) != crate::intl::Needs::Nothing;
                 let e = QueueEntry {
                     id: m.id,
                     user: m.user,
@@ -304,6 +321,8 @@ impl Store {
                     helo: String::new(),
                     next_attempt: Some(now),
                     delay_warned: false,
+                    dsn: Default::default(),
+                    smtputf8: utf8,
                 };
                 queue.insert(m.id, to_json(&e)?.as_slice())?;
                 bodies.insert(m.id, m.message.as_slice())?;
@@ -374,6 +393,8 @@ mod tests {
             helo: String::new(),
             next_attempt: Some(now),
             delay_warned: false,
+            dsn: Default::default(),
+            smtputf8: false,
         }
     }
 
@@ -442,6 +463,17 @@ mod tests {
         assert_schedule_matches(&store);
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn entries_stored_before_smtputf8_load_without_it() {
+        let now = Timestamp::UNIX_EPOCH;
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&to_json(&entry(7, now)).unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("smtputf8");
+        let old: QueueEntry = from_json(json.to_string().as_bytes()).unwrap();
+        assert!(!old.smtputf8);
+        assert_eq!(old, entry(7, now));
     }
 
     #[test]

@@ -17,6 +17,14 @@ impl Store {
     }
 
     pub fn put_settings(&self, s: &SystemSettings) -> Result<()> {
+        self.write_settings(s)?;
+        self.changed(super::Change::Settings);
+        Ok(())
+    }
+
+    /// Stores settings another box of the fleet changed, without telling
+    /// the observer.
+    pub fn write_settings(&self, s: &SystemSettings) -> Result<()> {
         let txn = self.write()?;
         txn.open_table(SETTINGS)?
             .insert(KEY, to_json(s)?.as_slice())?;

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use redb::ReadableTable;
+
 use super::{Result, Store, USAGE, from_json};
 use crate::limits::Counts;
 use crate::windows::Windows;
@@ -39,6 +41,20 @@ impl Usage {
         }
     }
 
+    /// Takes back what `add` counted (a reservation not used).
+    pub fn subtract(&mut self, w: &Windows, messages: u32, recipients: u32) {
+        if self.day == w.day {
+            self.day_messages = self.day_messages.saturating_sub(messages);
+            self.day_recipients = self.day_recipients.saturating_sub(recipients);
+        }
+        if self.week == w.week {
+            self.week_messages = self.week_messages.saturating_sub(messages);
+        }
+        if self.month == w.month {
+            self.month_messages = self.month_messages.saturating_sub(messages);
+        }
+    }
+
     /// Counts `messages` and `recipients` in the windows `w`.
     pub fn add(&mut self, w: &Windows, messages: u32, recipients: u32) {
         let c = self.counts(w);
@@ -63,6 +79,37 @@ impl Store {
             .map(|v| from_json(v.value()))
             .transpose()?
             .unwrap_or_default())
+    }
+
+    /// Every user's counters (the fleet adds them to the shared store).
+    pub fn all_usage(&self) -> Result<Vec<(String, Usage)>> {
+        let txn = self.read()?;
+        let table = txn.open_table(USAGE)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), from_json(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// This box's random name in a fleet, made once and kept.
+    pub fn fleet_box_id(&self) -> Result<u64> {
+        const KEY: &str = "fleet_box_id";
+        if let Some(id) = self.read()?.open_table(super::META)?.get(KEY)? {
+            return Ok(id.value());
+        }
+        let id = {
+            use rand::TryRngCore;
+            rand::rngs::OsRng
+                .try_next_u64()
+                .map_err(|e| super::StoreError(format!("no randomness: {e}")))?
+                | 1
+        };
+        let txn = self.write()?;
+        txn.open_table(super::META)?.insert(KEY, id)?;
+        txn.commit()?;
+        Ok(id)
     }
 }
 

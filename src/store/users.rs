@@ -34,11 +34,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Which of `names` are users already, in one read transaction.
+    pub fn present(&self, names: &[String]) -> Result<Vec<bool>> {
+        let txn = self.read()?;
+        let table = txn.open_table(USERS)?;
+        names
+            .iter()
+            .map(|n| Ok(table.get(n.as_str())?.is_some()))
+            .collect()
+    }
+
     /// Adds a user; `Ok(false)` if the name is taken.
     pub fn add_user(&self, user: &User) -> Result<bool> {
         let txn = self.write()?;
         let added = insert_new(&txn, user)?;
         txn.commit()?;
+        if added {
+            self.changed(super::Change::User(user.name.clone()));
+        }
         Ok(added)
     }
 
@@ -54,6 +67,9 @@ impl Store {
             }
         }
         txn.commit()?;
+        for name in &out.added {
+            self.changed(super::Change::User(name.clone()));
+        }
         Ok(out)
     }
 
@@ -74,6 +90,9 @@ impl Store {
             }
         };
         txn.commit()?;
+        if updated.is_some() {
+            self.changed(super::Change::User(name.to_string()));
+        }
         Ok(updated)
     }
 
@@ -83,7 +102,11 @@ impl Store {
         let existed = txn.open_table(USERS)?.remove(name)?.is_some();
         txn.open_table(USAGE)?.remove(name)?;
         txn.open_table(NETWORKS)?.remove(name)?;
+        txn.open_table(super::behaviour::BEHAVIOUR)?.remove(name)?;
         txn.commit()?;
+        if existed {
+            self.changed(super::Change::User(name.to_string()));
+        }
         Ok(existed)
     }
 
@@ -121,6 +144,43 @@ fn net_contains(net: &IpNet, ip: IpAddr) -> bool {
         v4 => v4,
     };
     net.contains(&ip)
+}
+
+impl Store {
+    /// Writes a user record as another box of the fleet has it (`None`:
+    /// deleted there), without telling the observer (it came from there).
+    /// Returns whether anything changed.
+    pub fn apply_remote_user(&self, name: &str, user: Option<&User>) -> Result<bool> {
+        let txn = self.write()?;
+        let changed = {
+            let mut users = txn.open_table(USERS)?;
+            let current = users.get(name)?.map(|v| v.value().to_vec());
+            match user {
+                None if current.is_none() => false,
+                None => {
+                    users.remove(name)?;
+                    txn.open_table(USAGE)?.remove(name)?;
+                    txn.open_table(NETWORKS)?.remove(name)?;
+                    txn.open_table(super::behaviour::BEHAVIOUR)?.remove(name)?;
+                    true
+                }
+                Some(u) => {
+                    let json = to_json(u)?;
+                    if current.as_deref() == Some(json.as_slice()) {
+                        false
+                    } else {
+                        users.insert(name, json.as_slice())?;
+                        if u.is_network() {
+                            txn.open_table(NETWORKS)?.insert(name, ())?;
+                        }
+                        true
+                    }
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(changed)
+    }
 }
 
 fn insert_new(txn: &WriteTransaction, user: &User) -> Result<bool> {

@@ -359,3 +359,24 @@ def test_certificate_page_refuses_a_bad_upload(og, api, tmp_path):
     )
     assert r.status_code == 400 and "certificate" in r.text
     assert served_fingerprint(og.port) == before
+
+
+def test_hold_reasons_and_behaviour_on_the_pages(og, api):
+    """A held message names its fate and reasons on the quarantine page; the
+    user's page shows its sending behaviour and the hold in its history."""
+    from .adminlib import submit_spam
+
+    name = "held@pages.example"
+    settings = {"auto_lock": False, "quarantine_response": "accepted"}
+    r = api.post(og.url + "/v1/users", json={"name": name, "password": "held-secret-1", "settings": settings})
+    assert r.status_code == 201, r.text
+    submit_spam(og, name, "held-secret-1")
+    [q] = [q for q in api.get(og.url + "/v1/quarantine").json() if q["user"] == name]
+    assert q["fate"] == "hold" and "automatic lock is off" in q["reasons"][0]
+    page = api.get(og.url + "/quarantine").text
+    assert "spam (hold)" in page
+    page = api.get(og.url + "/users/" + name).text
+    assert 'id="behaviour"' in page and "Usual busiest hour" in page
+    assert "held: spam score" in page and "at or above the lock score" in page
+    api.delete(og.url + "/v1/quarantine/" + q["id"])
+    api.delete(og.url + "/v1/users/" + name)

@@ -246,3 +246,34 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     assert d.current_url.endswith("/login")
     d.get(og.url + "/users")
     assert d.current_url.endswith("/login")
+
+
+def test_dkim_page_generate_rotate_activate(og, api, browser, artifacts):
+    d = browser
+    d.get(og.url + "/dkim")
+    if d.current_url.endswith("/login"):
+        login(d, og, artifacts)
+        d.get(og.url + "/dkim")
+    d.find_element(By.ID, "dkim-domain").send_keys("Page.Example")
+    Select(d.find_element(By.ID, "dkim-algorithm")).select_by_value("rsa")
+    click(d, d.find_element(By.ID, "dkim-generate"))
+    assert "Key generated for page.example" in flash(d)
+    [record] = [r.text for r in d.find_elements(By.CSS_SELECTOR, "pre.dkim-record") if "page.example" in r.text]
+    assert record.startswith('outguard1._domainkey.page.example. IN TXT "v=DKIM1; k=rsa; p=')
+    # The page shows what the API (and so the CLI) publishes.
+    assert record == api.get(og.url + "/v1/dkim/page.example").json()["active"]["zone"]
+
+    def press(label):
+        click(d, d.find_element(By.XPATH, f"//tr[td='page.example']//button[normalize-space()='{label}']"))
+
+    press("Rotate (generate next)")
+    assert "publish its record" in flash(d)
+    zones = [r.text for r in d.find_elements(By.CSS_SELECTOR, "pre.dkim-record") if "page.example" in r.text]
+    assert any(z.startswith('outguard2._domainkey.page.example. IN TXT "v=DKIM1; k=rsa;') for z in zones)
+    shot(d, artifacts, "dkim-rotation")
+    press("Activate next key")
+    assert "activated" in flash(d)
+    keys = api.get(og.url + "/v1/dkim/page.example").json()
+    assert keys["active"]["selector"] == "outguard2" and keys["retired"]["selector"] == "outguard1"
+    press("Delete retired key")
+    assert api.get(og.url + "/v1/dkim/page.example").json().get("retired") is None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .delivery_support import Daemon, Dns, Sink
+from .raw_hop import RawHop
 
 USER = "alice@example.com"
 
@@ -71,3 +72,19 @@ def outguard(workdir):
         d.stop()
         # Shown by pytest only when the test failed.
         print(f"--- {d.log_path} (last lines) ---\n" + "\n".join(d.log().splitlines()[-40:]))
+
+
+@pytest.fixture
+def hops():
+    """Factory: hops(keywords) starts a RawHop announcing exactly those
+    EHLO keywords; all are stopped at the end."""
+    made = []
+
+    def make(keywords):
+        h = RawHop(keywords)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.stop()

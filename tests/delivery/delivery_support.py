@@ -42,16 +42,18 @@ class Sink:
     (lower case) to the reply its RCPT gets; `drop` closes the connection
     at MAIL FROM."""
 
-    def __init__(self, tls_context=None, require_tls=False, credentials=None):
+    def __init__(self, tls_context=None, require_tls=False, credentials=None, decode_data=False, smtputf8=False):
         self.messages = []
         self.rules = {}
         self.drop = False
         self.rcpt_log = []
         self.logins = []
         self.tls_sessions = 0
+        self.quits = 0
         self.lock = threading.Lock()
         self.port = free_port()
-        kwargs = {}
+        # decode_data=True: aiosmtpd then does not announce 8BITMIME.
+        kwargs = {"decode_data": decode_data, "enable_SMTPUTF8": smtputf8}
         if tls_context is not None:
             kwargs.update(tls_context=tls_context, require_starttls=require_tls)
         if credentials is not None:
@@ -109,6 +111,11 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    async def handle_QUIT(self, server, session, envelope):
+        with self.sink.lock:
+            self.sink.quits += 1
+        return "221 2.0.0 Bye"
+
     async def handle_DATA(self, server, session, envelope):
         with self.sink.lock:
             if session.ssl is not None:
@@ -117,6 +124,7 @@ class _Handler:
                 "mail_from": "" if envelope.mail_from == "<>" else envelope.mail_from,
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "content": envelope.original_content,
+                "mail_options": list(envelope.mail_options),
                 "tls": session.ssl is not None,
             })
         return "250 2.0.0 Ok: stored"
@@ -128,11 +136,13 @@ class ZoneResolver(BaseResolver):
 
     def __init__(self, zone):
         self.zone = {(n.lower().rstrip(".") + ".", t): v for (n, t), v in zone.items()}
+        self.queries = []
 
     def resolve(self, request, handler):
         reply = request.reply()
         qname = str(request.q.qname).lower()
         qtype = QTYPE[request.q.qtype]
+        self.queries.append((qname, qtype))
         reply.header.aa = 1
         answers = self.zone.get((qname, qtype))
         if answers:
@@ -146,7 +156,7 @@ class ZoneResolver(BaseResolver):
 class Dns:
     def __init__(self, zone):
         self.port = free_port()
-        resolver = ZoneResolver(zone)
+        self.resolver = resolver = ZoneResolver(zone)
         self.servers = [DNSServer(resolver, port=self.port, address="127.0.0.1", tcp=tcp) for tcp in (False, True)]
         for s in self.servers:
             s.start_thread()
@@ -209,8 +219,13 @@ def swaks(d, user, rcpt, message: bytes):
     return max(ids) if ids else None
 
 
-def send(s, sender, rcpts, message: bytes):
-    code, text = s.mail(sender)
+def smarthost_of(server):
+    """The [delivery] section that relays through `server` on loopback."""
+    return {"smarthost": f"127.0.0.1:{server.port}"}
+
+
+def send(s, sender, rcpts, message: bytes, mail_options=()):
+    code, text = s.mail(sender, list(mail_options))
     assert code == 250, text
     for r in rcpts:
         code, text = s.rcpt(r)

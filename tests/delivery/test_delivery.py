@@ -2,6 +2,10 @@
 sink as smarthost or as MX host (found through a loopback DNS server).
 Time-based behaviour is driven by moving the daemon's clock."""
 
+import base64
+import hashlib
+import ssl
+import subprocess
 import threading
 
 from .conftest import USER
@@ -218,7 +222,7 @@ def test_mx_mode_skips_a_refusing_host(outguard, sinks, dns):
     assert f["Final-Recipient"] == "rfc822; nobody@gone.test"
     assert f["Status"] == "5.1.2"
     wait_for(lambda: entry(d, qid) is None, what="entry to leave the queue")
-    assert "mx1.remote.test" in d.log() and "next hop unusable" in d.log()
+    d.wait_log("mx1.remote.test", "next hop unusable")
 
 
 def test_queue_admin_retry_bounce_delete(outguard, sinks):
@@ -328,10 +332,103 @@ def test_opportunistic_tls_falls_back_to_plain_text(outguard, sinks, workdir):
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers("AES128-SHA")
     sink = sinks(tls_context=ctx, require_tls=False)
-    d = outguard(smarthost(sink, starttls="opportunistic"))
+    # Without certificate checks (with them, see the test below).
+    d = outguard(smarthost(sink, starttls="opportunistic", tls_verify=False))
     d.add_user(USER)
     qid = submit(d, USER, ["bob@remote.example"], message("fallback"))
     [m] = wait_for(lambda: sink.received(), what="delivery in plain text")
     assert not m["tls"]
-    assert "retrying without STARTTLS" in d.log()
+    d.wait_log("retrying without STARTTLS")
     wait_for(lambda: entry(d, qid) is None, what="entry to leave the queue")
+
+
+def test_capture_mode_keeps_mail_local_and_asks_no_dns(outguard, dns):
+    """Trying it (--dev, the unprovisioned image) must not reach the
+    internet: in capture mode a message to bob@example.net is written to
+    <data_dir>/capture/ and no name is looked up, even with a resolver
+    configured."""
+    server = dns({("example.net", "MX"): [mx(10, "mx.example.net.")]})
+    d = outguard({"mode": "capture", "dns_servers": [f"127.0.0.1:{server.port}"]})
+    d.add_user(USER)
+    qid = submit(d, USER, ["bob@example.net"], message("capture"))
+    path = d.data / "capture" / f"{qid}.eml"
+    wait_for(path.exists, what="the captured message")
+    raw = path.read_bytes()
+    assert raw.startswith(b"Return-Path: <alice@example.com>\r\nX-Outguard-Captured-For: <bob@example.net>\r\n")
+    assert b"Subject: capture" in raw and b"Received: from " in raw
+    wait_for(lambda: entry(d, qid) is None, what="entry to leave the queue")
+    d.wait_log("captured")
+    assert server.resolver.queries == []
+
+
+def self_signed(dir, name="localhost"):
+    """A certificate as plain `openssl req -x509` makes it (CA:TRUE), the
+    usual private relay's; returns (cert path, server context)."""
+    dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem",
+                    "-out", "c.pem", "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}"], check=True, capture_output=True, cwd=dir)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(dir / "c.pem", dir / "k.pem")
+    return dir / "c.pem", ctx
+
+
+def openssl(*args, input=None):
+    return subprocess.run(["openssl", *args], check=True, capture_output=True, input=input).stdout
+
+
+def test_self_signed_smarthost_certificate_listed_in_ca_file_is_trusted(outguard, sinks, workdir):
+    cert, ctx = self_signed(workdir / "certs")
+    sink = sinks(tls_context=ctx, require_tls=True)
+    d = outguard({"smarthost": f"localhost:{sink.port}", "starttls": "required", "ca_file": str(cert)})
+    d.add_user(USER)
+    submit(d, USER, ["bob@remote.example"], message("self-signed"))
+    [m] = wait_for(lambda: sink.received(), what="delivery over TLS to a self-signed relay")
+    assert m["tls"]
+    wait_for(lambda: d.queue() == [], what="empty queue")
+    # The connection ends with QUIT.
+    wait_for(lambda: sink.quits >= 1, what="QUIT")
+
+
+def test_pinned_smarthost_key_or_certificate(outguard, sinks, workdir):
+    """A pin trusts the relay's key (or certificate) whatever its issuer
+    and name; a relay whose key differs gets nothing, even over TLS."""
+    _, ctx = make_certs(workdir / "certs", name="relay.private")  # a CA we do not trust
+    sink = sinks(tls_context=ctx, require_tls=True)
+    pem = (workdir / "certs" / "server.pem").read_bytes()
+    spki = openssl("x509", "-pubkey", "-noout", input=pem)
+    der = openssl("pkey", "-pubin", "-outform", "der", input=spki)
+    key_pin = "sha256//" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+    fp = openssl("x509", "-fingerprint", "-sha256", "-noout", input=pem).decode().strip().split("=", 1)[1]
+    for i, pin in enumerate([key_pin, f"sha256:{fp}"]):
+        d = outguard({"smarthost": f"localhost:{sink.port}", "starttls": "required", "tls_pin": [pin]})
+        d.add_user(USER)
+        submit(d, USER, [f"pinned{i}@remote.example"], message(f"pinned {i}"))
+        wait_for(lambda: sink.received(rcpt=f"pinned{i}@remote.example"), what=f"delivery with pin {pin}")
+        d.stop()
+    other = "sha256//" + base64.b64encode(hashlib.sha256(b"another key").digest()).decode()
+    d = outguard({"smarthost": f"localhost:{sink.port}", "starttls": "required", "tls_pin": [other]})
+    d.add_user(USER)
+    qid = submit(d, USER, ["wrongpin@remote.example"], message("wrong pin"))
+    e = wait_for(lambda: (x := entry(d, qid)) and x["recipients"][0]["attempts"] >= 1 and x, what="an attempt")
+    assert "TLS handshake" in e["recipients"][0]["last_reply"], e
+    assert sink.received(rcpt="wrongpin@remote.example") == []
+
+
+def test_opportunistic_tls_never_falls_back_on_a_bad_certificate(outguard, sinks, workdir):
+    # A smarthost offering STARTTLS with a certificate from a CA the daemon
+    # does not trust, and accepting plain text too: an attacker in the path
+    # would look just like this. The message must stay queued with the TLS
+    # error, never go out in plain text.
+    _, ctx = make_certs(workdir / "certs", name="localhost")
+    sink = sinks(tls_context=ctx, require_tls=False)
+    d = outguard({"smarthost": f"localhost:{sink.port}", "starttls": "opportunistic"})
+    d.add_user(USER)
+    qid = submit(d, USER, ["bob@remote.example"], message("untrusted opportunistic"))
+    e = wait_for(lambda: (x := entry(d, qid)) and x["recipients"][0]["attempts"] >= 1 and x, what="an attempt")
+    r = e["recipients"][0]
+    assert r["state"] == "queued", e
+    assert r["last_reply"].startswith("451 4.4.1") and "TLS handshake" in r["last_reply"], e
+    settle()
+    assert sink.received() == []
+    assert "retrying without STARTTLS" not in d.log()

@@ -25,7 +25,7 @@ import ogvm
 
 from pathlib import Path
 
-from .test_boot import ADMIN_PASSWORD, BANNER_TIMEOUT, guest_json, require_image
+from .test_boot import ADMIN_PASSWORD, BANNER_TIMEOUT, guest_json, wait_output
 
 ROUNDS = 5
 USER, PASSWORD = "alice@example.com", "alice-Pass-1"
@@ -72,7 +72,7 @@ def queued_ids(vm: ogvm.VM) -> set[str]:
 
 @pytest.mark.slow
 def test_power_cuts_lose_no_acknowledged_mail(tmp_path):
-    require_image(ARCH)
+    ogvm.require_image(ARCH)
     work = tmp_path / ARCH
     disk = ogvm.fresh_disk(ARCH, work)
     ogvm.provision(disk, {
@@ -127,3 +127,31 @@ def test_power_cuts_lose_no_acknowledged_mail(tmp_path):
     out.mkdir(parents=True, exist_ok=True)
     (out / "powercut.json").write_text(json.dumps(result) + "\n")
     assert len(acked) >= ROUNDS * 2
+
+
+def test_power_cut_right_after_first_boot(tmp_path):
+    """The first boot writes the default configuration and the shadow file to /data;
+    a power cut seconds later (before the kernel's writeback) must not leave them empty:
+    the next boot serves again and the console is still the locked one, not a broken
+    login. (Unwritten, ext4 commits the new inode before its data: an empty config made
+    the daemon exit 1 on every start.)"""
+    ogvm.require_image(ARCH)
+    disk = ogvm.fresh_disk(ARCH, tmp_path)
+    vm = ogvm.VM(ARCH, disk, tmp_path / "console-0.log").start()
+    try:
+        vm.wait_banner(BANNER_TIMEOUT[ARCH])
+        assert "default configuration written to /data/config/outguard.toml" in vm.output()
+        vm.proc.kill()  # power cut: no shutdown, no sync
+        vm.proc.wait(timeout=30)
+    finally:
+        vm.kill()
+    vm = ogvm.VM(ARCH, disk, tmp_path / "console-1.log").start()
+    try:
+        banner, _ = vm.wait_banner(BANNER_TIMEOUT[ARCH])
+        assert banner.startswith("220 "), banner
+        out = vm.output()
+        assert "default configuration written" not in out, "the config was lost"
+        assert "outguard exited" not in out, out[-2000:]
+        wait_output(vm, "the console login is locked", 60)
+    finally:
+        vm.kill()

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Ctx, cell, error_text, line_errors, ok};
 use crate::admin::html::{button, csrf_field, esc, seg};
-use crate::admin::server::Resp;
+use crate::admin::server::{self, Resp};
 
 /// The CSV of a submitted form: the uploaded file if one was chosen,
 /// else the text area.
@@ -86,6 +86,22 @@ pub fn csv_post(c: &Ctx) -> Resp {
         } else {
             "/v1/users/import"
         };
+        // More than one batch: a background job and a page that follows
+        // it, since hashing 100,000 passwords takes minutes.
+        if crate::import::parse(&csv).0.len() > crate::import::job::BATCH {
+            let a = c.call(
+                Method::POST,
+                &format!(
+                    "{uri}{}background=true",
+                    if uri.contains('?') { "&" } else { "?" }
+                ),
+                &csv,
+            );
+            if !ok(&a) {
+                return preview(c, &text, Some(&error_text(&a)));
+            }
+            return server::redirect(&format!("/users/import/{}", a.body["id"]));
+        }
         let a = c.call(Method::POST, uri, &csv);
         if !ok(&a) {
             return preview(c, &text, Some(&error_text(&a)));
@@ -100,6 +116,48 @@ pub fn csv_post(c: &Ctx) -> Resp {
         );
     }
     preview(c, &text, None)
+}
+
+/// The progress of a background import; the page reloads itself every
+/// two seconds until the job ends, then shows its outcome on the users page.
+pub fn progress(c: &Ctx, id: &str) -> Resp {
+    let a = c.get(&format!("/v1/users/import/{}", seg(id)));
+    if !ok(&a) {
+        return c.failed("Import from CSV file", "/users", &a, "/users/import");
+    }
+    let p = &a.body;
+    let (done, total) = (
+        p["done"].as_u64().unwrap_or(0),
+        p["total"].as_u64().unwrap_or(0),
+    );
+    match p["state"].as_str() {
+        Some("done") => c.done(
+            format!(
+                "Imported {} user(s); {} already existed and were kept as they are.",
+                p["added"], p["existing"]
+            ),
+            "/users",
+        ),
+        Some("running") => c.render(
+            "Importing users",
+            "/users",
+            &format!(
+                r#"<meta http-equiv="refresh" content="2">
+<p><progress id="import-progress" value="{done}" max="{total}"></progress> {done} of {total} user(s) done.</p>
+<p class="muted">Users are committed 1,000 at a time. If the import stops, the users committed so far stay; importing the same file again resumes it.</p>"#
+            ),
+        ),
+        _ => c.render_with(
+            hyper::StatusCode::INTERNAL_SERVER_ERROR,
+            "Import from CSV file",
+            "/users",
+            Some(&format!(
+                "The import stopped after {done} of {total} user(s): {}. The users committed so far stay; import the same file again to resume.",
+                p["error"].as_str().unwrap_or("unknown error")
+            )),
+            r#"<p><a href="/users/import">Back</a></p>"#,
+        ),
+    }
 }
 
 fn preview(c: &Ctx, text: &str, error: Option<&str>) -> Resp {

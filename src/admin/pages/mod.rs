@@ -2,8 +2,11 @@
 //! JSON clients use (so validation and audit are the same), forms that
 //! work without JavaScript, and post/redirect/get with a flash message.
 
+mod appliance;
+mod dkim;
 mod imports;
 mod system;
+mod update;
 mod users;
 
 use hyper::{Method, StatusCode};
@@ -184,6 +187,7 @@ pub fn handle(
         (false, ["users", "export.csv"]) => system::export(&c),
         (false, ["users", "import"]) => imports::csv_form(&c),
         (true, ["users", "import"]) => imports::csv_post(&c),
+        (false, ["users", "import", id]) => imports::progress(&c, id),
         (false, ["users", "import-incoming"]) => imports::incoming_preview(&c),
         (true, ["users", "import-incoming"]) => imports::incoming_post(&c),
         (false, ["users", name]) => users::show(&c, name, None),
@@ -209,8 +213,18 @@ pub fn handle(
         (false, ["settings"]) => system::settings(&c, None),
         (true, ["settings"]) => system::save_settings(&c),
         (true, ["settings", "password"]) => system::admin_password(&c),
+        (false, ["dkim"]) => dkim::page(&c),
+        (true, ["dkim"]) => dkim::generate(&c),
+        (true, ["dkim", d, action @ ("rotate" | "activate" | "delete")]) => {
+            dkim::action(&c, d, action)
+        }
         (false, ["tls"]) => system::tls(&c, None),
         (true, ["tls"]) => system::upload_tls(&c),
+        (false, ["appliance"]) => appliance::page(&c, None),
+        (true, ["appliance", "ntp"]) => appliance::set_ntp(&c),
+        (true, ["appliance", "factory-reset"]) => appliance::factory_reset(&c),
+        (false, ["update"]) => update::page(&c, None),
+        (true, ["update"]) => update::upload(&c),
         (false, ["audit"]) => system::audit(&c),
         (false, ["logs"]) => system::logs(&c),
         _ => c.render_with(

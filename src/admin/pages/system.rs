@@ -89,16 +89,45 @@ pub fn dashboard(c: &Ctx) -> Resp {
         ),
         card(&s["incoming_users"], "incoming users", "incoming-users"),
     ];
+    let system = c.get("/v1/system");
+    let running = if ok(&system) {
+        format!(
+            "<p class=\"muted\" id=\"running\">{} (<a href=\"/update\">update</a>)</p>",
+            esc(&super::update::summary(&system.body))
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
-        r#"<p class="muted">Today is {} in the appliance's timezone.</p><div class="cards">{}</div>
+        r#"{running}<p class="muted">Today is {} in the appliance's timezone.</p>{}<div class="cards">{}</div>
 <h2>Since the daemon started</h2><div class="cards">{}</div>
 <h2>Directory</h2><div class="cards">{}</div>"#,
         esc(&cell(&s["today"])),
+        fleet_line(&s["fleet"]),
         today.concat(),
         since.concat(),
         directory.concat()
     );
     c.render("Dashboard", "/dashboard", &body)
+}
+
+/// The fleet's state, for a box with `[store] shared`.
+fn fleet_line(f: &Value) -> String {
+    if !f.is_object() {
+        return String::new();
+    }
+    let store = esc(f["store"].as_str().unwrap_or_default());
+    let id = esc(f["box_id"].as_str().unwrap_or_default());
+    if f["degraded"].as_bool().unwrap_or(true) {
+        let pct = f["degraded_fraction"].as_f64().unwrap_or(0.0) * 100.0;
+        format!(
+            r#"<p class="flash error" id="fleet">Fleet: DEGRADED: the shared store {store} is unreachable; this box (id {id}) enforces each limit at {pct:.0}% for what it accepts on its own until it is back.</p>"#
+        )
+    } else {
+        format!(
+            r#"<p class="muted" id="fleet">Fleet: shared store {store} reachable; users, locks, settings and limits are shared (this box: {id}).</p>"#
+        )
+    }
 }
 
 pub fn export(c: &Ctx) -> Resp {
@@ -292,7 +321,10 @@ pub fn quarantine(c: &Ctx) -> Resp {
             esc(&when(&e["received"])),
             who_sent(e),
             esc(&recipients(&e["recipients"])),
-            esc(&cell(&e["class"])),
+            esc(&match e["fate"].as_str() {
+                Some(f) if !f.is_empty() => format!("{} ({f})", cell(&e["class"])),
+                _ => cell(&e["class"]),
+            }),
             reasons,
             button(
                 &format!("/quarantine/{}/release", seg(&id)),
@@ -309,7 +341,7 @@ pub fn quarantine(c: &Ctx) -> Resp {
         );
     }
     let body = format!(
-        "<p class=\"muted\">Spam and malware held back; releasing a message queues it for delivery.</p><table id=\"quarantine\"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th>Class</th><th>Reasons</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        "<p class=\"muted\">Spam, malware and mail held for unusual sending (fate: hold, or lock when it locked the sender); releasing a message queues it for delivery.</p><table id=\"quarantine\"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th>Class (fate)</th><th>Reasons</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
     );
     c.render("Quarantine", "/quarantine", &body)
 }
@@ -350,7 +382,7 @@ pub fn quarantine_action(c: &Ctx, id: &str, release: bool) -> Resp {
 /// Choices of the settings that are enumerations; other strings are text.
 fn choices(path: &str) -> Option<&'static [&'static str]> {
     match path {
-        "sender_check" => Some(&["exact", "domain", "off"]),
+        "sender_check" | "header_from_check" => Some(&["exact", "domain", "off"]),
         "defaults.quarantine_response" => Some(&["rejected", "accepted"]),
         _ => None,
     }
@@ -361,6 +393,7 @@ fn label(key: &str) -> String {
     match key {
         "ip_auth" => "IP authorisation (IP address users need no AUTH)".into(),
         "sender_check" => "Envelope sender must match the user".into(),
+        "header_from_check" => "Header From and Sender must match the user".into(),
         "timezone" => "Timezone of the limit windows (IANA name)".into(),
         _ => {
             let text = key.replace('_', " ");
@@ -396,9 +429,11 @@ fn settings_fields(out: &mut String, prefix: &str, v: &Map<String, Value>) {
                 );
             }
             Value::Number(n) => {
+                // Fractional settings (scores) take any step.
+                let step = if n.is_f64() { " step=\"any\"" } else { "" };
                 let _ = write!(
                     out,
-                    "<label>{label}<input type=\"number\" min=\"0\" name=\"{name}\" value=\"{n}\"></label>"
+                    "<label>{label}<input type=\"number\" min=\"0\"{step} name=\"{name}\" value=\"{n}\"></label>"
                 );
             }
             Value::String(s) => match choices(&path) {
@@ -439,6 +474,8 @@ fn settings_fields(out: &mut String, prefix: &str, v: &Map<String, Value>) {
     for (path, o) in nested {
         let title = if path == "defaults" {
             "Defaults of the user settings".to_string()
+        } else if path == "response" {
+            "Response to caught and unusual mail (hold or lock)".to_string()
         } else {
             label(&path)
         };
@@ -494,6 +531,15 @@ fn patch_from(c: &Ctx, prefix: &str, current: &Map<String, Value>) -> Result<Val
             Value::Object(o) => patch_from(c, &path, o)?,
             _ if vals.is_empty() => continue,
             Value::Bool(_) => json!(vals.contains(&"true")),
+            Value::Number(n) if n.is_f64() => {
+                let t = vals[0].trim();
+                let f: f64 = t
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| f.is_finite() && *f >= 0.0)
+                    .ok_or_else(|| format!("{path} must be a number, not '{t}'"))?;
+                json!(f)
+            }
             Value::Number(_) => {
                 let t = vals[0].trim();
                 let n: i64 = t

@@ -400,10 +400,38 @@ pub fn show(c: &Ctx, name: &str, error: Option<&str>) -> Resp {
         .collect();
     let e = &u["effective"];
     let us = &u["usage"];
+    // What the behaviour model sees (holds and locks say why in the history).
+    let b = &u["behaviour"];
+    let behaviour = if b.is_object() {
+        let row = |t: &Value| {
+            format!(
+                "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                esc(&cell(&t["messages"])),
+                esc(&cell(&t["recipients"])),
+                esc(&cell(&t["new_recipients"])),
+                esc(&cell(&t["domains"]))
+            )
+        };
+        format!(
+            "<h2>Sending behaviour</h2><table id=\"behaviour\"><thead><tr><th></th><th class=\"num\">Messages</th><th class=\"num\">Recipients</th><th class=\"num\">New recipients</th><th class=\"num\">Domains</th></tr></thead><tbody><tr><td>This hour</td>{}</tr><tr><td>Usual busiest hour</td>{}</tr></tbody></table><p class=\"muted\">Held in the last day: {}; failed recipients today: {}{}</p>",
+            row(&b["this_hour"]),
+            row(&b["usual_busiest_hour"]),
+            esc(&cell(&b["holds_last_day"])),
+            esc(&cell(&b["failed_recipients_today"])),
+            if b["warming_up"] == true {
+                "; still learning this user's usual sending"
+            } else {
+                ""
+            }
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
         r#"{lock}
 <table><thead><tr><th class="num">Today</th><th class="num">This week</th><th class="num">This month</th><th class="num">Recipients today</th><th class="num">Unlocked by timeout</th></tr></thead>
 <tbody><tr>{}{}{}{}<td class="num">{} / {}</td></tr></tbody></table>
+{behaviour}
 <h2>Edit outgoing user</h2>
 <form method="post" action="{}" id="user-form">{}
 <fieldset><legend>Password</legend>{password}</fieldset>

@@ -42,3 +42,18 @@ og_is_extfs() {
 og_mounted() {
     awk -v d="$1" '$2 == d { found = 1 } END { exit !found }' /proc/mounts
 }
+
+# og_write_atomic FILE MODE: write stdin to FILE so that a power cut leaves either the old
+# FILE or the whole new one, never an empty or partial file: a temporary file next to it,
+# flushed to disk, renamed over FILE, then the directory (holding the rename) flushed.
+# Empty input is refused: it means the command feeding the pipe failed (a pipeline's status
+# is its last command's), and every file written this way must have content.
+og_write_atomic() {
+    og_tmp="$1.tmp.$$"
+    if cat > "$og_tmp" && [ -s "$og_tmp" ] && chmod "$2" "$og_tmp" && sync "$og_tmp" && mv -f "$og_tmp" "$1" \
+        && sync "$(dirname "$1")"; then
+        return 0
+    fi
+    rm -f "$og_tmp"
+    return 1
+}

@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::users::{UserName, validate_domain};
 
+pub mod job;
+
 /// Shortest password accepted for a new user.
 pub const MIN_PASSWORD: usize = 8;
 /// Longest password accepted (bounded hashing work).

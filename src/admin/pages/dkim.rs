@@ -1,0 +1,141 @@
+//! The DKIM page: each sender domain's keys with the DNS TXT records to
+//! publish, and the forms for generate, rotate, activate and delete.
+
+use std::fmt::Write as _;
+
+use hyper::Method;
+use serde_json::{Value, json};
+
+use super::{Ctx, cell, ok};
+use crate::admin::html::{button, csrf_field, esc, seg};
+use crate::admin::server::Resp;
+
+const ACTIVE: &str = "/dkim";
+
+pub fn page(c: &Ctx) -> Resp {
+    let a = c.get("/v1/dkim");
+    if !ok(&a) {
+        return c.failed("DKIM", ACTIVE, &a, "/dashboard");
+    }
+    let csrf = c.csrf();
+    let mut rows = String::new();
+    for d in a.body.as_array().into_iter().flatten() {
+        let domain = cell(&d["domain"]);
+        let base = format!("/dkim/{}", seg(&domain));
+        let mut records = String::new();
+        let mut actions = String::new();
+        for (role, note) in [
+            ("active", "signing now"),
+            ("next", "publish this record, then activate"),
+            ("retired", "remove this record, then delete the key"),
+        ] {
+            let k = &d[role];
+            if k.is_null() {
+                continue;
+            }
+            let _ = write!(
+                records,
+                "<p><strong>{role}</strong> ({}, {}): {note}</p><pre class=\"dkim-record\">{}</pre>",
+                esc(&cell(&k["selector"])),
+                esc(&cell(&k["algorithm"])),
+                esc(&cell(&k["zone"]))
+            );
+            if role != "active" {
+                actions += &button(
+                    &format!("{base}/delete?selector={}", seg(&cell(&k["selector"]))),
+                    &format!("Delete {role} key"),
+                    csrf,
+                    "danger small",
+                );
+            }
+        }
+        if d["next"].is_null() {
+            actions += &button(
+                &format!("{base}/rotate"),
+                "Rotate (generate next)",
+                csrf,
+                "small",
+            );
+        } else {
+            actions += &button(
+                &format!("{base}/activate"),
+                "Activate next key",
+                csrf,
+                "small",
+            );
+        }
+        actions += &button(
+            &format!("{base}/delete"),
+            "Delete all keys",
+            csrf,
+            "danger small",
+        );
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{records}</td><td>{actions}</td></tr>",
+            esc(&domain)
+        );
+    }
+    let body = format!(
+        r#"<p>Mail whose From: domain has a key is DKIM-signed (relaxed/relaxed) when it is delivered. Publish each record in the domain's DNS. To rotate: generate the next key, publish its record, wait for the DNS TTL, activate it; remove the retired record later.</p>
+<form method="post" action="/dkim" class="toolbar">{}<label>Domain<input type="text" name="domain" id="dkim-domain" required></label>
+<label>Algorithm<select name="algorithm" id="dkim-algorithm"><option value="ed25519">Ed25519</option><option value="rsa">RSA-2048</option></select></label>
+<label>Selector<input type="text" name="selector" id="dkim-selector" placeholder="outguard1"></label>
+<button type="submit" id="dkim-generate">Generate key</button></form>
+<table id="dkim"><thead><tr><th>Domain</th><th>DNS records</th><th></th></tr></thead><tbody>{rows}</tbody></table>
+<p class="hint">Ed25519 (RFC 8463) keys are short; not every receiver checks them yet. RSA-2048 is understood everywhere; its record is split into 255-octet strings as DNS requires.</p>"#,
+        csrf_field(csrf)
+    );
+    c.render("DKIM signing keys", ACTIVE, &body)
+}
+
+pub fn generate(c: &Ctx) -> Resp {
+    let domain = c.field("domain").unwrap_or("").trim().to_string();
+    let mut req = serde_json::Map::new();
+    for k in ["algorithm", "selector"] {
+        if let Some(v) = c.field(k).map(str::trim).filter(|v| !v.is_empty()) {
+            req.insert(k.into(), json!(v));
+        }
+    }
+    let a = c.send(
+        Method::POST,
+        &format!("/v1/dkim/{}", seg(&domain)),
+        &Value::Object(req),
+    );
+    if !ok(&a) {
+        return c.failed("DKIM", ACTIVE, &a, ACTIVE);
+    }
+    c.done(
+        format!(
+            "Key generated for {}; publish its record.",
+            cell(&a.body["domain"])
+        ),
+        ACTIVE,
+    )
+}
+
+/// rotate, activate, or delete (all keys, or `?selector=` one).
+pub fn action(c: &Ctx, domain: &str, action: &str) -> Resp {
+    let base = format!("/v1/dkim/{}", seg(domain));
+    let a = match action {
+        "rotate" => c.send(Method::POST, &format!("{base}/rotate"), &json!({})),
+        "activate" => c.call(Method::POST, &format!("{base}/activate"), b""),
+        _ => {
+            let q = c.query();
+            let uri = match q.text("selector") {
+                Some(s) => format!("{base}?selector={}", seg(s)),
+                None => base,
+            };
+            c.call(Method::DELETE, &uri, b"")
+        }
+    };
+    if !ok(&a) {
+        return c.failed("DKIM", ACTIVE, &a, ACTIVE);
+    }
+    let msg = match action {
+        "rotate" => "Next key generated; publish its record, then activate it.",
+        "activate" => "Next key activated; mail is signed with it from now on.",
+        _ => "Deleted.",
+    };
+    c.done(msg, ACTIVE)
+}

@@ -1,0 +1,446 @@
+//! A user's sending profile: its baseline, what it has done this hour and
+//! this day, and sketches of its contacts and networks. Stored in a fixed
+//! binary layout of `ENCODED_LEN` bytes (under 2 KiB per user whatever the
+//! user does; a unit test measures it).
+
+use jiff::Timestamp;
+
+use super::sketch::{Contacts, GEN_BYTES, NETS, Networks};
+
+/// Distinct recipient domains counted per hour (more reads as "at least").
+pub const HOUR_DOMAINS: usize = 48;
+/// Distinct client addresses counted per hour.
+pub const HOUR_ADDRESSES: usize = 8;
+/// Recent holds remembered (minutes since the epoch).
+pub const HOLDS: usize = 8;
+const VERSION: u8 = 2;
+
+/// What one hour or one day holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    pub messages: u32,
+    pub recipients: u32,
+    /// Recipients not in the user's contacts.
+    pub new_recipients: u32,
+    pub domains: u32,
+}
+
+impl Tally {
+    fn max(self, o: Tally) -> Tally {
+        Tally {
+            messages: self.messages.max(o.messages),
+            recipients: self.recipients.max(o.recipients),
+            new_recipients: self.new_recipients.max(o.new_recipients),
+            domains: self.domains.max(o.domains),
+        }
+    }
+}
+
+/// The user's usual busiest hour and usual day, learnt over active days.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Baseline {
+    /// Busiest hour of a usual day.
+    pub hour: [f32; 4],
+    /// A usual day: messages, recipients.
+    pub day: [f32; 2],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Days with mail folded into the baseline (the warm-up counts these).
+    pub active_days: u16,
+    pub baseline: Baseline,
+    /// Day and hour numbers (UTC, since the epoch) the counters belong to.
+    pub day: u32,
+    pub hour: u32,
+    pub this_hour: Tally,
+    /// Busiest hour of the current day so far.
+    pub peak_today: Tally,
+    pub today: Tally,
+    /// Recipients that failed or bounced today (from delivery outcomes).
+    pub failed_today: u32,
+    pub hour_domains: [u32; HOUR_DOMAINS],
+    pub hour_addresses: [u32; HOUR_ADDRESSES],
+    pub contacts: Contacts,
+    pub networks: Networks,
+    /// Minutes since the epoch of recent holds, newest last.
+    pub holds: [u32; HOLDS],
+    /// Slowly decaying peaks of the same six values as the baseline.
+    pub decayed: [f32; 6],
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            active_days: 0,
+            baseline: Baseline::default(),
+            day: 0,
+            hour: 0,
+            this_hour: Tally::default(),
+            peak_today: Tally::default(),
+            today: Tally::default(),
+            failed_today: 0,
+            hour_domains: [0; HOUR_DOMAINS],
+            hour_addresses: [0; HOUR_ADDRESSES],
+            contacts: Contacts::default(),
+            networks: Networks::default(),
+            holds: [0; HOLDS],
+            decayed: [0.0; 6],
+        }
+    }
+}
+
+/// Size of a stored profile.
+pub const ENCODED_LEN: usize = 1
+    + 2
+    + 6 * 4
+    + 2 * 4
+    + 3 * 16
+    + 4
+    + (HOUR_DOMAINS + HOUR_ADDRESSES) * 4
+    + 2 * GEN_BYTES
+    + 2
+    + NETS * 12
+    + HOLDS * 4
+    + 6 * 4;
+
+// The bound the design promises: at most 2 KiB of state per user.
+const _: () = assert!(ENCODED_LEN <= 2048);
+
+pub fn day_of(t: Timestamp) -> u32 {
+    u32::try_from(t.as_second().max(0) / 86_400).unwrap_or(u32::MAX)
+}
+
+pub fn hour_of(t: Timestamp) -> u32 {
+    u32::try_from(t.as_second().max(0) / 3600).unwrap_or(u32::MAX)
+}
+
+pub fn minute_of(t: Timestamp) -> u32 {
+    u32::try_from(t.as_second().max(0) / 60).unwrap_or(u32::MAX)
+}
+
+/// Baseline learning: a running mean over the first days, then an
+/// exponentially weighted mean in which one day counts for `ALPHA` and a
+/// day's value is capped at `CAP` times the baseline (so one odd day,
+/// or an attack, moves it little), combined with a slowly decaying peak
+/// (so a sender with a weekly burst, a newsletter, keeps its allowance).
+const ALPHA: f32 = 0.2;
+const CAP: f32 = 3.0;
+const PEAK_DECAY: f32 = 0.97;
+const LEARN_DAYS: u16 = 5;
+
+fn learn(base: f32, value: f32, days: u16, peak: &mut f32) -> f32 {
+    let mean = if days < LEARN_DAYS {
+        base + (value - base) / f32::from(days + 1)
+    } else {
+        let v = value.min(CAP * base.max(1.0));
+        base + ALPHA * (v - base)
+    };
+    *peak = (*peak * PEAK_DECAY).max(value);
+    mean
+}
+
+impl Profile {
+    /// Moves the counters to the hour and day of `now`, folding a finished
+    /// day into the baseline.
+    pub fn roll(&mut self, now: Timestamp) {
+        let (day, hour) = (day_of(now), hour_of(now));
+        if hour != self.hour {
+            self.hour = hour;
+            self.this_hour = Tally::default();
+            self.hour_domains = [0; HOUR_DOMAINS];
+            self.hour_addresses = [0; HOUR_ADDRESSES];
+        }
+        if day != self.day {
+            if self.today.messages > 0 {
+                self.fold_day();
+            }
+            self.day = day;
+            self.today = Tally::default();
+            self.peak_today = Tally::default();
+            self.failed_today = 0;
+        }
+    }
+
+    fn fold_day(&mut self) {
+        let d = self.active_days;
+        let p = self.peak_today;
+        let values = [
+            p.messages as f32,
+            p.recipients as f32,
+            p.new_recipients as f32,
+            p.domains as f32,
+        ];
+        let mut peaks = self.peaks();
+        for (i, v) in values.into_iter().enumerate() {
+            self.baseline.hour[i] = learn(self.baseline.hour[i], v, d, &mut peaks[i]);
+        }
+        let day_values = [self.today.messages as f32, self.today.recipients as f32];
+        for (i, v) in day_values.into_iter().enumerate() {
+            self.baseline.day[i] = learn(self.baseline.day[i], v, d, &mut peaks[4 + i]);
+        }
+        self.store_peaks(peaks);
+        self.active_days = d.saturating_add(1);
+    }
+
+    /// The decaying peaks, kept alongside the means.
+    fn peaks(&self) -> [f32; 6] {
+        self.decayed
+    }
+
+    fn store_peaks(&mut self, p: [f32; 6]) {
+        self.decayed = p;
+    }
+
+    /// The user's usual value `i` (0..4 the busiest hour, 4..6 the day).
+    pub fn usual(&self, i: usize) -> f32 {
+        if i < 4 {
+            self.baseline.hour[i]
+        } else {
+            self.baseline.day[i - 4]
+        }
+    }
+
+    /// The most the user did recently (a peak that decays by 3% per
+    /// active day: a weekly newsletter keeps its allowance, a burst from
+    /// months ago does not).
+    pub fn recent_peak(&self, i: usize) -> f32 {
+        self.decayed[i]
+    }
+
+    /// Counts one message attempt in the current hour and day.
+    pub fn count(&mut self, recipients: u32, new: u32, domains: &[u32], address: u32) {
+        for d in domains {
+            super::sketch::insert_distinct(&mut self.hour_domains, *d);
+        }
+        super::sketch::insert_distinct(&mut self.hour_addresses, address);
+        let h = &mut self.this_hour;
+        h.messages = h.messages.saturating_add(1);
+        h.recipients = h.recipients.saturating_add(recipients);
+        h.new_recipients = h.new_recipients.saturating_add(new);
+        h.domains = super::sketch::distinct(&self.hour_domains);
+        let t = &mut self.today;
+        t.messages = t.messages.saturating_add(1);
+        t.recipients = t.recipients.saturating_add(recipients);
+        t.new_recipients = t.new_recipients.saturating_add(new);
+        self.peak_today = self.peak_today.max(self.this_hour);
+    }
+
+    /// Holds within the last `window_minutes` (this one not included).
+    pub fn recent_holds(&self, now: Timestamp, window_minutes: u32) -> u32 {
+        let since = minute_of(now).saturating_sub(window_minutes);
+        self.holds.iter().filter(|&&m| m != 0 && m > since).count() as u32
+    }
+
+    pub fn note_hold(&mut self, now: Timestamp) {
+        self.holds.rotate_left(1);
+        self.holds[HOLDS - 1] = minute_of(now).max(1);
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Vec::with_capacity(ENCODED_LEN);
+        w.push(VERSION);
+        w.extend_from_slice(&self.active_days.to_le_bytes());
+        for f in self.baseline.hour.iter().chain(&self.baseline.day) {
+            w.extend_from_slice(&f.to_le_bytes());
+        }
+        w.extend_from_slice(&self.day.to_le_bytes());
+        w.extend_from_slice(&self.hour.to_le_bytes());
+        for t in [self.this_hour, self.peak_today, self.today] {
+            for v in [t.messages, t.recipients, t.new_recipients, t.domains] {
+                w.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        w.extend_from_slice(&self.failed_today.to_le_bytes());
+        for v in self.hour_domains.iter().chain(&self.hour_addresses) {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
+        w.extend_from_slice(&self.contacts.current);
+        w.extend_from_slice(&self.contacts.previous);
+        w.extend_from_slice(&self.contacts.current_entries.to_le_bytes());
+        for (net, first, last) in self.networks.slots {
+            for v in [net, first, last] {
+                w.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        for h in self.holds {
+            w.extend_from_slice(&h.to_le_bytes());
+        }
+        for f in self.decayed {
+            w.extend_from_slice(&f.to_le_bytes());
+        }
+        w
+    }
+
+    /// Reads a stored profile; anything malformed (another version, a
+    /// short record) reads as a fresh profile rather than an error, so a
+    /// damaged record costs a warm-up, never a refused message.
+    pub fn decode(b: &[u8]) -> Profile {
+        Self::try_decode(b).unwrap_or_default()
+    }
+
+    fn try_decode(b: &[u8]) -> Option<Profile> {
+        if b.len() != ENCODED_LEN || b.first() != Some(&VERSION) {
+            return None;
+        }
+        let mut r = Reader { b, at: 1 };
+        let mut p = Profile {
+            active_days: u16::from_le_bytes(r.take()?),
+            ..Profile::default()
+        };
+        for f in p.baseline.hour.iter_mut().chain(p.baseline.day.iter_mut()) {
+            *f = sane(f32::from_le_bytes(r.take()?));
+        }
+        p.day = u32::from_le_bytes(r.take()?);
+        p.hour = u32::from_le_bytes(r.take()?);
+        for t in [&mut p.this_hour, &mut p.peak_today, &mut p.today] {
+            t.messages = r.u32()?;
+            t.recipients = r.u32()?;
+            t.new_recipients = r.u32()?;
+            t.domains = r.u32()?;
+        }
+        p.failed_today = r.u32()?;
+        for v in p.hour_domains.iter_mut().chain(p.hour_addresses.iter_mut()) {
+            *v = r.u32()?;
+        }
+        p.contacts.current = r.take()?;
+        p.contacts.previous = r.take()?;
+        p.contacts.current_entries = u16::from_le_bytes(r.take()?);
+        for s in p.networks.slots.iter_mut() {
+            *s = (r.u32()?, r.u32()?, r.u32()?);
+        }
+        for h in p.holds.iter_mut() {
+            *h = r.u32()?;
+        }
+        for f in p.decayed.iter_mut() {
+            *f = sane(f32::from_le_bytes(r.take()?));
+        }
+        Some(p)
+    }
+}
+
+/// What the API shows of a profile (`outguard user show`).
+pub fn summary(p: &Profile, now: Timestamp) -> serde_json::Value {
+    let tally = |t: &Tally| {
+        serde_json::json!({
+            "messages": t.messages,
+            "recipients": t.recipients,
+            "new_recipients": t.new_recipients,
+            "domains": t.domains,
+        })
+    };
+    let round = |f: f32| (f64::from(f) * 10.0).round() / 10.0;
+    let (this_hour, today) = if p.day == day_of(now) {
+        let hour = if p.hour == hour_of(now) {
+            p.this_hour
+        } else {
+            Tally::default()
+        };
+        (hour, (p.today, p.failed_today))
+    } else {
+        (Tally::default(), (Tally::default(), 0))
+    };
+    serde_json::json!({
+        "active_days": p.active_days,
+        "warming_up": p.active_days < super::assess::WARM_DAYS,
+        "usual_busiest_hour": {
+            "messages": round(p.usual(0)),
+            "recipients": round(p.usual(1)),
+            "new_recipients": round(p.usual(2)),
+            "domains": round(p.usual(3)),
+        },
+        "usual_day": { "messages": round(p.usual(4)), "recipients": round(p.usual(5)) },
+        "this_hour": tally(&this_hour),
+        "today": tally(&today.0),
+        "failed_recipients_today": today.1,
+        "known_networks": p.networks.slots.iter().filter(|s| s.0 != 0).count(),
+        "holds_last_day": p.recent_holds(now, 1440),
+    })
+}
+
+/// Stored floats are ours, but a damaged one must not poison the maths.
+fn sane(f: f32) -> f32 {
+    if f.is_finite() && f >= 0.0 {
+        f.min(1.0e9)
+    } else {
+        0.0
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let s = self.b.get(self.at..self.at + N)?;
+        self.at += N;
+        s.try_into().ok()
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn encoding_is_fixed_and_under_2_kib() {
+        let mut p = Profile::default();
+        p.roll(at("2026-03-02T09:00:00Z"));
+        for i in 0..2000 {
+            p.contacts.add(&format!("r{i}@x.test"));
+            p.count(3, 1, &[i + 1], 7);
+        }
+        p.networks.note(5, 3);
+        p.note_hold(at("2026-03-02T09:30:00Z"));
+        let e = p.encode();
+        assert_eq!(e.len(), ENCODED_LEN);
+        assert!(e.len() <= 2048, "profile is {} bytes", e.len());
+        assert_eq!(Profile::decode(&e), p);
+        // Damaged records read as fresh profiles.
+        assert_eq!(Profile::decode(&e[..100]), Profile::default());
+        let mut bad = e.clone();
+        bad[0] = 99;
+        assert_eq!(Profile::decode(&bad), Profile::default());
+    }
+
+    #[test]
+    fn baseline_learns_usual_days_and_resists_one_odd_day() {
+        let mut p = Profile::default();
+        let mut t = at("2026-03-02T10:00:00Z");
+        for _ in 0..10 {
+            p.roll(t);
+            for _ in 0..4 {
+                p.count(2, 0, &[1], 1);
+            }
+            t += jiff::SignedDuration::from_hours(24);
+        }
+        p.roll(t);
+        assert_eq!(p.active_days, 10);
+        assert!((p.baseline.hour[0] - 4.0).abs() < 0.01);
+        for _ in 0..400 {
+            p.count(50, 50, &[1], 1);
+        }
+        p.roll(t + jiff::SignedDuration::from_hours(24));
+        // Capped at 3x: one huge day moves the mean to at most 4 + 0.2*8.
+        assert!(p.baseline.hour[0] < 6.0, "{:?}", p.baseline);
+    }
+
+    #[test]
+    fn holds_expire_from_the_window() {
+        let mut p = Profile::default();
+        p.note_hold(at("2026-03-02T10:00:00Z"));
+        p.note_hold(at("2026-03-02T11:00:00Z"));
+        assert_eq!(p.recent_holds(at("2026-03-02T11:30:00Z"), 60), 1);
+        assert_eq!(p.recent_holds(at("2026-03-02T11:30:00Z"), 1440), 2);
+    }
+}

@@ -1,0 +1,357 @@
+//! The graded response to a submitted message, from its content verdict
+//! and the sender's behaviour: let it through, hold it in the quarantine
+//! for review (the user stays able to send), or hold it and lock the user.
+//!
+//! A lock needs confidence. Content alone locks only when it is certain:
+//! malware (EICAR, hash signatures, blocked attachments), or a score at or
+//! above `content_lock_score` (GTUBE scores 1000). Otherwise evidence must
+//! add up: a spam verdict together with unusual behaviour, or
+//! `holds_to_lock` holds within `hold_window_minutes`. A spam verdict
+//! below the lock score, or behaviour alone that is far from the user's
+//! usual, holds. Automatic lock off turns every lock into a hold.
+
+use serde::{Deserialize, Serialize};
+
+use crate::behaviour::Assessment;
+use crate::scan::{Class, Verdict};
+use crate::store::Store;
+use crate::users::LockState;
+
+/// The response settings (`response` in the system settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Use the behaviour model (off: content alone decides, and a spam
+    /// verdict below the lock score holds).
+    pub behaviour: bool,
+    /// Content score at or above which a spam verdict locks by itself.
+    pub content_lock_score: f64,
+    /// Behaviour points at which a message with clean content is held.
+    pub hold_points: u32,
+    /// Behaviour points at which a spam verdict below the lock score
+    /// locks instead of holding.
+    pub spam_lock_points: u32,
+    /// Holds within the window that lock the user (0: holds never lock).
+    pub holds_to_lock: u32,
+    pub hold_window_minutes: u32,
+}
+
+// content_lock_score is validated finite, so equality is total.
+impl Eq for Policy {}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            behaviour: true,
+            content_lock_score: 10.0,
+            hold_points: 3,
+            spam_lock_points: 2,
+            holds_to_lock: 3,
+            hold_window_minutes: 1440,
+        }
+    }
+}
+
+impl Policy {
+    pub fn validate(&self) -> Result<(), String> {
+        let s = self.content_lock_score;
+        if !s.is_finite() || !(0.0..=10_000.0).contains(&s) {
+            return Err(format!(
+                "response.content_lock_score must be between 0 and 10000, not {s}"
+            ));
+        }
+        if !(1..=100).contains(&self.hold_points) {
+            return Err("response.hold_points must be between 1 and 100".into());
+        }
+        if !(1..=100).contains(&self.spam_lock_points) {
+            return Err("response.spam_lock_points must be between 1 and 100".into());
+        }
+        if self.holds_to_lock > crate::behaviour::profile::HOLDS as u32 {
+            return Err(format!(
+                "response.holds_to_lock must be between 0 and {}",
+                crate::behaviour::profile::HOLDS
+            ));
+        }
+        if !(1..=10_080).contains(&self.hold_window_minutes) {
+            return Err("response.hold_window_minutes must be between 1 and 10080".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fate {
+    Allow,
+    Hold,
+    Lock,
+}
+
+impl std::fmt::Display for Fate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fate::Allow => "allow",
+            Fate::Hold => "hold",
+            Fate::Lock => "lock",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub fate: Fate,
+    /// First the rule that decided, then the content and behaviour
+    /// reasons behind it. Empty when allowed.
+    pub reasons: Vec<String>,
+}
+
+/// Decides the fate of one message. `recent_holds`: the user's holds in
+/// the window, this message not included.
+pub fn decide(
+    content: &Verdict,
+    behaviour: &Assessment,
+    recent_holds: u32,
+    policy: &Policy,
+    auto_lock: bool,
+) -> Decision {
+    let points = if policy.behaviour {
+        behaviour.points
+    } else {
+        0
+    };
+    let score = content.score;
+    let (mut fate, mut why) = match content.class {
+        Class::Malware => (Fate::Lock, "malware found".to_string()),
+        Class::Spam if score >= policy.content_lock_score => (
+            Fate::Lock,
+            format!(
+                "spam score {score:.1} at or above the lock score {:.1}",
+                policy.content_lock_score
+            ),
+        ),
+        Class::Spam if points >= policy.spam_lock_points => (
+            Fate::Lock,
+            format!("spam score {score:.1} together with unusual sending ({points} points)"),
+        ),
+        Class::Spam => (
+            Fate::Hold,
+            format!(
+                "spam score {score:.1}, below the lock score {:.1}: held for review",
+                policy.content_lock_score
+            ),
+        ),
+        // A new user's baseline is not known yet: behaviour alone does
+        // not hold it (a mail merge on day two is not an attack).
+        Class::Clean if points >= policy.hold_points && !behaviour.warming_up => (
+            Fate::Hold,
+            format!(
+                "unusual sending: {points} behaviour points (holding at {})",
+                policy.hold_points
+            ),
+        ),
+        Class::Clean => {
+            return Decision {
+                fate: Fate::Allow,
+                reasons: Vec::new(),
+            };
+        }
+    };
+    if fate == Fate::Hold && policy.holds_to_lock > 0 && recent_holds + 1 >= policy.holds_to_lock {
+        fate = Fate::Lock;
+        why = format!(
+            "{} held messages within {} minutes; last: {why}",
+            recent_holds + 1,
+            policy.hold_window_minutes
+        );
+    }
+    if fate == Fate::Lock && !auto_lock {
+        fate = Fate::Hold;
+        why.push_str(" (automatic lock is off: held)");
+    }
+    let mut reasons = vec![why];
+    if content.class != Class::Clean {
+        reasons.extend(content.reasons.iter().map(|r| format!("content: {r}")));
+    }
+    if policy.behaviour {
+        reasons.extend(behaviour.reasons.iter().map(|r| format!("behaviour: {r}")));
+    }
+    Decision { fate, reasons }
+}
+
+/// One line for a lock reason, a log field or a notice subject: the rule
+/// that decided and the first reasons, bounded.
+pub fn summary(reasons: &[String]) -> String {
+    let mut s = reasons
+        .iter()
+        .take(4)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if s.len() > 300 {
+        let cut = (0..=300)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// A message held or locked, as the committer reports it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub fate: Fate,
+    pub reasons: Vec<String>,
+    /// The quarantine id, when the message was kept.
+    pub kept: Option<u64>,
+    /// The lock set, if this message locked the user.
+    pub lock: Option<LockState>,
+}
+
+/// Logs a hold or lock and mails the admin notice, naming the reasons.
+#[allow(clippy::too_many_arguments)]
+pub fn announce(
+    store: &Store,
+    notice_id: u64,
+    hostname: &str,
+    admin: &str,
+    user: &str,
+    held: &Held,
+    tz: &jiff::tz::TimeZone,
+    now: jiff::Timestamp,
+) {
+    let id = held.kept.map(crate::store::queue_id).unwrap_or_default();
+    let reasons = held.reasons.join("; ");
+    let (subject, mut text) = match &held.lock {
+        Some(lock) => {
+            let status = crate::store::lock_text(lock, tz);
+            tracing::warn!(user, quarantine_id = %id, status = %status, reasons = %reasons, "user locked automatically");
+            (
+                format!("Outguard: {user} locked"),
+                format!("The outgoing user {user} was locked automatically.\n\nStatus: {status}\n"),
+            )
+        }
+        None => {
+            tracing::warn!(user, quarantine_id = %id, fate = %held.fate, reasons = %reasons, "message held for review");
+            (
+                format!("Outguard: message from {user} held"),
+                format!(
+                    "A message from the outgoing user {user} was held for review; the user can still send.\n"
+                ),
+            )
+        }
+    };
+    if admin.is_empty() {
+        return;
+    }
+    if held.kept.is_some() {
+        text.push_str(&format!("Quarantine id: {id}\n"));
+    }
+    text.push_str("\nReasons:\n");
+    for r in &held.reasons {
+        text.push_str(&format!("- {r}\n"));
+    }
+    if let Err(e) =
+        crate::notify::queue_notice(store, notice_id, hostname, admin, &subject, &text, now)
+    {
+        tracing::error!(error = %e, "queueing the admin notice failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(class: Class, score: f64) -> Verdict {
+        Verdict {
+            class,
+            score,
+            reasons: vec!["X".into()],
+        }
+    }
+
+    fn behaviour(points: u32) -> Assessment {
+        Assessment {
+            points,
+            reasons: vec![format!("odd [+{points}]")],
+            warming_up: false,
+        }
+    }
+
+    #[test]
+    fn the_ladder() {
+        let p = Policy::default();
+        let d = |c, s, b, h| decide(&verdict(c, s), &behaviour(b), h, &p, true).fate;
+        assert_eq!(d(Class::Clean, 1.0, 0, 0), Fate::Allow);
+        assert_eq!(d(Class::Clean, 1.0, 2, 0), Fate::Allow);
+        assert_eq!(d(Class::Clean, 1.0, 3, 0), Fate::Hold);
+        assert_eq!(d(Class::Spam, 7.0, 0, 0), Fate::Hold);
+        assert_eq!(d(Class::Spam, 7.0, 1, 0), Fate::Hold);
+        assert_eq!(d(Class::Spam, 7.0, 2, 0), Fate::Lock);
+        assert_eq!(d(Class::Spam, 1000.0, 0, 0), Fate::Lock);
+        assert_eq!(d(Class::Malware, 0.0, 0, 0), Fate::Lock);
+        // The third hold in the window locks.
+        assert_eq!(d(Class::Spam, 7.0, 0, 1), Fate::Hold);
+        assert_eq!(d(Class::Spam, 7.0, 0, 2), Fate::Lock);
+        assert_eq!(d(Class::Clean, 0.0, 5, 2), Fate::Lock);
+        // While warming up, behaviour alone lets mail through.
+        let warm = Assessment {
+            warming_up: true,
+            ..behaviour(9)
+        };
+        assert_eq!(
+            decide(&verdict(Class::Clean, 0.0), &warm, 0, &p, true).fate,
+            Fate::Allow
+        );
+        assert_eq!(
+            decide(&verdict(Class::Spam, 7.0), &warm, 0, &p, true).fate,
+            Fate::Lock
+        );
+    }
+
+    #[test]
+    fn no_auto_lock_means_hold_and_reasons_are_named() {
+        let p = Policy::default();
+        let v = decide(&verdict(Class::Malware, 0.0), &behaviour(3), 0, &p, false);
+        assert_eq!(v.fate, Fate::Hold);
+        assert!(v.reasons[0].contains("automatic lock is off"));
+        assert!(v.reasons.iter().any(|r| r == "content: X"));
+        assert!(v.reasons.iter().any(|r| r.starts_with("behaviour: odd")));
+    }
+
+    #[test]
+    fn behaviour_off_ignores_points() {
+        let p = Policy {
+            behaviour: false,
+            ..Policy::default()
+        };
+        let v = decide(&verdict(Class::Clean, 0.0), &behaviour(50), 0, &p, true);
+        assert_eq!(v.fate, Fate::Allow);
+    }
+
+    #[test]
+    fn validation() {
+        assert!(Policy::default().validate().is_ok());
+        for bad in [
+            Policy {
+                content_lock_score: -1.0,
+                ..Policy::default()
+            },
+            Policy {
+                hold_points: 0,
+                ..Policy::default()
+            },
+            Policy {
+                holds_to_lock: 99,
+                ..Policy::default()
+            },
+            Policy {
+                hold_window_minutes: 0,
+                ..Policy::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+"""Appliance basics the daemon takes part in (issue 14), on a real daemon on
+loopback, confined as on the appliance (seccomp kills on a call outside its
+allow-list): the clock's synchronisation state, the NTP servers set through
+the control API and CLI, and the factory reset, which only writes its
+marker for the root side when confirmed with the hostname. The root side
+(OpenNTPD, wiping /data, the watchdog) is tested in tests/image."""
+
+import os
+import re
+import socket
+import ssl
+import subprocess
+import threading
+
+import pytest
+
+from conftest import BIN, wait_for
+
+HOST = "outguard.test"  # conftest's hostname
+
+
+@pytest.fixture
+def jailed(make_daemon):
+    return make_daemon(hardening={"seccomp_action": "kill"}, housekeeping_secs=1)
+
+
+def test_clock_state_is_reported_and_logged(jailed):
+    status, body = jailed.api("GET", "/v1/appliance")
+    assert status == 200, body
+    clock = body["clock"]
+    # adjtimex answered inside the jail (else clock would be null, or the
+    # process killed by seccomp)
+    assert isinstance(clock["synchronised"], bool), body
+    assert clock["max_error_us"] >= 0
+    assert body["hostname"] == HOST
+    assert body["factory_reset_pending"] is False
+    word = "clock synchronised" if clock["synchronised"] else "clock not synchronised"
+    jailed.wait_log(word)
+    assert jailed.alive()
+    out = jailed.cli("appliance", "status").stdout
+    assert out.startswith("clock: ")
+
+
+def test_ntp_servers_are_validated_and_kept_for_the_root_side(jailed):
+    path = jailed.data / "ntp-servers"
+    status, body = jailed.api("PUT", "/v1/appliance/ntp", {"servers": ["ntp1.example.org", " 192.0.2.7 "]})
+    assert status == 200, body
+    assert body["ntp_servers"] == ["ntp1.example.org", "192.0.2.7"]
+    assert path.read_text() == "ntp1.example.org\n192.0.2.7\n"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    # Bad input changes nothing: a shell or config metacharacter, too many.
+    for bad in (["a;reboot"], ["x\nserver evil"], ["-o"], [f"n{i}.example" for i in range(9)]):
+        status, body = jailed.api("PUT", "/v1/appliance/ntp", {"servers": bad})
+        assert status == 422, (bad, body)
+        assert path.read_text() == "ntp1.example.org\n192.0.2.7\n"
+    status, body = jailed.api("PUT", "/v1/appliance/ntp", {"servers": "pool.ntp.org"})
+    assert status == 400, body
+    # The CLI; then none: the file goes, so the provisioned servers apply again.
+    jailed.cli("appliance", "ntp", "2001:db8::123")
+    assert jailed.api("GET", "/v1/appliance")[1]["ntp_servers"] == ["2001:db8::123"]
+    jailed.cli("appliance", "ntp")
+    assert not path.exists()
+    assert jailed.api("GET", "/v1/appliance")[1]["ntp_servers"] == []
+
+
+def test_factory_reset_needs_the_hostname(jailed):
+    marker = jailed.data / "factory-reset"
+    for wrong in ("", "outguard", "outguard.test.evil", "*"):
+        status, body = jailed.api("POST", "/v1/appliance/factory-reset", {"confirm": wrong})
+        assert status == 400, (wrong, body)
+        assert HOST in body["error"]
+        assert not marker.exists()
+    status, body = jailed.api("POST", "/v1/appliance/factory-reset", {})
+    assert status == 400 and not marker.exists()
+    r = jailed.cli("appliance", "factory-reset", "--confirm", "relay.example", check=False)
+    assert r.returncode != 0 and "hostname" in r.stderr
+    assert not marker.exists()
+    # Confirmed (host names are case-insensitive): the marker for the root side.
+    r = jailed.cli("appliance", "factory-reset", "--confirm", "OutGuard.Test")
+    assert "wipes its data and reboots" in r.stdout
+    assert marker.is_file()
+    assert jailed.api("GET", "/v1/appliance")[1]["factory_reset_pending"] is True
+    jailed.wait_log("factory reset requested")
+    # The request is in the audit log too.
+    audit = jailed.api("GET", "/v1/audit")[1]
+    assert any("factory-reset" in str(e) for e in audit), audit
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the marker's owner matters only with the privilege drop")
+def test_reset_marker_is_the_run_users(jailed):
+    jailed.cli("appliance", "factory-reset", "--confirm", HOST)
+    st = (jailed.data / "factory-reset").stat()
+    assert st.st_uid == 65534 and st.st_mode & 0o777 == 0o600
+
+
+def make_collector_cert(dir):
+    """A private CA and the collector's certificate for 127.0.0.1, signed by it.
+    Returns (ca.pem, server.pem, server.key)."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=dir)
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Collector CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=collector")
+    (dir / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                 "extendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return dir / "ca.pem", dir / "server.pem", dir / "server.key"
+
+
+class Collector:
+    """An RFC 5425 syslog collector: TLS on loopback, octet-counted RFC 5424 frames."""
+
+    def __init__(self, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.frames: list[str] = []
+        self.errors: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(raw,), daemon=True).start()
+
+    def _conn(self, raw):
+        try:
+            with self.ctx.wrap_socket(raw, server_side=True) as s:
+                f = s.makefile("rb")
+                while True:
+                    digits = b""
+                    while (c := f.read(1)) not in (b" ", b""):
+                        assert c.isdigit() and len(digits) < 6, f"bad frame length {digits + c!r}"
+                        digits += c
+                    if not digits:
+                        return
+                    self.frames.append(f.read(int(digits)).decode())
+        except (OSError, AssertionError) as e:
+            self.errors.append(str(e))
+
+    def close(self):
+        self.sock.close()
+
+
+def test_remote_syslog_rfc5424_over_tls(make_daemon, tmp_path):
+    ca, cert, key = make_collector_cert(tmp_path)
+    col = Collector(cert, key)
+    try:
+        d = make_daemon(hardening={"seccomp_action": "kill"},
+                        log={"remote": f"127.0.0.1:{col.port}", "ca_file": str(ca)})
+        d.add_user("alice@example.com")
+        frame = re.compile(r"<(\d+)>1 (\S+) outguard\.test outguard (\d+) - - (.*)", re.S)
+        wait_for(lambda: any("user added" in f for f in col.frames), what="the 'user added' frame")
+        hit = next(f for f in col.frames if "user added" in f)
+        m = frame.fullmatch(hit)
+        assert m, hit
+        assert int(m.group(1)) == 2 * 8 + 6  # mail facility, informational
+        assert m.group(3) == str(d.proc.pid)
+        assert "alice@example.com" in m.group(4)
+        assert all(frame.fullmatch(f) for f in col.frames), col.frames
+        assert not col.errors, col.errors
+        assert d.alive()
+    finally:
+        col.close()
+
+
+def test_remote_syslog_refuses_an_unverified_collector(make_daemon, tmp_path):
+    _, cert, key = make_collector_cert(tmp_path)
+    col = Collector(cert, key)
+    try:
+        # No ca_file: the system CAs, which do not vouch for this collector.
+        d = make_daemon(log={"remote": f"127.0.0.1:{col.port}"})
+        d.add_user("alice@example.com")
+        d.wait_log("remote syslog unreachable")
+        assert not col.frames
+    finally:
+        col.close()
+
+
+def test_remote_syslog_must_be_an_address(tmp_path):
+    from conftest import Daemon
+    d = Daemon(tmp_path / "d", log={"remote": "logs.example:6514"})
+    r = subprocess.run([str(BIN), "--config", str(d.config), "serve"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0 and "[log] remote must be an IP address and port" in r.stderr
+
+
+def test_admin_page_factory_reset_needs_csrf_and_the_hostname():
+    """The Appliance page's forms on the HTTPS face: the CSRF token, then the hostname."""
+    from admin.adminlib import Daemon as AdminDaemon
+
+    d = AdminDaemon()
+    try:
+        s = d.login()
+        page = s.get(d.url + "/appliance")
+        assert page.status_code == 200 and 'id="clock"' in page.text, page.text
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        marker = d.data / "factory-reset"
+        form = d.url + "/appliance/factory-reset"
+        r = s.post(form, data={"confirm": "outguard.test"}, headers={"X-CSRF-Token": ""},
+                   allow_redirects=False)
+        assert r.status_code == 403 and not marker.exists()
+        r = s.post(form, data={"csrf": token, "confirm": "other.example"}, allow_redirects=False)
+        assert r.status_code == 400 and "outguard.test" in r.text and not marker.exists()
+        r = s.post(d.url + "/appliance/ntp", data={"csrf": token, "servers": "ntp1.example, 192.0.2.1"},
+                   allow_redirects=False)
+        assert r.status_code == 303, r.text
+        assert (d.data / "ntp-servers").read_text() == "ntp1.example\n192.0.2.1\n"
+        r = s.post(form, data={"csrf": token, "confirm": "outguard.test"}, allow_redirects=False)
+        assert r.status_code == 303, r.text
+        assert marker.is_file()
+        assert "A factory reset is under way" in s.get(d.url + "/appliance").text
+        metrics = s.get(d.url + "/metrics").text
+        assert re.search(r"^outguard_clock_synchronised [01]$", metrics, re.M), metrics
+    finally:
+        d.stop()

@@ -1,0 +1,73 @@
+"""Bulk import of outgoing users as a batched background job: the CLI
+follows its progress; each batch of 1,000 users commits whole; a daemon
+killed mid-import keeps the batches it committed, and importing the same
+file again resumes (committed users are kept, not hashed again)."""
+
+import json
+import subprocess
+import time
+
+from conftest import BIN, login, wait_for
+
+USERS = 1300  # two batches: 1000, 300
+
+
+def csv_file(tmp_path, n=USERS):
+    f = tmp_path / "users.csv"
+    lines = ["user,domainname,password"]
+    lines += [f"u{i},bulk.example,password-{i:05d}" for i in range(n)]
+    f.write_text("\n".join(lines) + "\n")
+    return f
+
+
+def test_cli_imports_in_batches_with_progress(daemon, tmp_path):
+    f = csv_file(tmp_path)
+    r = daemon.cli("user", "import", str(f))
+    assert f"imported {USERS} user(s); 0 already existed" in r.stdout, r.stdout
+    daemon.wait_log("user import finished")
+    status, users = daemon.api("GET", "/v1/users")
+    assert status == 200 and len(users) == USERS
+    # Hashed in parallel, but each with its own password.
+    login(daemon.submission, "u1299@bulk.example", password="password-01299")
+    login(daemon.submission, "u0@bulk.example", password="password-00000")
+
+
+def test_background_job_api_and_one_at_a_time(daemon, tmp_path):
+    body = csv_file(tmp_path).read_bytes() + b"bad line\n"
+    status, started = daemon.api("POST", "/v1/users/import?background=true", body)
+    assert status == 422, started  # the whole file is checked first
+    status, started = daemon.api("POST", "/v1/users/import?background=true&skip_invalid=true", body)
+    assert status == 202, started
+    assert started["state"] == "running" and started["total"] == USERS
+    assert [e["line"] for e in started["errors"]] == [USERS + 2]
+    status, other = daemon.api("POST", "/v1/users/import?background=true", b"x,bulk.example,another-pass\n")
+    assert status == 409 and str(started["id"]) in other["error"], other
+    path = f"/v1/users/import/{started['id']}"
+    wait_for(lambda: daemon.api("GET", path)[1]["state"] != "running", 300, "import to finish")
+    status, done = daemon.api("GET", path)
+    assert status == 200
+    assert (done["state"], done["added"], done["existing"], done["batches"], done["skipped"]) == (
+        "done", USERS, 0, 2, 1)
+    assert daemon.api("GET", "/v1/users/import/999")[0] == 404
+    assert daemon.api("GET", "/v1/users/import/abc")[0] == 400
+
+
+def test_killed_mid_import_keeps_whole_batches_and_resumes(daemon, tmp_path):
+    f = csv_file(tmp_path)
+    status, started = daemon.api("POST", "/v1/users/import?background=true", f.read_bytes())
+    assert status == 202, started
+    path = f"/v1/users/import/{started['id']}"
+    wait_for(lambda: daemon.api("GET", path)[1]["batches"] >= 1, 300, "a first batch")
+    daemon.kill9()
+    daemon.start()
+    # Only whole batches landed.
+    kept = len(daemon.api("GET", "/v1/users")[1])
+    assert kept in (1000, USERS), kept
+    # The same file again: the kept users are existing, the rest added.
+    r = subprocess.run([str(BIN), "--config", str(daemon.config), "user", "import", str(f)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"imported {USERS - kept} user(s); {kept} already existed" in r.stdout, r.stdout
+    assert len(daemon.api("GET", "/v1/users")[1]) == USERS
+    login(daemon.submission, "u999@bulk.example", password="password-00999")
+    login(daemon.submission, "u1000@bulk.example", password="password-01000")
