@@ -4,8 +4,18 @@
 //! Sent with the null sender, so a DSN that fails is dropped, never
 //! bounced in turn.
 
-use jiff::Timestamp;
+use std::borrow::Cow;
 
+use jiff::Timestamp;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::date::Date;
+use mail_builder::headers::raw::Raw;
+use mail_builder::headers::text::Text;
+use mail_builder::mime::{BodyPart, MimePart};
+
+use crate::notify::mail_date;
 use crate::store::envelope::Ret;
 use crate::store::{QueueEntry, Recipient, queue_id};
 
@@ -75,10 +85,6 @@ pub fn original_header(message: &[u8]) -> &[u8] {
     }
 }
 
-fn date(t: Timestamp) -> String {
-    jiff::fmt::rfc2822::to_string(&t.to_zoned(jiff::tz::TimeZone::UTC)).unwrap_or_default()
-}
-
 /// One line of text safe inside a header field: no CR/LF, ASCII only.
 fn one_line(s: &str) -> String {
     s.chars()
@@ -92,8 +98,92 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// Builds the notification for `entry` covering `reports`. Its subject
-/// and text follow the gravest action among them.
+/// A recipient address as a delivery-status field value: `rfc822; addr`
+/// when ASCII, else RFC 6533's `utf-8;` type in its 7-bit form (each
+/// non-ASCII character, `+`, `=` and `\` as `\x{HEX}`), which plain
+/// message/delivery-status may carry.
+fn address_field(address: &str) -> String {
+    if address.is_ascii() {
+        return format!("rfc822; {}", one_line(address));
+    }
+    let mut out = String::from("utf-8; ");
+    for c in address.chars() {
+        if c.is_ascii_graphic() && !matches!(c, '+' | '=' | '\\') {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\x{{{:02X}}}", u32::from(c)));
+        }
+    }
+    out
+}
+
+/// The gravest action among `reports`: it picks the subject and text.
+fn gravest(reports: &[Report<'_>]) -> Action {
+    let any = |a| reports.iter().any(|r| r.action == a);
+    if any(Action::Failed) {
+        Action::Failed
+    } else if any(Action::Delayed) {
+        Action::Delayed
+    } else {
+        Action::Relayed
+    }
+}
+
+/// One `Name: value` line of the delivery-status part.
+fn field(m: &mut String, name: &str, value: &str) {
+    m.push_str(name);
+    m.push_str(": ");
+    m.push_str(value);
+    m.push_str("\r\n");
+}
+
+/// The machine-readable part (RFC 3464 2.2, 2.3): per-message fields,
+/// then each recipient's after an empty line. All ASCII.
+fn delivery_status(
+    entry: &QueueEntry,
+    reports: &[Report<'_>],
+    hostname: &str,
+    now: Timestamp,
+) -> String {
+    let mut m = String::new();
+    if let Some(envid) = &entry.dsn.envid {
+        field(&mut m, "Original-Envelope-Id", &one_line(envid));
+    }
+    field(
+        &mut m,
+        "Reporting-MTA",
+        &format!("dns; {}", one_line(hostname)),
+    );
+    field(&mut m, "X-Outguard-Queue-ID", &queue_id(entry.id));
+    field(&mut m, "Arrival-Date", &mail_date(entry.received));
+    for r in reports {
+        let rc = r.recipient;
+        m.push_str("\r\n");
+        if let Some(orcpt) = &rc.dsn.orcpt {
+            let orcpt = format!("rfc822; {}", one_line(orcpt));
+            field(&mut m, "Original-Recipient", &orcpt);
+        }
+        field(&mut m, "Final-Recipient", &address_field(&rc.address));
+        field(&mut m, "Action", r.action.name());
+        field(&mut m, "Status", &r.status);
+        if let Some(remote) = &rc.remote {
+            field(&mut m, "Remote-MTA", &format!("dns; {}", one_line(remote)));
+        }
+        if let Some(reply) = &rc.last_reply {
+            field(
+                &mut m,
+                "Diagnostic-Code",
+                &format!("smtp; {}", one_line(reply)),
+            );
+        }
+        field(&mut m, "Last-Attempt-Date", &mail_date(now));
+    }
+    m
+}
+
+/// Builds the notification for `entry` covering `reports` with
+/// mail-builder. Its subject and text follow the gravest action among
+/// them.
 pub fn build(
     entry: &QueueEntry,
     original: &[u8],
@@ -101,16 +191,7 @@ pub fn build(
     hostname: &str,
     now: Timestamp,
 ) -> Vec<u8> {
-    let id = queue_id(entry.id);
-    let boundary = format!("{id}.{}/{hostname}", now.as_second());
-    let any = |a| reports.iter().any(|r| r.action == a);
-    let action = if any(Action::Failed) {
-        Action::Failed
-    } else if any(Action::Delayed) {
-        Action::Delayed
-    } else {
-        Action::Relayed
-    };
+    let action = gravest(reports);
     let (subject, intro) = match action {
         Action::Failed => (
             "Undelivered Mail Returned to Sender",
@@ -128,257 +209,77 @@ pub fn build(
              delivery notifications: you will get no further notice about it.",
         ),
     };
-    let mut m = String::new();
-    let mut h = |name: &str, value: &str| {
-        m.push_str(name);
-        m.push_str(": ");
-        m.push_str(value);
-        m.push_str("\r\n");
-    };
-    h(
-        "From",
-        &format!("Mail Delivery System <MAILER-DAEMON@{hostname}>"),
-    );
-    h("To", &format!("<{}>", one_line(&entry.sender)));
-    h("Subject", subject);
-    h("Date", &date(now));
-    h(
-        "Message-ID",
-        &format!("<{id}.{}.dsn@{hostname}>", now.as_millisecond()),
-    );
-    h("Auto-Submitted", "auto-replied");
-    h("MIME-Version", "1.0");
-    h(
-        "Content-Type",
-        &format!("multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\""),
-    );
-    m.push_str("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 
-    m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str("Content-Description: Notification\r\n");
-    m.push_str("Content-Type: text/plain; charset=us-ascii\r\n\r\n");
-    m.push_str(&format!(
-        "This is the mail system at host {hostname}.\r\n\r\n{intro}\r\n\r\n"
-    ));
+    // The human-readable part: UTF-8 addresses and replies as they are
+    // (mail-builder makes the part quoted-printable if it must).
+    let mut text = format!("This is the mail system at host {hostname}.\r\n\r\n{intro}\r\n\r\n");
     for r in reports {
         let reply = r.recipient.last_reply.as_deref().unwrap_or("no reply");
-        m.push_str(&format!(
-            "<{}>: {}\r\n",
-            one_line(&r.recipient.address),
-            one_line(reply)
-        ));
+        let line = format!("<{}>: {}", r.recipient.address, reply);
+        text.extend(line.chars().map(|c| if c.is_control() { ' ' } else { c }));
+        text.push_str("\r\n");
     }
-    m.push_str("\r\n");
+    let notification = MimePart::new(
+        ContentType::new("text/plain").attribute("charset", "utf-8"),
+        text,
+    )
+    .header("Content-Description", Text::new("Notification"));
 
-    m.push_str(&format!("--{boundary}\r\n"));
-    m.push_str("Content-Description: Delivery report\r\n");
-    m.push_str("Content-Type: message/delivery-status\r\n\r\n");
-    // Per-message fields.
-    if let Some(envid) = &entry.dsn.envid {
-        m.push_str(&format!("Original-Envelope-Id: {}\r\n", one_line(envid)));
-    }
-    m.push_str(&format!("Reporting-MTA: dns; {hostname}\r\n"));
-    m.push_str(&format!("X-Outguard-Queue-ID: {id}\r\n"));
-    m.push_str(&format!("Arrival-Date: {}\r\n", date(entry.received)));
-    for r in reports {
-        // Per-recipient fields, each group after an empty line.
-        let rc = r.recipient;
-        m.push_str("\r\n");
-        if let Some(orcpt) = &rc.dsn.orcpt {
-            m.push_str(&format!(
-                "Original-Recipient: rfc822; {}\r\n",
-                one_line(orcpt)
-            ));
-        }
-        m.push_str(&format!(
-            "Final-Recipient: rfc822; {}\r\n",
-            one_line(&rc.address)
-        ));
-        m.push_str(&format!("Action: {}\r\n", r.action.name()));
-        m.push_str(&format!("Status: {}\r\n", r.status));
-        if let Some(remote) = &rc.remote {
-            m.push_str(&format!("Remote-MTA: dns; {}\r\n", one_line(remote)));
-        }
-        if let Some(reply) = &rc.last_reply {
-            m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", one_line(reply)));
-        }
-        m.push_str(&format!("Last-Attempt-Date: {}\r\n", date(now)));
-    }
-    m.push_str("\r\n");
+    let status = MimePart::new(
+        "message/delivery-status",
+        delivery_status(entry, reports, hostname, now).into_bytes(),
+    )
+    .header("Content-Description", Text::new("Delivery report"))
+    .transfer_encoding("7bit");
 
-    m.push_str(&format!("--{boundary}\r\n"));
     // RET=FULL returns the whole message with a failure (RFC 3461 4.3),
     // within a bound; otherwise, and for delay and relay notices, the
-    // header.
+    // header. Either goes as it is, labelled 8bit when it is not ASCII.
     let full = action == Action::Failed
         && entry.dsn.ret == Some(Ret::Full)
         && original.len() <= MAX_FULL_RETURN;
-    let header = if full {
-        m.push_str("Content-Description: Undelivered message\r\n");
-        m.push_str("Content-Type: message/rfc822\r\n");
-        original
+    let (content_type, description, returned) = if full {
+        ("message/rfc822", "Undelivered message", original)
     } else {
-        m.push_str("Content-Description: Undelivered message header\r\n");
-        m.push_str("Content-Type: text/rfc822-headers\r\n");
-        original_header(original)
+        (
+            "text/rfc822-headers",
+            "Undelivered message header",
+            original_header(original),
+        )
     };
-    if !header.is_ascii() {
-        m.push_str("Content-Transfer-Encoding: 8bit\r\n");
-    }
-    m.push_str("\r\n");
-    let mut out = m.into_bytes();
-    out.extend_from_slice(header);
-    if !header.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let encoding = if returned.is_ascii() { "7bit" } else { "8bit" };
+    let returned: Cow<'_, [u8]> = if returned.ends_with(b"\r\n") {
+        Cow::Borrowed(returned)
+    } else {
+        let mut owned = returned.to_vec();
+        owned.extend_from_slice(b"\r\n");
+        Cow::Owned(owned)
+    };
+    let returned = MimePart::new(content_type, BodyPart::Binary(returned))
+        .header("Content-Description", Text::new(description))
+        .transfer_encoding(encoding);
+
+    let id = queue_id(entry.id);
+    let mut out = Vec::new();
+    MessageBuilder::new()
+        .from(Address::new_address(
+            Some("Mail Delivery System"),
+            format!("MAILER-DAEMON@{hostname}"),
+        ))
+        .to(Address::new_address(None::<&str>, entry.sender.as_str()))
+        .subject(subject)
+        .date(Date::new(now.as_second()))
+        .message_id(format!("{id}.{}.dsn@{hostname}", now.as_millisecond()))
+        .header("Auto-Submitted", Raw::new("auto-replied"))
+        .header("MIME-Version", Raw::new("1.0"))
+        .body(MimePart::new(
+            ContentType::new("multipart/report").attribute("report-type", "delivery-status"),
+            vec![notification, status, returned],
+        ))
+        .serialize(&mut out);
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::RcptState;
-
-    fn entry() -> QueueEntry {
-        let mut failed = Recipient::new("bad@example.org".into());
-        failed.state = RcptState::Failed;
-        failed.last_reply = Some("550 5.1.1 <bad@example.org>: no such user".into());
-        failed.remote = Some("mx.example.org".into());
-        QueueEntry {
-            id: 0x2a,
-            user: "alice@example.com".into(),
-            sender: "alice@example.com".into(),
-            recipients: vec![Recipient::new("good@example.org".into()), failed],
-            size: 10,
-            received: "2030-01-01T00:00:00Z".parse().unwrap(),
-            client_ip: "10.0.0.1".into(),
-            helo: "pc".into(),
-            next_attempt: None,
-            delay_warned: false,
-            dsn: Default::default(),
-            smtputf8: false,
-        }
-    }
-
-    #[test]
-    fn status_comes_from_the_reply_when_it_fits() {
-        let r = Some("550 5.1.1 no such user");
-        assert_eq!(status_of(r, false, Action::Failed), "5.1.1");
-        assert_eq!(
-            status_of(Some("550 no such user"), false, Action::Failed),
-            "5.0.0"
-        );
-        assert_eq!(
-            status_of(Some("451 4.3.0 later"), false, Action::Failed),
-            "5.0.0"
-        );
-        assert_eq!(
-            status_of(Some("451 4.3.0 later"), true, Action::Failed),
-            "5.4.7"
-        );
-        assert_eq!(
-            status_of(Some("451 4.3.0 later"), false, Action::Delayed),
-            "4.3.0"
-        );
-        assert_eq!(status_of(None, false, Action::Failed), "5.0.0");
-    }
-
-    #[test]
-    fn report_is_multipart_with_delivery_status_and_header() {
-        let e = entry();
-        let original = b"Subject: hi\r\nFrom: alice@example.com\r\n\r\nsecret body\r\n";
-        let reports = [Report {
-            recipient: &e.recipients[1],
-            action: Action::Failed,
-            status: "5.1.1".into(),
-        }];
-        let now = "2030-01-01T00:05:00Z".parse().unwrap();
-        let m = build(&e, original, &reports, "gw.example.com", now);
-        let text = String::from_utf8(m).unwrap();
-        assert!(text.contains("Content-Type: multipart/report; report-type=delivery-status;"));
-        assert!(text.contains("To: <alice@example.com>\r\n"));
-        assert!(text.contains("Content-Type: message/delivery-status\r\n"));
-        assert!(text.contains("Reporting-MTA: dns; gw.example.com\r\n"));
-        assert!(text.contains(
-            "Final-Recipient: rfc822; bad@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-        ));
-        assert!(
-            text.contains("Diagnostic-Code: smtp; 550 5.1.1 <bad@example.org>: no such user\r\n")
-        );
-        assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nSubject: hi\r\n"));
-        assert!(!text.contains("good@example.org"));
-        assert!(!text.contains("secret body"), "only the header is returned");
-        // Every line ends in CRLF, and the last boundary closes the report.
-        assert!(!text.replace("\r\n", "").contains('\n'));
-        assert!(text.ends_with("--\r\n"));
-        let b = text
-            .split("boundary=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
-        assert_eq!(text.matches(&format!("--{b}\r\n")).count(), 3);
-        assert!(text.contains(&format!("--{b}--\r\n")));
-    }
-
-    #[test]
-    fn envid_orcpt_relayed_and_full_return() {
-        let mut e = entry();
-        e.dsn.envid = Some("QQ314159".into());
-        e.dsn.ret = Some(Ret::Full);
-        e.recipients[1].dsn.orcpt = Some("Bob@Example.ORG".into());
-        e.recipients[0].last_reply = Some("250 2.0.0 Ok: stored".into());
-        let original = b"Subject: hi\r\n\r\nsecret body\r\n";
-        let now = "2030-01-01T00:05:00Z".parse().unwrap();
-        let relayed = Report {
-            recipient: &e.recipients[0],
-            action: Action::Relayed,
-            status: status_of(
-                e.recipients[0].last_reply.as_deref(),
-                false,
-                Action::Relayed,
-            ),
-        };
-        let text = String::from_utf8(build(
-            &e,
-            original,
-            std::slice::from_ref(&relayed),
-            "gw",
-            now,
-        ))
-        .unwrap();
-        assert!(text.contains("Subject: Successful Mail Delivery Report\r\n"));
-        assert!(text.contains("Original-Envelope-Id: QQ314159\r\nReporting-MTA: dns; gw\r\n"));
-        assert!(text.contains(
-            "Final-Recipient: rfc822; good@example.org\r\nAction: relayed\r\nStatus: 2.0.0\r\n"
-        ));
-        assert!(
-            !text.contains("secret body"),
-            "no content with a relay notice"
-        );
-
-        let failed = Report {
-            recipient: &e.recipients[1],
-            action: Action::Failed,
-            status: "5.1.1".into(),
-        };
-        let text = String::from_utf8(build(&e, original, &[relayed, failed], "gw", now)).unwrap();
-        assert!(text.contains("Subject: Undelivered Mail Returned to Sender\r\n"));
-        assert!(text.contains("Original-Recipient: rfc822; Bob@Example.ORG\r\nFinal-Recipient: rfc822; bad@example.org\r\nAction: failed\r\n"));
-        assert!(
-            text.contains("Content-Type: message/rfc822\r\n\r\nSubject: hi\r\n\r\nsecret body\r\n")
-        );
-
-        e.dsn.ret = Some(Ret::Hdrs);
-        let failed = Report {
-            recipient: &e.recipients[1],
-            action: Action::Failed,
-            status: "5.1.1".into(),
-        };
-        let text = String::from_utf8(build(&e, original, &[failed], "gw", now)).unwrap();
-        assert!(text.contains("Content-Type: text/rfc822-headers\r\n"));
-        assert!(!text.contains("secret body"));
-    }
-}
+#[path = "dsn_tests.rs"]
+mod tests;
