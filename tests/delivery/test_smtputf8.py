@@ -3,6 +3,8 @@ and header fields; the daemon passes SMTPUTF8 on to an aiosmtpd next hop
 that offers it, and bounces (5.6.7 / 5.6.9) what a next hop without it
 would need it for."""
 
+import email
+import email.policy
 import smtplib
 from email.message import EmailMessage
 
@@ -126,6 +128,8 @@ def test_next_hop_without_smtputf8_gets_no_utf8_and_the_sender_a_bounce(outguard
     assert f["Action"] == "failed"
     assert f["Status"] == "5.6.7"
     assert "does not offer SMTPUTF8" in f["Diagnostic-Code"]
+    # The report stays ASCII: the address in RFC 6533's 7-bit utf-8 form.
+    assert f["Final-Recipient"] == "utf-8; j\\x{FC}rgen@b\\x{FC}cher.example"
     # ASCII addresses, UTF-8 header fields only (as raw UTF-8: smtplib's
     # send_message would encode them for ASCII addresses): 5.6.9, no downgrade.
     raw = message("Grüße aus Köln")
@@ -155,6 +159,10 @@ def test_bounce_to_a_utf8_sender_goes_with_smtputf8(outguard, sinks):
     [b] = wait_for(lambda: sink.received(rcpt=sender), what="the bounce")
     assert b["mail_from"] == ""
     assert "SMTPUTF8" in b["mail_options"]
+    # Its To field is the UTF-8 address itself (RFC 6532).
+    dsn = email.message_from_string(b["content"].decode("utf-8"), policy=email.policy.default)
+    assert dsn["To"].addresses[0].addr_spec == sender
+    assert delivery_status(dsn)[1][0]["Action"] == "failed"
     wait_for(lambda: d.queue() == [], what="empty queue")
 
 
