@@ -12,13 +12,13 @@ impl Session<'_> {
                 "Encryption required for requested authentication mechanism",
             ));
         }
-        if self.helo.is_none() || !self.esmtp {
+        if self.state.greeting.is_none() || !self.state.esmtp() {
             return Err(Reply::new(503, "5.5.1", "Send EHLO first"));
         }
-        if self.by_password {
+        if self.state.by_password() {
             return Err(Reply::new(503, "5.5.1", "Already authenticated"));
         }
-        if self.tx.is_some() {
+        if self.state.tx.is_some() {
             return Err(Reply::new(
                 503,
                 "5.5.1",
@@ -150,8 +150,10 @@ impl Session<'_> {
         if self.srv.app.verifier.check(&key, &password, phc).await {
             self.srv.app.throttle.succeed(ticket);
             tracing::info!(ip = %self.ip, user = key, "auth ok");
-            self.user = Some(key);
-            self.by_password = true;
+            self.state.login = Some(Login {
+                user: key,
+                by_password: true,
+            });
             self.preauth.release();
             return Reply::new(235, "2.7.0", "Authentication successful");
         }

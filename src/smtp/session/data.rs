@@ -8,7 +8,7 @@ impl Session<'_> {
         &mut self,
         conn: &mut Conn<S>,
     ) -> Result<Flow, ConnError> {
-        let check = match &self.tx {
+        let check = match &self.state.tx {
             None => Err(Reply::new(503, "5.5.1", "Need MAIL command first")),
             Some(tx) if tx.recipients.is_empty() => {
                 Err(Reply::new(503, "5.5.1", "Need RCPT command first"))
@@ -22,7 +22,7 @@ impl Session<'_> {
         self.send(conn, Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"))
             .await?;
         conn.flush().await?;
-        let mut tx = self.tx.take().expect("checked");
+        let mut tx = self.state.tx.take().expect("checked");
         let max = self.size_limit();
         let mut rx = DataReceiver::new(max);
         let mut body = Vec::with_capacity(8 * 1024);
@@ -33,14 +33,14 @@ impl Session<'_> {
         let reply = match rx.verdict().map(|()| self.check_identity(&body)) {
             Ok(Err(r)) => {
                 self.srv.app.note_refused();
-                tracing::info!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), reply = %r.text, "message refused");
+                tracing::info!(ip = %self.ip, user = self.state.user().unwrap_or(""), reply = %r.text, "message refused");
                 r
             }
             Ok(Ok(())) => self.finish(tx, Bytes::from(body)).await,
             Err(e) => {
                 self.srv.app.note_refused();
                 let r = data_error_reply(e, max);
-                tracing::info!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), reply = %r.text, "message refused");
+                tracing::info!(ip = %self.ip, user = self.state.user().unwrap_or(""), reply = %r.text, "message refused");
                 r
             }
         };
@@ -50,7 +50,7 @@ impl Session<'_> {
 
     /// The header From and Sender against the user (`header_from_check`).
     pub(super) fn check_identity(&self, body: &[u8]) -> Result<(), Reply> {
-        let name = self.user.as_deref().unwrap_or_default();
+        let name = self.state.user().unwrap_or_default();
         let user = match self.srv.app.store.user(name) {
             Ok(Some(u)) => u,
             Ok(None) => return Err(Reply::new(550, "5.7.1", "User no longer exists")),
@@ -79,7 +79,7 @@ impl Session<'_> {
             Screened::Clean(v) | Screened::Caught(v) => self.queue(tx, &body, v).await,
             Screened::Failed(why) => {
                 let action = self.srv.scan_failure;
-                tracing::warn!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), error = %why, ?action, "scan failed");
+                tracing::warn!(ip = %self.ip, user = self.state.user().unwrap_or(""), error = %why, ?action, "scan failed");
                 match action {
                     FailureAction::Accept => {
                         let unscanned = Verdict {
@@ -107,7 +107,7 @@ impl Session<'_> {
     }
 
     pub(super) async fn queue(&mut self, tx: Transaction, body: &[u8], content: Verdict) -> Reply {
-        let user = self.user.clone().unwrap_or_default();
+        let user = self.state.user().unwrap_or_default().to_string();
         let id = self.srv.app.committer.reserve_id();
         let mut message = self.received_header(id, &tx).into_bytes();
         message.extend_from_slice(body);
@@ -122,7 +122,7 @@ impl Session<'_> {
             recipients: tx.recipients,
             message,
             client_ip: self.ip.to_string(),
-            helo: self.helo.clone().unwrap_or_default(),
+            helo: self.state.helo().unwrap_or_default().to_string(),
             smtputf8: tx.smtputf8,
             content,
             dsn: tx.dsn,
@@ -208,7 +208,11 @@ impl Session<'_> {
     /// Trace header (RFC 5321 4.4) with the RFC 3848 protocol name
     /// (UTF8 in front for SMTPUTF8, RFC 6531 4.3).
     pub(super) fn received_header(&self, id: u64, tx: &Transaction) -> String {
-        let proto = match (self.esmtp, self.mode == Mode::Tls, self.by_password) {
+        let proto = match (
+            self.state.esmtp(),
+            self.mode == Mode::Tls,
+            self.state.by_password(),
+        ) {
             (false, _, _) => "SMTP",
             (true, true, true) => "ESMTPSA",
             (true, true, false) => "ESMTPS",
@@ -220,8 +224,8 @@ impl Session<'_> {
             _ => proto.to_string(),
         };
         let helo: String = self
-            .helo
-            .as_deref()
+            .state
+            .helo()
             .unwrap_or_default()
             .chars()
             .filter(|c| c.is_ascii_graphic())

@@ -22,9 +22,11 @@ impl Session<'_> {
         if host.is_empty() || host.len() > 255 {
             return Err(Reply::new(501, "5.5.4", "Syntax: EHLO hostname"));
         }
-        self.tx = None;
-        self.helo = Some(host.clone());
-        self.esmtp = esmtp;
+        self.state.tx = None;
+        self.state.greeting = Some(Greeting {
+            host: host.clone(),
+            esmtp,
+        });
         let hostname = &self.srv.app.hostname;
         if !esmtp {
             return Ok(Reply::new(250, "", format!("{hostname} Hello {host}")).render(false));
@@ -49,10 +51,10 @@ impl Session<'_> {
         if self.mode == Mode::Tls {
             return Err(Reply::new(503, "5.5.1", "TLS already active"));
         }
-        if self.helo.is_none() || !self.esmtp {
+        if self.state.greeting.is_none() || !self.state.esmtp() {
             return Err(Reply::new(503, "5.5.1", "Send EHLO first"));
         }
-        if self.tx.is_some() {
+        if self.state.tx.is_some() {
             return Err(Reply::new(
                 503,
                 "5.5.1",

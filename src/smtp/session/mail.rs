@@ -36,7 +36,7 @@ impl Session<'_> {
             .and_then(|()| self.room(&from))
         {
             Ok(room) => {
-                self.tx = Some(Transaction {
+                self.state.tx = Some(Transaction {
                     dsn: message_dsn(&from),
                     sender: from.address,
                     recipients: Vec::new(),
@@ -48,7 +48,7 @@ impl Session<'_> {
             }
             Err(r) => {
                 if r.code >= 500 {
-                    tracing::info!(ip = %self.ip, user = self.user.as_deref().unwrap_or(""), sender = %from.address, reply = %r.text, "MAIL refused");
+                    tracing::info!(ip = %self.ip, user = self.state.user().unwrap_or(""), sender = %from.address, reply = %r.text, "MAIL refused");
                 }
                 r
             }
@@ -69,13 +69,13 @@ impl Session<'_> {
     }
 
     pub(super) fn check_mail(&self, from: &MailFrom<String>, routed: bool) -> Result<(), Reply> {
-        if self.helo.is_none() {
+        if self.state.greeting.is_none() {
             return Err(Reply::new(503, "5.5.1", "Send EHLO/HELO first"));
         }
-        let Some(name) = self.user.as_deref() else {
+        let Some(name) = self.state.user() else {
             return Err(Reply::new(530, "5.7.0", "Authentication required"));
         };
-        if self.tx.is_some() {
+        if self.state.tx.is_some() {
             return Err(Reply::new(503, "5.5.1", "Nested MAIL command"));
         }
         let allowed = smtp_proto::MAIL_BODY_7BIT
@@ -171,7 +171,7 @@ impl Session<'_> {
     pub(super) fn rcpt(&mut self, to: RcptTo<String>, routed: bool) -> Reply {
         match self.check_rcpt(&to, routed) {
             Ok(()) => {
-                let tx = self.tx.as_mut().expect("checked");
+                let tx = self.state.tx.as_mut().expect("checked");
                 if !tx
                     .recipients
                     .iter()
@@ -187,7 +187,7 @@ impl Session<'_> {
     }
 
     pub(super) fn check_rcpt(&self, to: &RcptTo<String>, routed: bool) -> Result<(), Reply> {
-        let Some(tx) = &self.tx else {
+        let Some(tx) = &self.state.tx else {
             return Err(Reply::new(503, "5.5.1", "Need MAIL command first"));
         };
         let notify = smtp_proto::RCPT_NOTIFY_SUCCESS
@@ -242,7 +242,7 @@ impl Session<'_> {
                 ),
             ));
         }
-        let name = self.user.as_deref().unwrap_or_default();
+        let name = self.state.user().unwrap_or_default();
         let Some(Standing {
             eff,
             counts,

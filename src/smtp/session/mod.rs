@@ -62,14 +62,8 @@ struct Session<'a> {
     srv: &'a Server,
     ip: IpAddr,
     mode: Mode,
-    /// Set by EHLO/HELO.
-    helo: Option<String>,
-    esmtp: bool,
-    /// Authenticated user: by AUTH, or by the client's address.
-    user: Option<String>,
-    /// Whether `user` came from AUTH (for the Received protocol name).
-    by_password: bool,
-    tx: Option<Transaction>,
+    /// What the client has established so far.
+    state: State,
     errors: u32,
     preauth: Arc<PreAuth>,
 }
@@ -137,16 +131,12 @@ pub async fn run_admitted<S: AsyncRead + AsyncWrite + Unpin>(
         srv,
         ip,
         mode,
-        helo: None,
-        esmtp: false,
-        user: ip_user,
-        by_password: false,
-        tx: None,
+        state: State::new(ip_user),
         errors: 0,
         preauth,
     };
     if by_ip {
-        tracing::info!(%ip, user = s.user.as_deref().unwrap_or(""), "authenticated by address");
+        tracing::info!(%ip, user = s.state.user().unwrap_or(""), "authenticated by address");
     }
     match s.serve(&mut conn, banner).await {
         Ok(Flow::StartTls) => {
@@ -171,9 +161,11 @@ mod auth;
 mod data;
 mod greeting;
 mod mail;
+mod state;
 
 use data::{no_room, refusal_reply};
 use mail::{declares_huge_size, has_source_route};
+use state::{Greeting, Login, State};
 
 impl Session<'_> {
     /// `banner`: false after STARTTLS, where the client goes on with EHLO.
@@ -250,7 +242,7 @@ impl Session<'_> {
 
     /// Idle time allowed for the next command: shorter before AUTH.
     fn command_wait(&self) -> std::time::Duration {
-        match self.user {
+        match self.state.login {
             Some(_) => self.srv.smtp.command_timeout(),
             None => self.preauth.wait(self.srv.smtp.preauth_command_timeout()),
         }
@@ -264,7 +256,7 @@ impl Session<'_> {
         if !r.is_positive() {
             self.errors += u32::from(r.code >= 500);
         }
-        conn.reply(&r.render(self.esmtp)).await
+        conn.reply(&r.render(self.state.esmtp())).await
     }
 
     async fn command<S: AsyncRead + AsyncWrite + Unpin>(
@@ -327,7 +319,7 @@ impl Session<'_> {
             Request::Rcpt { to } => self.rcpt(to, routed),
             Request::Data => return self.data(conn).await,
             Request::Rset => {
-                self.tx = None;
+                self.state.tx = None;
                 Reply::new(250, "2.0.0", "OK")
             }
             Request::Noop { .. } => Reply::new(250, "2.0.0", "OK"),
