@@ -1,6 +1,11 @@
 //! `outguard appliance`: the box itself (status, network, time).
 
-use super::*;
+use std::path::Path;
+
+use clap::Subcommand;
+use serde_json::Value;
+
+use crate::control::client::{call, print_json};
 
 #[derive(Subcommand)]
 pub enum ApplianceCmd {

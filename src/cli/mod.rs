@@ -3,12 +3,11 @@
 //! (argv is visible to every user of the box).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand, ValueEnum};
-use serde_json::{Map, Value, json};
+use clap::Subcommand;
+use serde_json::json;
 
-use crate::control::client::{call, call_raw, print_json, query_pair, read_password, seg};
+use crate::control::client::call;
 use crate::scan;
 
 mod admin;

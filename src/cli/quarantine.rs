@@ -1,6 +1,10 @@
 //! `outguard quarantine`: held messages.
 
-use super::*;
+use std::path::Path;
+
+use clap::Subcommand;
+
+use crate::control::client::{call, print_json, seg};
 
 #[derive(Subcommand)]
 pub enum QuarantineCmd {

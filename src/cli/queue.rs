@@ -1,6 +1,10 @@
 //! `outguard queue`: the delivery queue.
 
-use super::*;
+use std::path::Path;
+
+use clap::Subcommand;
+
+use crate::control::client::{call, print_json, query_pair, seg};
 
 #[derive(Subcommand)]
 pub enum QueueCmd {

@@ -1,6 +1,11 @@
 //! `outguard settings`: the system settings.
 
-use super::*;
+use std::path::Path;
+
+use clap::Subcommand;
+use serde_json::{Map, Value, json};
+
+use crate::control::client::{call, print_json};
 
 #[derive(Subcommand)]
 pub enum SettingsCmd {

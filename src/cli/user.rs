@@ -1,6 +1,12 @@
 //! `outguard user`: outgoing users, their settings, locks and imports.
 
-use super::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Map, Value, json};
+
+use crate::control::client::{call, call_raw, print_json, query_pair, read_password, seg};
 
 #[derive(Subcommand)]
 pub enum UserCmd {

@@ -6,12 +6,8 @@ use hyper::{Method, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Answer, Control, views};
-use crate::auth::password;
-use crate::bounds;
-use crate::import::{self, check_password};
-use crate::store::{QueueFilter, parse_id, queue_id};
-use crate::users::{LockState, User, UserName, UserSettings};
+use super::{Answer, Control};
+use crate::import::{self};
 
 mod quarantine;
 mod queue;
@@ -19,7 +15,6 @@ mod users;
 
 use quarantine::{delete_quarantine, list_quarantine, release_quarantine, show_quarantine};
 use queue::{bounce_queue, delete_queue, list_queue, retry_queue, show_queue};
-use users::canonical;
 use users::{
     add_user, delete_user, edit_user, import_progress, import_users, list_users, lock_user,
     show_user, unlock_user,

@@ -1,6 +1,10 @@
 //! `/v1/quarantine`: held messages, released or deleted.
 
-use super::*;
+use serde_json::{Value, json};
+
+use super::{Res, bad, internal, not_found};
+use crate::control::{Answer, Control};
+use crate::store::{parse_id, queue_id};
 
 pub(super) fn quarantine_id(id: &str) -> Result<u64, Answer> {
     parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a quarantine id")))

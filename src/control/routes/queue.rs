@@ -1,6 +1,11 @@
 //! `/v1/queue`: the delivery queue.
 
-use super::*;
+use serde_json::{Value, json};
+
+use super::users::canonical;
+use super::{Res, bad, internal, not_found};
+use crate::control::{Answer, Control};
+use crate::store::{QueueFilter, parse_id, queue_id};
 
 pub(super) fn queue_view(e: &crate::store::QueueEntry) -> Value {
     json!({

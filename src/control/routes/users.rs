@@ -1,6 +1,15 @@
 //! `/v1/users`: outgoing users, their locks, and CSV imports.
 
-use super::*;
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Res, bad, flag, internal, json_body, not_found, out_of_range, refuse_invalid_lines};
+use crate::auth::password;
+use crate::bounds;
+use crate::control::{Answer, Control, views};
+use crate::import::{self, check_password};
+use crate::users::{LockState, User, UserName, UserSettings};
 
 pub(super) fn canonical(name: &str) -> Result<String, Answer> {
     UserName::parse(name).map(|n| n.to_string()).map_err(bad)

@@ -2,7 +2,17 @@
 //! other over one SMTP session, each outcome recorded (or the lot
 //! deferred when the connection fails).
 
-use super::*;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use super::{Delivery, Job};
+use crate::delivery::Stats;
+use crate::delivery::client::{self, Error, Session};
+use crate::delivery::outcome::{self, Ctx, Logged, Outcome};
+use crate::delivery::route::Router;
+use crate::delivery::seven_bit;
+use crate::store::{QueueEntry, queue_id};
 
 impl Delivery {
     /// One connection's work: resolve, connect, send each job.

@@ -1,7 +1,12 @@
 //! Choosing and reaching a next hop: the MX security policy per hop
 //! (DANE, MTA-STS, opportunistic TLS) and the connection attempts.
 
-use super::*;
+use std::time::Duration;
+
+use super::Delivery;
+use crate::delivery::client::{Error, Session, TlsPolicy};
+use crate::delivery::mx_tls::{Guard, PolicyType};
+use crate::delivery::route::Hop;
 
 impl Delivery {
     /// Whether a failed STARTTLS handshake may be followed by plain text.

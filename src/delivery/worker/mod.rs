@@ -15,20 +15,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jiff::Timestamp;
 use tokio::sync::{Semaphore, watch};
 
 use crate::clock::Clock;
 use crate::delivery::Stats;
-use crate::delivery::client::{self, Credentials, Error, Session, TlsPolicy};
+use crate::delivery::client::{self, Credentials, TlsPolicy};
 use crate::delivery::config::{DeliveryConfig, StartTls};
-use crate::delivery::mx_tls::{Guard, PolicyType};
-use crate::delivery::outcome::{self, Ctx, Logged, Outcome};
-use crate::delivery::route::{Hop, Router};
-use crate::delivery::seven_bit;
+use crate::delivery::route::Router;
 use crate::settings;
 use crate::store::envelope::{MessageDsn, RcptDsn};
-use crate::store::{Committer, QueueEntry, RcptState, Recipient, Store, queue_id};
+use crate::store::{Committer, RcptState, Recipient, Store};
 
 /// How long the loop waits after a "message queued" signal before it
 /// scans, so that one scan picks up a burst of commits.

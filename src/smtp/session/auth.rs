@@ -1,7 +1,18 @@
 //! The AUTH phase: SASL PLAIN and LOGIN exchanges, the password check
 //! and the throttle in front of it.
 
-use super::*;
+use std::net::IpAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::state::Login;
+use super::{Mode, Session};
+use crate::app::Stats;
+use crate::auth::sasl::{self, Response, SaslError};
+use crate::auth::throttle::Refusal;
+use crate::smtp::conn::{Conn, ConnError, Line, LineRead};
+use crate::smtp::reply::Reply;
+use crate::users::UserName;
 
 impl Session<'_> {
     pub(super) fn check_auth(&self) -> Result<(), Reply> {

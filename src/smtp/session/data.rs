@@ -1,7 +1,21 @@
 //! The DATA phase: the message read under its bounds, screened, and
 //! committed (or held, or refused) before the reply.
 
-use super::*;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Flow, MAX_COMMAND, Mode, RECEIVED_FIXED, Session, Transaction};
+use crate::app::Stats;
+use crate::config::FailureAction;
+use crate::response::Held;
+use crate::scan::{Class, Verdict};
+use crate::smtp::conn::{Conn, ConnError};
+use crate::smtp::data::{DataError, DataReceiver};
+use crate::smtp::identity;
+use crate::smtp::reply::Reply;
+use crate::smtp::screen::{self, Screened};
+use crate::store::{AcceptError, Accepted, Submission, queue_id};
+use crate::users::QuarantineResponse;
 
 impl Session<'_> {
     pub(super) async fn data<S: AsyncRead + AsyncWrite + Unpin>(

@@ -1,7 +1,12 @@
 //! The greeting phase: the banner's answer (EHLO/HELO and its
 //! extensions) and STARTTLS.
 
-use super::*;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::state::Greeting;
+use super::{Flow, Mode, Session};
+use crate::smtp::conn::{Conn, ConnError};
+use crate::smtp::reply::{Reply, multiline};
 
 impl Session<'_> {
     pub(super) async fn greet<S: AsyncRead + AsyncWrite + Unpin>(

@@ -1,7 +1,16 @@
 //! The envelope phase (MAIL FROM and RCPT TO), each checked against the
 //! user's standing (lock, limits, sender identity) before it is taken.
 
-use super::*;
+use smtp_proto::{MailFrom, RcptTo};
+
+use super::data::{no_room, refusal_reply};
+use super::{Session, Standing, Transaction, shown};
+use crate::limits;
+use crate::smtp::identity;
+use crate::smtp::inflight::{self, Reservation};
+use crate::smtp::reply::Reply;
+use crate::store::envelope::{self, MessageDsn, Notify, RcptDsn, Ret};
+use crate::windows;
 
 impl Session<'_> {
     /// The authenticated user's record, settings in force and usage.

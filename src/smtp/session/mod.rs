@@ -6,30 +6,18 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use jiff::Timestamp;
-use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
+use smtp_proto::{Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::app::Stats;
-use crate::auth::sasl::{self, Response, SaslError};
-use crate::auth::throttle::Refusal;
-use crate::config::FailureAction;
-use crate::limits::{self, Counts};
-use crate::response::Held;
-use crate::scan::{Class, Verdict};
+use crate::limits::Counts;
 use crate::smtp::conn::{Conn, ConnError, Line, LineRead};
-use crate::smtp::data::{DataError, DataReceiver};
-use crate::smtp::identity;
-use crate::smtp::inflight::{self, Reservation};
+use crate::smtp::inflight::Reservation;
 use crate::smtp::preauth::PreAuth;
-use crate::smtp::reply::{Reply, multiline};
-use crate::smtp::screen::{self, Screened};
+use crate::smtp::reply::Reply;
 use crate::smtp::{Server, sniff};
-use crate::store::envelope::{self, MessageDsn, Notify, RcptDsn, Ret};
-use crate::store::{AcceptError, Accepted, Submission, queue_id};
-use crate::users::{EffectiveSettings, QuarantineResponse, User, UserName};
-use crate::windows;
+use crate::store::envelope::{MessageDsn, RcptDsn};
+use crate::users::{EffectiveSettings, User};
 
 /// Longest command line, CRLF included (RFC 5321 4.5.3.1.4).
 const MAX_COMMAND: usize = 512;
@@ -163,9 +151,8 @@ mod greeting;
 mod mail;
 mod state;
 
-use data::{no_room, refusal_reply};
 use mail::{declares_huge_size, has_source_route};
-use state::{Greeting, Login, State};
+use state::State;
 
 impl Session<'_> {
     /// `banner`: false after STARTTLS, where the client goes on with EHLO.
