@@ -1,10 +1,11 @@
 """A/B of two outguard binaries (a refactoring's regression check, not the
-Postfix comparison of run.py): the test suite's daemon (tests/conftest.py,
-delivery to a closed loopback port, so accepted mail stays queued),
-AB_COUNT messages, each on its own session (STARTTLS, AUTH PLAIN, MAIL,
-RCPT, DATA, QUIT) from AB_SESSIONS Python clients, AB_ROUNDS rounds alternating the order. Prints messages/s
-(bound by the Python client, so noisy) and the daemon's CPU per message
-(user + system from /proc, the figure to compare).
+Postfix comparison of run.py): the test suite's daemon
+(tests/conftest.py, delivery to a closed loopback port, so accepted mail
+stays queued), AB_COUNT messages, each on its own session (STARTTLS,
+AUTH PLAIN, MAIL, RCPT, DATA, QUIT) from AB_SESSIONS Python clients,
+AB_ROUNDS rounds alternating the order. Prints messages/s (bound by the
+Python client, so noisy) and the daemon's CPU per message (user + system
+from /proc, the figure to compare).
 
     AB_BASE=/tmp/og-base AB_NEW=target/debug/outguard python3 bench/ab.py
 """
