@@ -10,15 +10,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::admin;
-use crate::auth::password::Verifier;
-use crate::auth::throttle::Throttle;
+use crate::app::App;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::{self, Control};
 use crate::jail;
 use crate::privilege::Privileged;
 use crate::settings;
-use crate::smtp::{self, Kind, Listeners, Server};
+use crate::smtp::{self, Kind, Listeners};
 use crate::store::{Committer, Store};
 use crate::tls;
 
@@ -45,7 +44,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let fleet = match &cfg.store.shared {
         None => None,
         Some(_) => {
-            let ca = crate::fleet::url::ca_pem(cfg.store.shared_ca.as_deref())?;
+            let ca = crate::store::fleet::url::ca_pem(cfg.store.shared_ca.as_deref())?;
             Some((ca, store.clone(), settings.clone()))
         }
     };
@@ -103,9 +102,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     runtime.block_on(async move {
         let clock = Arc::new(Clock::default());
         let fleet = match fleet {
-            Some((ca, store, settings)) => {
-                Some(crate::fleet::Fleet::start(&cfg.store, ca, store, settings)?)
-            }
+            Some((ca, store, settings)) => Some(crate::store::fleet::Fleet::start(
+                &cfg.store, ca, store, settings,
+            )?),
             None => None,
         };
         let committer = Arc::new(
@@ -123,52 +122,38 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             delivery_stats.clone(),
         )?;
         let health = store.clone();
-        let server = Arc::new(Server {
-            smtp: cfg.smtp.clone(),
-            hostname,
-            store,
-            committer,
-            settings,
-            clock,
-            verifier: Verifier::new(
-                cfg.auth.max_parallel_hashes,
-                Duration::from_secs(cfg.auth.cache_secs),
-            ),
-            throttle: Throttle::new(
-                cfg.auth.max_failures,
-                cfg.auth.max_account_failures,
-                Duration::from_secs(cfg.auth.failure_window_secs),
-                Duration::from_secs(cfg.auth.block_secs),
-            ),
-            tls: tokio_rustls::TlsAcceptor::from(tls_config.clone()),
-            screener,
-            scan_failure: cfg.scan.failure_action,
-            stats: smtp::Stats::default(),
-            hello_wait: smtp::HelloWait::new(cfg.smtp.tls_sniff(), cfg.smtp.tls_sniff_remember()),
-            hardening,
-            draining: smtp::Draining::default(),
-            guards: smtp::Guards::new(&cfg.smtp),
-        });
+        let app = Arc::new(App::new(
+            hostname, store, committer, settings, clock, &cfg.auth, hardening,
+        ));
         let (stop, stopped) = watch::channel(false);
         let ctl = Arc::new(Control {
-            server: server.clone(),
+            app: app.clone(),
             config: Arc::new(cfg.clone()),
             certs,
             delivery: delivery_stats,
             imports: Default::default(),
             data: data.clone(),
         });
-        let admin = admin::Admin::new(ctl.clone(), tokio_rustls::TlsAcceptor::from(tls_config));
+        let admin = admin::Admin::new(
+            ctl.clone(),
+            tokio_rustls::TlsAcceptor::from(tls_config.clone()),
+        );
         let admin_task = tokio::spawn(admin::run(admin, admin_listeners, stopped.clone()));
         let delivery_task = tokio::spawn(delivery.run(stopped.clone()));
         let control_task = tokio::spawn(control::run(ctl, control_listener, stopped.clone()));
         let every = Duration::from_secs(cfg.housekeeping_secs.max(1));
         tokio::spawn(crate::housekeeping::run(
-            server.clone(),
+            app.clone(),
             every,
             stopped.clone(),
         ));
-        let smtp_task = tokio::spawn(smtp::run(server.clone(), Listeners(listeners), stopped));
+        let setup = smtp::Setup {
+            smtp: cfg.smtp.clone(),
+            tls: tokio_rustls::TlsAcceptor::from(tls_config),
+            screener,
+            scan_failure: cfg.scan.failure_action,
+        };
+        let smtp = smtp::start(app, setup, Listeners(listeners), stopped);
         tracing::info!(socket = %socket.display(), "outguard ready");
         let failed = tokio::select! {
             _ = wait_for_signal() => None,
@@ -182,14 +167,14 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         tracing::info!("shutting down");
         let _ = stop.send(true);
         // Idle sessions are told 421 now; one in the middle of a message
-        // finishes it (bounded by smtp.shutdown_grace_secs, in smtp::run).
-        server.draining.begin();
+        // finishes it (bounded by smtp.shutdown_grace_secs, in smtp::start).
+        smtp.drain();
         let _ = control_task.await;
         let _ = admin_task.await;
         let _ = delivery_task.await;
-        // Bounded by smtp.shutdown_grace_secs (smtp::run); accepted mail
-        // is already on disk.
-        let _ = smtp_task.await;
+        // Bounded by smtp.shutdown_grace_secs (smtp::start); accepted
+        // mail is already on disk.
+        smtp.finished().await;
         match failed {
             // Exit non-zero: the supervisor starts a fresh process, which
             // reopens the store at its last commit (see store::health).

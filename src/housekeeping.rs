@@ -7,31 +7,31 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::smtp::Server;
+use crate::app::App;
 
-pub async fn run(server: Arc<Server>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(app: Arc<App>, every: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        let s = server.clone();
+        let s = app.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || sweep(&s)).await {
             tracing::error!(error = %e, "housekeeping failed");
         }
     }
 }
 
-pub fn sweep(server: &Server) {
+pub fn sweep(app: &App) {
     crate::appliance::clock::log_change();
-    let now = server.clock.now();
-    let (admin, retention) = server.settings.read(|c| {
+    let now = app.clock.now();
+    let (admin, retention) = app.settings.read(|c| {
         (
             c.settings.admin_address.clone(),
             c.settings.quarantine_retention_days,
         )
     });
-    match server.store.expire_locks(now) {
+    match app.store.expire_locks(now) {
         Ok(names) => {
             for name in names {
                 tracing::info!(user = %name, "user unlocked by timeout");
@@ -39,9 +39,9 @@ pub fn sweep(server: &Server) {
                     continue;
                 }
                 let notice = crate::notify::queue_notice(
-                    &server.store,
-                    server.committer.reserve_id(),
-                    &server.hostname,
+                    &app.store,
+                    app.committer.reserve_id(),
+                    &app.hostname,
                     &admin,
                     &format!("Outguard: {name} unlocked"),
                     &format!("The outgoing user {name} was unlocked: its lock timed out.\n"),
@@ -56,7 +56,7 @@ pub fn sweep(server: &Server) {
     }
     let retention = crate::bounds::QUARANTINE_RETENTION_DAYS.clamp(retention);
     let cutoff = crate::bounds::earlier(now, crate::bounds::days(retention));
-    match server.store.expire_quarantine(cutoff) {
+    match app.store.expire_quarantine(cutoff) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deleted = n, "quarantine retention applied"),
         Err(e) => tracing::error!(error = %e, "quarantine retention failed"),
@@ -68,8 +68,8 @@ mod tests {
     use jiff::Timestamp;
 
     use super::sweep;
+    use crate::app::App;
     use crate::settings::SystemSettings;
-    use crate::smtp::Server;
     use crate::store::Store;
     use crate::users::{User, UserName};
 
@@ -97,17 +97,17 @@ mod tests {
         }
         let rt = tokio::runtime::Runtime::new().unwrap();
         let _guard = rt.enter();
-        let server = Server::standalone(&dir, crate::config::SmtpConfig::default()).unwrap();
-        sweep(&server);
-        let s = server.settings.get();
+        let app = App::standalone(&dir).unwrap();
+        sweep(&app);
+        let s = app.settings.get();
         assert_eq!(s.quarantine_retention_days, 3_650);
-        let u = server.store.user("a@b.example").unwrap().unwrap();
+        let u = app.store.user("a@b.example").unwrap().unwrap();
         let eff = u.settings.resolve(&s.defaults);
         assert_eq!(
             (eff.lock_timeout_minutes, eff.max_retry_days),
             (525_600, 365)
         );
-        drop(server);
+        drop(app);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -120,7 +120,7 @@ pub fn outbound_ports(cfg: &Config) -> Vec<u16> {
         cfg.store
             .shared
             .as_ref()
-            .and_then(|u| crate::fleet::url::port(&u.0)),
+            .and_then(|u| crate::store::fleet::url::port(&u.0)),
     );
     ports
 }

@@ -3,6 +3,7 @@
 //! library lets integration tests and fuzz targets reach the parsers.
 
 pub mod admin;
+pub mod app;
 pub mod appliance;
 pub mod auth;
 pub mod behaviour;
@@ -15,7 +16,6 @@ pub mod daemon;
 pub mod datadir;
 pub mod delivery;
 pub mod dkim;
-pub mod fleet;
 pub mod housekeeping;
 pub mod import;
 pub mod incoming;
@@ -33,6 +33,5 @@ pub mod smtp;
 pub mod stdout;
 pub mod store;
 pub mod tls;
-pub mod update;
 pub mod users;
 pub mod windows;

@@ -106,7 +106,7 @@ fn init_logging(cfg: &Config) {
     // The ring layer keeps recent lines for the admin face's log search.
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(outguard::admin::logs::RingLayer)
+        .with(outguard::control::logs::RingLayer)
         .with(outguard::appliance::syslog::layer(
             &cfg.log,
             &cfg.hostname(),

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::behaviour::Assessment;
 use crate::scan::{Class, Verdict};
-use crate::store::Store;
 use crate::users::LockState;
 
 /// The response settings (`response` in the system settings).
@@ -207,56 +206,6 @@ pub struct Held {
     pub kept: Option<u64>,
     /// The lock set, if this message locked the user.
     pub lock: Option<LockState>,
-}
-
-/// Logs a hold or lock and mails the admin notice, naming the reasons.
-#[allow(clippy::too_many_arguments)]
-pub fn announce(
-    store: &Store,
-    notice_id: u64,
-    hostname: &str,
-    admin: &str,
-    user: &str,
-    held: &Held,
-    tz: &jiff::tz::TimeZone,
-    now: jiff::Timestamp,
-) {
-    let id = held.kept.map(crate::store::queue_id).unwrap_or_default();
-    let reasons = held.reasons.join("; ");
-    let (subject, mut text) = match &held.lock {
-        Some(lock) => {
-            let status = crate::store::lock_text(lock, tz);
-            tracing::warn!(user, quarantine_id = %id, status = %status, reasons = %reasons, "user locked automatically");
-            (
-                format!("Outguard: {user} locked"),
-                format!("The outgoing user {user} was locked automatically.\n\nStatus: {status}\n"),
-            )
-        }
-        None => {
-            tracing::warn!(user, quarantine_id = %id, fate = %held.fate, reasons = %reasons, "message held for review");
-            (
-                format!("Outguard: message from {user} held"),
-                format!(
-                    "A message from the outgoing user {user} was held for review; the user can still send.\n"
-                ),
-            )
-        }
-    };
-    if admin.is_empty() {
-        return;
-    }
-    if held.kept.is_some() {
-        text.push_str(&format!("Quarantine id: {id}\n"));
-    }
-    text.push_str("\nReasons:\n");
-    for r in &held.reasons {
-        text.push_str(&format!("- {r}\n"));
-    }
-    if let Err(e) =
-        crate::notify::queue_notice(store, notice_id, hostname, admin, &subject, &text, now)
-    {
-        tracing::error!(error = %e, "queueing the admin notice failed");
-    }
 }
 
 #[cfg(test)]

@@ -48,13 +48,13 @@ FINDINGS = [
      "src/smtp/data.rs `lf_dot_crlf_does_not_end_data`; battery `lf_dot_crlf_does_not_end_data`"),
     ("hostile battery", "quoted local parts were unquoted (`\"a@b\"@c` queued as `a@b@c`), %-hack, `!` paths, "
      "source routes and single-label domains were accepted in RCPT/MAIL",
-     "src/smtp/session.rs `routing_tricks_are_refused`; battery `relay_*`, `spoofed_sender_*`"),
+     "src/smtp/session/mail.rs `routing_tricks_are_refused`; battery `relay_*`, `spoofed_sender_*`"),
     ("hostile battery", "a 510-octet command (the RFC 5321 maximum) was refused: the CR counted against the limit",
      "src/smtp/conn.rs `limit_excludes_the_line_ending`; battery `command_line_at_and_past_the_limit`"),
     ("hostile battery", "`SIZE=` with 20+ digits wrapped around in smtp-proto and passed the size check",
-     "src/smtp/session.rs `huge_declared_sizes_are_spotted`; battery `declared_size_that_overflows`"),
+     "src/smtp/session/mail.rs `huge_declared_sizes_are_spotted`; battery `declared_size_that_overflows`"),
     ("`session` fuzz target", "a MAIL parameter full of control octets was echoed escaped in full: a 555 reply line "
-     "far over 512 octets", "src/smtp/session.rs `echoed_client_text_is_bounded`; tests/session_mem.rs "
+     "far over 512 octets", "src/smtp/session/mod.rs `echoed_client_text_is_bounded`; tests/session_mem.rs "
      "`replies_stay_within_512_octets` (input in fuzz/regressions/session/)"),
     ("`session` fuzz target", "harness hang: the stream handed back after STARTTLS was held, the client never saw EOF",
      "tests/session_mem.rs `starttls_hands_the_stream_back`"),
@@ -114,7 +114,7 @@ REVIEW = [
      "`landlock_limits_tcp_to_the_listed_ports`; tests/test_users.py `test_cli_output_to_a_closed_pipe_exits_quietly`; "
      "tests/test_shutdown.py `test_sigterm_drains_sessions`"),
     ("settings", "a zero cap or timeout in the configuration file refused or timed out everyone; a huge one "
-     "overflowed the clock", "src/config.rs `out_of_range_values_are_refused_by_name`"),
+     "overflowed the clock", "src/config/mod.rs `out_of_range_values_are_refused_by_name`"),
     ("interop 1", "587 remembered an address as plain-first for 1 h, so implicit-TLS clients behind the same "
      "NAT or QEMU address got a banner they could not read",
      "tests/test_submission.py `test_587_implicit_tls_after_plain_sessions_from_the_same_address`"),
@@ -145,7 +145,7 @@ REVIEW = [
     ("scale", "a 100,000-line `user import` ran into the CLI's 600 s limit and imported nothing (one argon2 run at a time, one transaction)",
      "tests/test_import.py `test_killed_mid_import_keeps_whole_batches_and_resumes`, `test_cli_imports_in_batches_with_progress`; src/import/job.rs unit tests"),
     ("api", "a request body that was a JSON array was taken as an object (`[null, null]` created a DKIM key)",
-     "src/control/routes.rs `bodies_must_be_objects`; tests/admin/test_admin_schema.py"),
+     "src/control/routes/mod.rs `bodies_must_be_objects`; tests/admin/test_admin_schema.py"),
 ]
 
 PENDING = [

@@ -60,13 +60,13 @@ async fn ip_user_queues_a_message() {
         Some("example.com".to_string()),
         jiff::Timestamp::now(),
     );
-    assert!(srv.store.add_user(&user).unwrap());
+    assert!(srv.app.store.add_user(&user).unwrap());
     let input = b"EHLO c.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@remote.example>\r\n\
                   RCPT TO:<\"x@y\"@remote.example>\r\nDATA\r\nSubject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n";
     let out = converse(&srv, input, Mode::Plain, Some("127.0.0.1")).await;
     assert!(out.contains("553 5.1.3 Recipient address <x@y@remote.example> not accepted: only one @ is allowed\r\n"), "{out}");
     assert!(out.contains("250 2.0.0 Ok: queued as "), "{out}");
-    let queued = srv.store.queue(&Default::default()).unwrap();
+    let queued = srv.app.store.queue(&Default::default()).unwrap();
     assert_eq!(queued.len(), 1);
     std::fs::remove_dir_all(dir).unwrap();
 }

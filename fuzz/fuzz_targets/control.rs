@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 
 use hyper::{Method, Uri};
 use libfuzzer_sys::fuzz_target;
-use outguard::config::{Config, SmtpConfig};
+use outguard::app::App;
+use outguard::config::Config;
 use outguard::control::{Control, route};
-use outguard::smtp::Server;
 
 fn control() -> &'static Control {
     static C: OnceLock<Control> = OnceLock::new();
@@ -24,12 +24,12 @@ fn control() -> &'static Control {
         let dir = base.join(format!("outguard-fuzz-control-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("fuzz data dir");
-        let server = Server::standalone(&dir, SmtpConfig::default()).expect("server");
-        let (_, certs) =
-            outguard::tls::server_config(&dir.join("tls/cert.pem"), &dir.join("tls/key.pem"))
-                .expect("certificate made by standalone");
+        let app = App::standalone(&dir).expect("app");
+        let (cert, key) = (dir.join("tls/cert.pem"), dir.join("tls/key.pem"));
+        outguard::tls::ensure_self_signed(&cert, &key, "outguard.test").expect("certificate");
+        let (_, certs) = outguard::tls::server_config(&cert, &key).expect("certificate");
         Control {
-            server: Arc::new(server),
+            app: Arc::new(app),
             certs,
             config: Arc::new(Config::default()),
             delivery: Arc::new(outguard::delivery::Stats::default()),

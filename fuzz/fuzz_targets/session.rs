@@ -41,6 +41,7 @@ fn world() -> &'static World {
         let now = Clock::default().now();
         let ip = UserName::parse("127.0.0.1").expect("ip user");
         server
+            .app
             .store
             // A domain, so MAIL FROM:<x@example.com> (and what follows)
             // is reachable: an IP user without one may send as nobody.

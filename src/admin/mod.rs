@@ -4,86 +4,26 @@
 //! and a Prometheus endpoint. The JSON API is the same one the Unix socket
 //! serves (`control::routes`); this face only adds who may call it.
 
-pub mod audit;
-pub mod cli;
 mod csrf;
 mod form;
 mod html;
-pub mod logs;
 mod metrics;
 mod pages;
 mod server;
 mod session;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::TryRngCore;
-use serde::Deserialize;
 
 use crate::auth::password;
 use crate::auth::throttle::Throttle;
 use crate::control::Control;
 use crate::store::Store;
 
+pub use crate::config::AdminConfig;
 pub use server::run;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AdminConfig {
-    /// HTTPS listeners for the admin page and API; empty disables them.
-    pub listen: Vec<SocketAddr>,
-    /// Read once at first start: the admin password (first line), or an
-    /// argon2id PHC string. Default `<data_dir>/admin-password`. Removed
-    /// once its hash is stored.
-    pub password_file: Option<PathBuf>,
-    /// An argon2id PHC string used at first start when there is no file.
-    pub password_hash: Option<String>,
-    /// A session unused this long is logged out.
-    pub session_idle_secs: u64,
-    /// A session ends this long after login, used or not.
-    pub session_max_secs: u64,
-    /// Failed logins from one address within `failure_window_secs` after
-    /// which logins from it are refused for `block_secs`.
-    pub max_failures: u32,
-    /// Failed logins from all addresses together after which logins are
-    /// refused to addresses that never logged in, and the admin is told.
-    pub max_account_failures: u32,
-    pub failure_window_secs: u64,
-    pub block_secs: u64,
-    /// Serve /metrics without a session to clients on loopback (a local
-    /// Prometheus or exporter); LAN clients always need a session.
-    pub metrics_loopback: bool,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8443))],
-            password_file: None,
-            password_hash: None,
-            session_idle_secs: 30 * 60,
-            session_max_secs: 12 * 3600,
-            max_failures: 5,
-            max_account_failures: 20,
-            failure_window_secs: 600,
-            block_secs: 600,
-            metrics_loopback: true,
-        }
-    }
-}
-
-impl AdminConfig {
-    /// Development listener on loopback, away from the real port.
-    pub fn dev() -> AdminConfig {
-        AdminConfig {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 28443))],
-            ..AdminConfig::default()
-        }
-    }
-}
 
 /// Everything the HTTPS face shares between connections.
 pub struct Admin {
@@ -91,7 +31,7 @@ pub struct Admin {
     pub cfg: AdminConfig,
     pub sessions: session::Sessions,
     pub throttle: Throttle,
-    pub login_failures: audit::LoginFailures,
+    pub login_failures: crate::control::audit::LoginFailures,
     pub tls: tokio_rustls::TlsAcceptor,
 }
 
@@ -100,7 +40,7 @@ impl Admin {
         let cfg = ctl.config.admin.clone();
         Arc::new(Admin {
             sessions: session::Sessions::new(
-                ctl.server.clock.clone(),
+                ctl.app.clock.clone(),
                 Duration::from_secs(cfg.session_idle_secs),
                 Duration::from_secs(cfg.session_max_secs),
             ),
@@ -110,7 +50,7 @@ impl Admin {
                 Duration::from_secs(cfg.failure_window_secs),
                 Duration::from_secs(cfg.block_secs),
             ),
-            login_failures: audit::LoginFailures::default(),
+            login_failures: crate::control::audit::LoginFailures::default(),
             tls,
             cfg,
             ctl,

@@ -18,9 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::session::{self, Session};
-use super::{Admin, audit, csrf, form, html, metrics, pages};
+use super::{Admin, csrf, form, html, metrics, pages};
 use crate::auth::throttle::Refusal;
-use crate::control::{Answer, routes};
+use crate::control::{Answer, audit, routes};
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -147,8 +147,8 @@ async fn handle(
 ) -> Result<Resp, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
     // An update bundle is the one body larger than a big CSV import.
-    let limit = if crate::update::is_upload(&parts.method, parts.uri.path()) {
-        crate::update::MAX_BUNDLE
+    let limit = if crate::control::update::is_upload(&parts.method, parts.uri.path()) {
+        crate::control::update::MAX_BUNDLE
     } else {
         MAX_BODY
     };
@@ -214,7 +214,7 @@ fn dispatch(admin: &Admin, req: &Req) -> Resp {
     let session = token.as_deref().and_then(|t| admin.sessions.touch(t));
     let current = admin
         .ctl
-        .server
+        .app
         .store
         .admin_password()
         .ok()
@@ -262,7 +262,7 @@ fn dispatch(admin: &Admin, req: &Req) -> Resp {
         (&Method::DELETE, "/v1/session") => {
             admin.sessions.remove(&token);
             audit::record(
-                &admin.ctl.server.store,
+                &admin.ctl.app.store,
                 &req.who(),
                 "logout".into(),
                 200,
@@ -296,7 +296,7 @@ fn dispatch(admin: &Admin, req: &Req) -> Resp {
     if changes && req.path == "/logout" {
         admin.sessions.remove(&token);
         audit::record(
-            &admin.ctl.server.store,
+            &admin.ctl.app.store,
             &req.who(),
             "logout".into(),
             200,
@@ -367,7 +367,7 @@ pub fn call(admin: &Admin, req: &Req, method: Method, uri: &str, body: &[u8]) ->
 /// Audits a call. (A new admin password ends every session through the
 /// password tag each session carries.)
 fn after_call(admin: &Admin, req: &Req, method: &Method, path: &str, answer: &Answer) {
-    audit::api_call(&admin.ctl.server.store, &req.who(), method, path, answer);
+    audit::api_call(&admin.ctl.app.store, &req.who(), method, path, answer);
 }
 
 /// Checks a login attempt: throttled per address and for the admin
@@ -375,14 +375,14 @@ fn after_call(admin: &Admin, req: &Req, method: &Method, path: &str, answer: &An
 /// bounded with the SMTP side's, failures audited coalesced.
 /// On success, the tag of the password hash the new session depends on.
 fn check_login(admin: &Admin, req: &Req, pw: &str) -> Result<[u8; 32], (StatusCode, &'static str)> {
-    let server = &admin.ctl.server;
+    let app = &admin.ctl.app;
     let ticket = match admin.throttle.begin(req.ip, Some(ADMIN_ACCOUNT)) {
         Ok(t) => t,
         Err(refusal) => {
-            let store = &server.store;
+            let store = &app.store;
             admin.login_failures.record(
                 store,
-                server.clock.now(),
+                app.clock.now(),
                 req.ip,
                 "login refused: throttled",
                 429,
@@ -398,34 +398,24 @@ fn check_login(admin: &Admin, req: &Req, pw: &str) -> Result<[u8; 32], (StatusCo
             ));
         }
     };
-    let phc = server.store.admin_password().ok().flatten();
+    let phc = app.store.admin_password().ok().flatten();
     let ok = match &phc {
-        Some(h) => server.verifier.verify_blocking(pw, h),
+        Some(h) => app.verifier.verify_blocking(pw, h),
         None => false,
     };
     if !ok {
         let verdict = admin.throttle.fail(ticket);
         if verdict.account_blocked {
-            crate::auth::alarm::account_under_attack(server, ADMIN_ACCOUNT, req.ip, "admin HTTPS");
+            app.account_under_attack(ADMIN_ACCOUNT, req.ip, "admin HTTPS");
         }
-        admin.login_failures.record(
-            &server.store,
-            server.clock.now(),
-            req.ip,
-            "login failed",
-            401,
-        );
+        admin
+            .login_failures
+            .record(&app.store, app.clock.now(), req.ip, "login failed", 401);
         tracing::warn!(ip = %req.ip, "admin login failed");
         return Err((StatusCode::UNAUTHORIZED, "wrong password"));
     }
     admin.throttle.succeed(ticket);
-    audit::record(
-        &server.store,
-        &req.who(),
-        "login".into(),
-        200,
-        String::new(),
-    );
+    audit::record(&app.store, &req.who(), "login".into(), 200, String::new());
     tracing::info!(ip = %req.ip, "admin logged in");
     Ok(session::password_tag(phc.as_deref().unwrap_or("")))
 }

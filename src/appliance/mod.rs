@@ -8,7 +8,4 @@
 pub mod clock;
 pub mod ntp;
 pub mod reset;
-pub mod routes;
 pub mod syslog;
-
-pub use routes::route;

@@ -37,16 +37,6 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// thread takes it.
 static PENDING: OnceLock<Mutex<Option<Receiver<Vec<u8>>>>> = OnceLock::new();
 
-/// `[log] remote` checked at config load: an IP address and port.
-pub fn check_remote(remote: &str) -> Result<(), String> {
-    if remote.is_empty() {
-        return Ok(());
-    }
-    remote.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
-        format!("[log] remote must be an IP address and port (\"192.0.2.10:6514\"), not '{remote}'")
-    })
-}
-
 /// The layer to add to the subscriber when `[log] remote` is set.
 pub fn layer(cfg: &LogConfig, hostname: &str) -> Option<SyslogLayer> {
     if cfg.remote.is_empty() {
@@ -139,7 +129,7 @@ impl Prepared {
         if cfg.remote.is_empty() {
             return Ok(None);
         }
-        check_remote(&cfg.remote)?;
+        crate::config::check_remote(&cfg.remote)?;
         let addr: SocketAddr = cfg
             .remote
             .parse()
@@ -283,8 +273,8 @@ mod tests {
         );
         let long = "x".repeat(5000);
         assert_eq!(l.format(&Level::INFO, "t", &long, t).len(), MAX_MESSAGE);
-        assert!(check_remote("127.0.0.1:6514").is_ok());
-        assert!(check_remote("[::1]:6514").is_ok());
-        assert!(check_remote("logs.example:6514").is_err());
+        assert!(crate::config::check_remote("127.0.0.1:6514").is_ok());
+        assert!(crate::config::check_remote("[::1]:6514").is_ok());
+        assert!(crate::config::check_remote("logs.example:6514").is_err());
     }
 }

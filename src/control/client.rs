@@ -1,16 +1,19 @@
 //! Client side of the control API, used by the CLI: one request per
-//! connection over the Unix socket.
+//! connection over the Unix socket (`request`), `call` turning an error
+//! answer into a message, and the small helpers every command group uses.
 
+use std::io::Read;
 use std::path::Path;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
 use tokio::net::UnixStream;
 
 /// Sends one request; returns the status code and the JSON body.
-pub fn call(
+pub fn request(
     socket: &Path,
     method: &str,
     path: &str,
@@ -41,4 +44,81 @@ pub fn call(
         let json = serde_json::from_slice(&bytes).map_err(|e| format!("bad answer from daemon: {e}"))?;
         Ok((status, json))
     })
+}
+
+// What every CLI command group uses: one request, its error as a
+// message (with the per-line errors of an import), and printing.
+
+pub fn read_password() -> Result<String, String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| format!("cannot read password: {e}"))?;
+    let p = s.lines().next().unwrap_or("").to_string();
+    if p.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(p)
+}
+
+/// Path segment escaping for user names (which may hold '/' as CIDR).
+pub fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'@' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn query_pair(k: &str, v: &str) -> String {
+    format!("{k}={}", seg(v))
+}
+
+pub fn call(socket: &Path, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    call_raw(
+        socket,
+        method,
+        path,
+        body.map(|b| b.to_string().into_bytes()),
+    )
+}
+
+pub fn call_raw(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Value, String> {
+    let (status, v) = request(socket, method, path, body)?;
+    if status >= 400 {
+        let msg = v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("request failed")
+            .to_string();
+        let details = v
+            .get("errors")
+            .and_then(Value::as_array)
+            .map(|errs| {
+                errs.iter()
+                    .map(|e| {
+                        format!(
+                            "\n  line {}: {}",
+                            e["line"],
+                            e["message"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        return Err(format!("{msg}{details}"));
+    }
+    Ok(v)
+}
+
+pub fn print_json(v: &Value) {
+    crate::outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

@@ -49,7 +49,7 @@ fn domain(d: &str) -> Result<String, Answer> {
 }
 
 fn list(ctl: &Control) -> Res {
-    let keys = ctl.server.store.dkim_list().map_err(internal)?;
+    let keys = ctl.app.store.dkim_list().map_err(internal)?;
     Ok(Answer::ok(json!(
         keys.iter().map(DomainKeys::view).collect::<Vec<_>>()
     )))
@@ -57,7 +57,7 @@ fn list(ctl: &Control) -> Res {
 
 fn show(ctl: &Control, d: &str) -> Res {
     let d = domain(d)?;
-    match ctl.server.store.dkim_keys(&d).map_err(internal)? {
+    match ctl.app.store.dkim_keys(&d).map_err(internal)? {
         Some(k) => Ok(Answer::ok(k.view())),
         None => Err(not_found(format!("no DKIM key for {d}"))),
     }
@@ -82,9 +82,9 @@ fn generate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     let req: NewKey = json_body(body)?;
     let (selector, algorithm) = params(&req, SELECTORS[0], Algorithm::Ed25519)?;
     // Generated before the transaction: RSA takes a moment.
-    let key = Key::generate(&selector, algorithm, ctl.server.clock.now()).map_err(internal)?;
+    let key = Key::generate(&selector, algorithm, ctl.app.clock.now()).map_err(internal)?;
     let stored = ctl
-        .server
+        .app
         .store
         .dkim_update(&d, |cur| match cur {
             Some(_) => Err(conflict(format!(
@@ -105,7 +105,7 @@ fn generate(ctl: &Control, d: &str, body: &[u8]) -> Res {
 fn rotate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     let d = domain(d)?;
     let req: NewKey = json_body(body)?;
-    let Some(cur) = ctl.server.store.dkim_keys(&d).map_err(internal)? else {
+    let Some(cur) = ctl.app.store.dkim_keys(&d).map_err(internal)? else {
         return Err(not_found(format!(
             "no DKIM key for {d}; generate one first"
         )));
@@ -116,9 +116,9 @@ fn rotate(ctl: &Control, d: &str, body: &[u8]) -> Res {
             "selector {selector} is the active one; the next key needs another"
         )));
     }
-    let key = Key::generate(&selector, algorithm, ctl.server.clock.now()).map_err(internal)?;
+    let key = Key::generate(&selector, algorithm, ctl.app.clock.now()).map_err(internal)?;
     let stored = ctl
-        .server
+        .app
         .store
         .dkim_update(&d, |cur| {
             let Some(mut cur) = cur else {
@@ -153,7 +153,7 @@ fn rotate(ctl: &Control, d: &str, body: &[u8]) -> Res {
 fn activate(ctl: &Control, d: &str) -> Res {
     let d = domain(d)?;
     let stored = ctl
-        .server
+        .app
         .store
         .dkim_update(&d, |cur| {
             let Some(mut cur) = cur else {
@@ -181,7 +181,7 @@ fn delete(ctl: &Control, d: &str, q: &[(String, String)]) -> Res {
         .find(|(k, _)| k == "selector")
         .map(|(_, v)| v.clone());
     let stored = ctl
-        .server
+        .app
         .store
         .dkim_update(&d, |cur| {
             let Some(mut cur) = cur else {

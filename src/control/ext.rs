@@ -101,9 +101,9 @@ fn openapi() -> Res {
 
 /// Figures for the dashboard and the metrics endpoint.
 pub fn summary(ctl: &Control) -> Result<Value, Answer> {
-    let store = &ctl.server.store;
-    let now = ctl.server.clock.now();
-    let tz = ctl.server.settings.read(|c| c.tz.clone());
+    let store = &ctl.app.store;
+    let now = ctl.app.clock.now();
+    let tz = ctl.app.settings.read(|c| c.tz.clone());
     let w = windows::windows(now, &tz);
     let users = store.users().map_err(internal)?;
     let (mut accepted_today, mut recipients_today, mut locked) = (0u64, 0u64, 0u64);
@@ -133,8 +133,8 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         .iter()
         .filter(|q| windows::windows(q.received, &tz).day == w.day)
         .count();
-    let today = ctl.server.today_counts();
-    let (under_attack, account_blocks) = ctl.server.throttle.account_stats();
+    let today = ctl.app.today_counts();
+    let (under_attack, account_blocks) = ctl.app.throttle.account_stats();
     Ok(json!({
         "today": w.day,
         "quarantine_size": quarantine.len(),
@@ -150,14 +150,14 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         "recipients_delivered_in_queue": delivered,
         "incoming_domains": store.incoming_domains().map_err(internal)?.len(),
         "incoming_users": store.incoming_users().map_err(internal)?.len(),
-        "since_start": ctl.server.stats.snapshot(),
+        "since_start": ctl.app.stats.snapshot(),
         // Accounts refused to unknown addresses after too many failed
         // logins (auth::throttle), now and since start.
         "auth_accounts_under_attack": under_attack,
         "auth_account_blocks": account_blocks,
         "delivery": ctl.delivery.snapshot(),
         // Null for a box alone (no `[store] shared`).
-        "fleet": crate::fleet::current().map(|f| f.status()),
+        "fleet": crate::store::fleet::current().map(|f| f.status()),
     }))
 }
 
@@ -172,7 +172,7 @@ fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
         }
     }
     let entries = ctl
-        .server
+        .app
         .store
         .audit_log(param(q, "filter").filter(|f| !f.is_empty()), limit(q, 200)?)
         .map_err(internal)?;
@@ -185,7 +185,7 @@ fn logs(q: &[(String, String)]) -> Res {
             return Err(bad(format!("unknown parameter '{k}'")));
         }
     }
-    let lines = crate::admin::logs::ring().search(param(q, "q").unwrap_or(""), limit(q, 200)?);
+    let lines = super::logs::ring().search(param(q, "q").unwrap_or(""), limit(q, 200)?);
     Ok(Answer::ok(json!(lines)))
 }
 
@@ -208,8 +208,8 @@ const EXPORT_HEADER: [&str; 13] = [
 
 /// The CSV of every outgoing user with its settings, never a password hash.
 pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
-    let now = ctl.server.clock.now();
-    let users = ctl.server.store.users().map_err(internal)?;
+    let now = ctl.app.clock.now();
+    let users = ctl.app.store.users().map_err(internal)?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<&str> = EXPORT_HEADER.to_vec();
     header.push("quarantine_response");
@@ -259,7 +259,7 @@ fn preview_import(ctl: &Control, body: &[u8]) -> Res {
             "name": name,
             "kind": if l.name.network().is_some() { "ip" } else { "address" },
         });
-        if ctl.server.store.user(&name).map_err(internal)?.is_some() {
+        if ctl.app.store.user(&name).map_err(internal)?.is_some() {
             existing.push(entry);
         } else {
             add.push(entry);
@@ -273,8 +273,8 @@ fn preview_import(ctl: &Control, body: &[u8]) -> Res {
 }
 
 fn import_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
-    let now = ctl.server.clock.now();
-    let incoming = ctl.server.store.incoming_users().map_err(internal)?;
+    let now = ctl.app.clock.now();
+    let incoming = ctl.app.store.incoming_users().map_err(internal)?;
     let mut users = Vec::new();
     for i in &incoming {
         let name = UserName::parse(&i.name).map_err(internal)?;
@@ -288,12 +288,12 @@ fn import_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
     if flag(q, "preview") {
         let (mut add, mut existing) = (Vec::new(), Vec::new());
         for u in &users {
-            let exists = ctl.server.store.user(&u.name).map_err(internal)?.is_some();
+            let exists = ctl.app.store.user(&u.name).map_err(internal)?.is_some();
             if exists { &mut existing } else { &mut add }.push(u.name.clone());
         }
         return Ok(Answer::ok(json!({ "added": add, "existing": existing })));
     }
-    let outcome = ctl.server.store.import_users(&users).map_err(internal)?;
+    let outcome = ctl.app.store.import_users(&users).map_err(internal)?;
     tracing::info!(
         added = outcome.added.len(),
         existing = outcome.existing.len(),
@@ -306,7 +306,7 @@ fn import_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
 }
 
 fn list_domains(ctl: &Control) -> Res {
-    let d = ctl.server.store.incoming_domains().map_err(internal)?;
+    let d = ctl.app.store.incoming_domains().map_err(internal)?;
     Ok(Answer::ok(json!(d)))
 }
 
@@ -319,9 +319,9 @@ struct NewDomain {
 fn add_domain(ctl: &Control, body: &[u8]) -> Res {
     let req: NewDomain = json_body(body)?;
     let domain = validate_domain(req.domain.trim()).map_err(bad)?;
-    let now = ctl.server.clock.now();
+    let now = ctl.app.clock.now();
     if !ctl
-        .server
+        .app
         .store
         .add_incoming_domain(&domain, now)
         .map_err(internal)?
@@ -340,7 +340,7 @@ fn add_domain(ctl: &Control, body: &[u8]) -> Res {
 fn delete_domain(ctl: &Control, domain: &str) -> Res {
     let domain = validate_domain(domain).map_err(bad)?;
     match ctl
-        .server
+        .app
         .store
         .delete_incoming_domain(&domain)
         .map_err(internal)?
@@ -351,7 +351,7 @@ fn delete_domain(ctl: &Control, domain: &str) -> Res {
 }
 
 fn list_incoming(ctl: &Control) -> Res {
-    let u = ctl.server.store.incoming_users().map_err(internal)?;
+    let u = ctl.app.store.incoming_users().map_err(internal)?;
     Ok(Answer::ok(json!(u)))
 }
 
@@ -373,9 +373,9 @@ struct NewIncoming {
 fn add_incoming(ctl: &Control, body: &[u8]) -> Res {
     let req: NewIncoming = json_body(body)?;
     let name = incoming_name(&req.name)?;
-    let now = ctl.server.clock.now();
+    let now = ctl.app.clock.now();
     let outcome = ctl
-        .server
+        .app
         .store
         .add_incoming_users(std::slice::from_ref(&name), false, now)
         .map_err(internal)?
@@ -395,9 +395,9 @@ fn add_incoming(ctl: &Control, body: &[u8]) -> Res {
 fn import_incoming_csv(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
     let (names, errors) = incoming::parse(body);
     refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
-    let now = ctl.server.clock.now();
+    let now = ctl.app.clock.now();
     let outcome = ctl
-        .server
+        .app
         .store
         .add_incoming_users(&names, true, now)
         .map_err(internal)?
@@ -413,7 +413,7 @@ fn import_incoming_csv(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Re
 fn delete_incoming(ctl: &Control, name: &str) -> Res {
     let name = incoming_name(name)?;
     if !ctl
-        .server
+        .app
         .store
         .delete_incoming_user(&name)
         .map_err(internal)?
@@ -495,7 +495,7 @@ struct NewPassword {
 fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
     let req: NewPassword = json_body(body)?;
     check_password(&req.password).map_err(bad)?;
-    ctl.server
+    ctl.app
         .store
         .set_admin_password(&password::hash(&req.password))
         .map_err(internal)?;

@@ -3,10 +3,14 @@
 //! root, so only root can connect; the peer's credentials are checked
 //! again on every connection. The CLI is its client.
 
+pub mod appliance;
+pub mod audit;
 pub mod client;
 pub mod dkim;
 pub mod ext;
+pub mod logs;
 pub mod routes;
+pub mod update;
 mod views;
 
 pub use routes::route;
@@ -24,8 +28,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
+use crate::app::App;
 use crate::config::Config;
-use crate::smtp::Server;
 
 /// Largest request body (a CSV import of many thousands of users).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -34,7 +38,8 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
 const SOCKET_WHO: &str = "root@control-socket";
 
 pub struct Control {
-    pub server: Arc<Server>,
+    /// The house shared with the other faces.
+    pub app: Arc<App>,
     pub config: Arc<Config>,
     /// The certificate served by every TLS listener, replaced on upload.
     pub certs: Arc<crate::tls::Certs>,
@@ -124,8 +129,8 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
     // An update bundle is the one body larger than a big CSV import.
-    let limit = if crate::update::is_upload(&parts.method, parts.uri.path()) {
-        crate::update::MAX_BUNDLE
+    let limit = if update::is_upload(&parts.method, parts.uri.path()) {
+        update::MAX_BUNDLE
     } else {
         MAX_BODY
     };
@@ -139,8 +144,8 @@ async fn handle(
             // Handlers hash passwords and commit to the store: blocking work.
             tokio::task::spawn_blocking(move || {
                 let answer = routes::route(&ctl, &parts.method, &parts.uri, &body);
-                let (store, path) = (&ctl.server.store, parts.uri.path());
-                crate::admin::audit::api_call(store, SOCKET_WHO, &parts.method, path, &answer);
+                let (store, path) = (&ctl.app.store, parts.uri.path());
+                audit::api_call(store, SOCKET_WHO, &parts.method, path, &answer);
                 answer
             })
             .await

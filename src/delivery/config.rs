@@ -183,10 +183,4 @@ mod tests {
         c.validate().unwrap();
         assert!(toml::from_str::<DeliveryConfig>("smarthst = \"x\"").is_err());
     }
-
-    #[test]
-    fn dev_captures_instead_of_sending() {
-        assert_eq!(crate::config::Config::dev().delivery.mode(), Mode::Capture);
-        assert_eq!(crate::config::Config::default().delivery.mode(), Mode::Mx);
-    }
 }

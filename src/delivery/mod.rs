@@ -21,7 +21,7 @@ mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use config::DeliveryConfig;
+pub use config::{DeliveryConfig, Mode};
 pub use outcome::{admin_bounce, admin_retry};
 pub use worker::{Delivery, Prepared};
 

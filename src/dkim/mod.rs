@@ -3,7 +3,6 @@
 //! in two steps through a second selector. `sign` adds the signature at
 //! delivery time.
 
-pub mod cli;
 mod sign;
 
 pub use sign::{Head, sign_for_delivery, signature};

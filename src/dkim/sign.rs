@@ -13,7 +13,6 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 
 use super::{Algorithm, Key};
-use crate::store::Store;
 
 /// RFC 6376 5.4.1's list; `h=` names those present in the message (a
 /// name listed but absent would forbid a later hop from adding it, which
@@ -47,11 +46,11 @@ const SIGNED_HEADERS: &[&str] = &[
 /// Returns the message with a DKIM-Signature header first when its From
 /// domain has a key and is aligned with the envelope sender (`sender`;
 /// empty for the null sender, whose mail is ours: bounces and notices
-/// from `hostname`). Otherwise (no key, no From, not aligned, a store or
-/// key error, the last two logged) the message unchanged: signing never
+/// from `hostname`); `keys` looks up a domain's keys (the store's). Otherwise
+/// (no key, no From, not aligned, a lookup or key error, the last two logged) the message unchanged: signing never
 /// holds mail back.
-pub fn sign_for_delivery(
-    store: &Store,
+pub fn sign_for_delivery<E: std::fmt::Display>(
+    keys: impl FnOnce(&str) -> Result<Option<super::DomainKeys>, E>,
     id: u64,
     sender: &str,
     hostname: &str,
@@ -60,7 +59,7 @@ pub fn sign_for_delivery(
     let Some(head) = Head::parse(&message) else {
         return message;
     };
-    let keys = match store.dkim_keys(&head.domain) {
+    let keys = match keys(&head.domain) {
         Ok(Some(k)) => k,
         Ok(None) => return message,
         Err(e) => {

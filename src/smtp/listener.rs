@@ -15,7 +15,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::timeout;
 
 use super::preauth::PreAuth;
-use super::{Server, Stats, session, sniff};
+use super::{Server, session, sniff};
+use crate::app::Stats;
 
 /// What a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +127,7 @@ async fn admit(
     let _ = tcp.set_nodelay(true);
     let ip = canonical_ip(peer.ip());
     let Ok(_slot) = sessions.try_acquire_owned() else {
-        Stats::bump(&server.stats.sessions_refused);
+        Stats::bump(&server.app.stats.sessions_refused);
         tracing::warn!(%ip, "session refused: too many sessions");
         refuse(
             tcp,
@@ -137,7 +138,7 @@ async fn admit(
         return;
     };
     let Some(_ip_slot) = per_ip.enter(cap_key(ip), server.smtp.max_sessions_per_ip) else {
-        Stats::bump(&server.stats.sessions_refused);
+        Stats::bump(&server.app.stats.sessions_refused);
         tracing::warn!(%ip, "session refused: too many sessions from this address");
         refuse(
             tcp,
@@ -156,7 +157,7 @@ async fn admit(
         None => match server.guards.unauthenticated.enter(preauth_limit) {
             Some(p) => p,
             None => {
-                Stats::bump(&server.stats.sessions_refused);
+                Stats::bump(&server.app.stats.sessions_refused);
                 tracing::warn!(%ip, "session refused: too many unauthenticated sessions");
                 refuse(
                     tcp,
@@ -168,7 +169,7 @@ async fn admit(
             }
         },
     };
-    Stats::bump(&server.stats.sessions);
+    Stats::bump(&server.app.stats.sessions);
     tracing::info!(%ip, ?kind, "connect");
     let limit = server.smtp.session_timeout();
     let session = start(&server, tcp, ip, kind, ip_user, preauth);

@@ -17,6 +17,7 @@ use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::envelope::{MessageDsn, RcptDsn};
+use super::fleet::{Counted, Fleet, Reservation};
 use super::quarantine::QuarantineEntry;
 use super::queue::{QueueEntry, Recipient};
 use super::usage::Usage;
@@ -25,7 +26,6 @@ use super::{
 };
 use crate::behaviour::{Assessment, Observation, assess};
 use crate::clock::Clock;
-use crate::fleet::{Counted, Fleet, Reservation};
 use crate::limits::{self, Exceeded};
 use crate::response::{self, Fate, Held};
 use crate::scan::{Class, Verdict};

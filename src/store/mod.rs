@@ -10,6 +10,7 @@ mod behaviour;
 mod directory;
 mod dkim;
 pub mod envelope;
+pub mod fleet;
 mod health;
 mod observer;
 mod quarantine;

@@ -19,7 +19,7 @@ pub struct StoreConfig {
     pub min_free_mib: u64,
     /// A Valkey/Redis URL (`valkey://`, `valkeys://`, `redis://`,
     /// `rediss://`) shared by a fleet of boxes; none: this box alone.
-    pub shared: Option<crate::fleet::SharedUrl>,
+    pub shared: Option<crate::store::fleet::SharedUrl>,
     /// PEM CA certificate(s) the shared store's TLS certificate must
     /// chain to; none: the system's CA store.
     pub shared_ca: Option<std::path::PathBuf>,

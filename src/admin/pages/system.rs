@@ -561,7 +561,7 @@ fn patch_from(c: &Ctx, prefix: &str, current: &Map<String, Value>) -> Result<Val
 }
 
 pub fn save_settings(c: &Ctx) -> Resp {
-    let current = serde_json::to_value(c.admin.ctl.server.settings.get()).unwrap_or(Value::Null);
+    let current = serde_json::to_value(c.admin.ctl.app.settings.get()).unwrap_or(Value::Null);
     let patch = match current.as_object().map(|o| patch_from(c, "", o)) {
         Some(Ok(p)) => p,
         Some(Err(e)) => return settings(c, Some(&e)),

@@ -156,7 +156,7 @@ fn read_settings(c: &Ctx) -> (Map<String, Value>, Vec<String>, Vec<String>) {
 }
 
 fn defaults(c: &Ctx) -> (Value, bool) {
-    let s = c.admin.ctl.server.settings.get();
+    let s = c.admin.ctl.app.settings.get();
     let v = serde_json::to_value(&s).unwrap_or(Value::Null);
     (v["defaults"].clone(), s.ip_auth)
 }

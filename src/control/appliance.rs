@@ -6,9 +6,9 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{clock, ntp, reset};
-use crate::control::routes::{bad, internal, json_body, out_of_range};
-use crate::control::{Answer, Control};
+use super::routes::{bad, internal, json_body, out_of_range};
+use super::{Answer, Control};
+use crate::appliance::{clock, ntp, reset};
 
 type Res = Result<Answer, Answer>;
 
@@ -27,7 +27,7 @@ pub fn route(ctl: &Control, method: &Method, segs: &[&str], body: &[u8]) -> Opti
 fn status(ctl: &Control) -> Res {
     let data = &ctl.data;
     Ok(Answer::ok(json!({
-        "hostname": ctl.server.hostname,
+        "hostname": ctl.app.hostname,
         "clock": clock::state(),
         "ntp_servers": ntp::load(data).map_err(internal)?,
         "factory_reset_pending": reset::pending(data),
@@ -58,7 +58,7 @@ struct Reset {
 
 fn factory_reset(ctl: &Control, body: &[u8]) -> Res {
     let req: Reset = json_body(body)?;
-    let host = &ctl.server.hostname;
+    let host = &ctl.app.hostname;
     match reset::request(&ctl.data, host, &req.confirm, "control API") {
         Ok(Ok(())) => Ok(Answer {
             status: StatusCode::ACCEPTED,

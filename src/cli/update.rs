@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::cli::{call, call_raw, print_json};
+use crate::control::client::{call, call_raw, print_json};
 
 #[derive(Subcommand)]
 pub enum UpdateCmd {
@@ -37,14 +37,14 @@ pub fn run(c: UpdateCmd, socket: &Path) -> Result<(), String> {
                 .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
             let mut bundle = Vec::new();
             // one byte over the limit tells "too large" from "exactly the limit"
-            f.take(super::MAX_BUNDLE as u64 + 1)
+            f.take(crate::control::update::MAX_BUNDLE as u64 + 1)
                 .read_to_end(&mut bundle)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            if bundle.len() > super::MAX_BUNDLE {
+            if bundle.len() > crate::control::update::MAX_BUNDLE {
                 return Err(format!(
                     "{} is larger than {} octets",
                     file.display(),
-                    super::MAX_BUNDLE
+                    crate::control::update::MAX_BUNDLE
                 ));
             }
             let v = call_raw(socket, "POST", "/v1/system/update", Some(bundle))?;

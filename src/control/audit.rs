@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use hyper::Method;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::control::Answer;
+use super::Answer;
 use crate::store::{AuditEntry, Store};
 
 /// Records one action; a failure to record is logged, not fatal.

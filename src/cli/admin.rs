@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::cli::{call, call_raw, print_json, seg};
+use crate::control::client::{call, call_raw, print_json, seg};
 
 #[derive(Subcommand)]
 pub enum AdminCmd {
@@ -185,7 +185,7 @@ pub fn run(c: AdminCmd, socket: &Path) -> Result<(), String> {
             Ok(())
         }
         AdminCmd::AdminPassword => {
-            let password = crate::cli::read_password()?;
+            let password = crate::control::client::read_password()?;
             call(
                 socket,
                 "PUT",

@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::control::{Answer, Control};
-
-pub mod cli;
+use super::{Answer, Control};
 
 /// Largest bundle accepted (a root slot is 64 MiB; today's bundles ~20).
 pub const MAX_BUNDLE: usize = 64 * 1024 * 1024;

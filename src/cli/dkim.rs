@@ -5,7 +5,7 @@ use std::path::Path;
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::cli::{call, print_json, seg};
+use crate::control::client::{call, print_json, seg};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum AlgorithmArg {

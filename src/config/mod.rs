@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod admin;
+
+pub use admin::AdminConfig;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -28,7 +32,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub control: ControlConfig,
-    pub admin: crate::admin::AdminConfig,
+    pub admin: AdminConfig,
     pub scan: ScanSettings,
     pub hardening: HardeningConfig,
     pub log: LogConfig,
@@ -251,7 +255,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             control: ControlConfig::default(),
-            admin: crate::admin::AdminConfig::default(),
+            admin: AdminConfig::default(),
             scan: ScanSettings::default(),
             hardening: HardeningConfig::default(),
             log: LogConfig::default(),
@@ -333,9 +337,9 @@ impl Config {
         let a = &self.auth;
         let many = 1_000_000;
         in_range("housekeeping_secs", self.housekeeping_secs, 1, DAY)?;
-        crate::appliance::syslog::check_remote(&self.log.remote)?;
+        check_remote(&self.log.remote)?;
         in_range("store_cache_mib", self.store_cache_mib, 1, 65_536)?;
-        crate::fleet::url::check(
+        crate::store::fleet::url::check(
             self.store.shared.as_ref(),
             self.store.shared_ca.as_ref(),
             self.store.degraded_fraction,
@@ -420,7 +424,7 @@ impl Config {
                 .filter(|u| u != "root")
                 .unwrap_or_else(|| "outguard".into()),
             smtp,
-            admin: crate::admin::AdminConfig::dev(),
+            admin: AdminConfig::dev(),
             // Trying it must not reach the internet: mail is captured.
             delivery: crate::delivery::DeliveryConfig::capture(),
             ..Config::default()
@@ -503,9 +507,26 @@ where
     Ok(())
 }
 
+/// `[log] remote` checked at config load: an IP address and port.
+pub fn check_remote(remote: &str) -> Result<(), String> {
+    if remote.is_empty() {
+        return Ok(());
+    }
+    remote.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
+        format!("[log] remote must be an IP address and port (\"192.0.2.10:6514\"), not '{remote}'")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dev_captures_instead_of_sending() {
+        use crate::delivery::Mode;
+        assert_eq!(Config::dev().delivery.mode(), Mode::Capture);
+        assert_eq!(Config::default().delivery.mode(), Mode::Mx);
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -1,0 +1,264 @@
+//! Routing and handlers of the control API. Handlers run on a blocking
+//! thread (argon2, store commits) and answer JSON; bad input is a 4xx
+//! with a message saying what is wrong.
+
+use hyper::{Method, StatusCode, Uri};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Answer, Control};
+use crate::import::{self};
+
+mod quarantine;
+mod queue;
+mod users;
+
+use quarantine::{delete_quarantine, list_quarantine, release_quarantine, show_quarantine};
+use queue::{bounce_queue, delete_queue, list_queue, retry_queue, show_queue};
+use users::{
+    add_user, delete_user, edit_user, import_progress, import_users, list_users, lock_user,
+    show_user, unlock_user,
+};
+
+type Res = Result<Answer, Answer>;
+
+pub(crate) fn bad(msg: impl Into<String>) -> Answer {
+    Answer::error(StatusCode::BAD_REQUEST, msg)
+}
+
+/// 422: a value out of its allowed range (the message names both).
+pub(crate) fn out_of_range(msg: impl Into<String>) -> Answer {
+    Answer::error(StatusCode::UNPROCESSABLE_ENTITY, msg)
+}
+
+pub(super) fn not_found(msg: impl Into<String>) -> Answer {
+    Answer::error(StatusCode::NOT_FOUND, msg)
+}
+
+/// A boolean query flag; `ext::route` has already refused values other
+/// than true/false/1/0 on the routes that take one.
+pub(super) fn flag(q: &[(String, String)], key: &str) -> bool {
+    q.iter().any(|(k, v)| k == key && (v == "true" || v == "1"))
+}
+
+/// 422 naming every bad line of a CSV import, unless the client asked to
+/// skip them: an import is all or nothing by default.
+pub(super) fn refuse_invalid_lines(
+    errors: &[import::LineError],
+    skip_invalid: bool,
+) -> Result<(), Answer> {
+    if errors.is_empty() || skip_invalid {
+        return Ok(());
+    }
+    Err(Answer {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        body: json!({
+            "error": format!("{} invalid line(s); nothing was imported", errors.len()),
+            "errors": errors,
+        }),
+    })
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> Answer {
+    tracing::error!(error = %e, "control API failure");
+    Answer::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the daemon log",
+    )
+}
+
+pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Answer> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid request body: {e}")))?;
+    // Every body is an object: serde would also take a struct from an
+    // array of its fields (`[null, null]`), which the API does not document.
+    if !value.is_object() {
+        return Err(bad("invalid request body: expected a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("invalid request body: {e}")))
+}
+
+fn query(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (unescape(k, true), unescape(v, true))
+        })
+        .collect()
+}
+
+/// Percent-decoding; `+` is a space only in query strings.
+pub(crate) fn unescape(s: &str, plus_is_space: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(v) = hex {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn route(ctl: &Control, method: &Method, uri: &Uri, body: &[u8]) -> Answer {
+    let segs: Vec<String> = uri
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .map(|p| unescape(p, false))
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let q = query(uri);
+    if let Some(answer) = super::ext::route(ctl, method, &segs, &q, body) {
+        return answer;
+    }
+    if let Some(answer) = super::dkim::route(ctl, method, &segs, &q, body) {
+        return answer;
+    }
+    if let Some(answer) = super::appliance::route(ctl, method, &segs, body) {
+        return answer;
+    }
+    if let Some(answer) = super::update::route(ctl, method, &segs, body) {
+        return answer;
+    }
+    let result = match (method, segs.as_slice()) {
+        (&Method::GET, ["v1", "health"]) => Ok(health(ctl)),
+        (&Method::GET, ["v1", "users"]) => list_users(ctl, &q),
+        (&Method::POST, ["v1", "users"]) => add_user(ctl, body),
+        (&Method::POST, ["v1", "users", "import"]) => import_users(ctl, &q, body),
+        (&Method::GET, ["v1", "users", "import", id]) => import_progress(ctl, id),
+        (&Method::GET, ["v1", "users", name]) => show_user(ctl, name),
+        (&Method::PATCH, ["v1", "users", name]) => edit_user(ctl, name, body),
+        (&Method::DELETE, ["v1", "users", name]) => delete_user(ctl, name),
+        (&Method::POST, ["v1", "users", name, "lock"]) => lock_user(ctl, name, body),
+        (&Method::POST, ["v1", "users", name, "unlock"]) => unlock_user(ctl, name),
+        (&Method::GET, ["v1", "settings"]) => Ok(Answer::ok(json!(ctl.app.settings.get()))),
+        (&Method::PATCH, ["v1", "settings"]) => edit_settings(ctl, body),
+        (&Method::GET, ["v1", "queue"]) => list_queue(ctl, &q),
+        (&Method::GET, ["v1", "queue", id]) => show_queue(ctl, id),
+        (&Method::DELETE, ["v1", "queue", id]) => delete_queue(ctl, id),
+        (&Method::POST, ["v1", "queue", id, "retry"]) => retry_queue(ctl, id),
+        (&Method::POST, ["v1", "queue", id, "bounce"]) => bounce_queue(ctl, id),
+        (&Method::GET, ["v1", "quarantine"]) => list_quarantine(ctl),
+        (&Method::GET, ["v1", "quarantine", id]) => show_quarantine(ctl, id),
+        (&Method::POST, ["v1", "quarantine", id, "release"]) => release_quarantine(ctl, id),
+        (&Method::DELETE, ["v1", "quarantine", id]) => delete_quarantine(ctl, id),
+        (&Method::PUT, ["v1", "debug", "clock"]) => set_clock(ctl, body),
+        (_, ["v1", ..]) => Err(Answer::error(
+            StatusCode::NOT_FOUND,
+            format!("no route {method} {}", uri.path()),
+        )),
+        _ => Err(not_found("unknown path; the API lives under /v1/")),
+    };
+    result.unwrap_or_else(|e| e)
+}
+
+fn health(ctl: &Control) -> Answer {
+    Answer::ok(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "stats": ctl.app.stats.snapshot(),
+        "hardening": ctl.app.hardening,
+        "delivery": ctl.delivery.snapshot(),
+    }))
+}
+
+/// Merges a partial JSON object into the current settings.
+fn merge(into: &mut Value, patch: &Value) -> Result<(), String> {
+    match (into, patch) {
+        (Value::Object(dst), Value::Object(src)) => {
+            for (k, v) in src {
+                match dst.get_mut(k) {
+                    Some(d) if d.is_object() => merge(d, v)?,
+                    Some(d) => *d = v.clone(),
+                    None => return Err(format!("unknown setting '{k}'")),
+                }
+            }
+            Ok(())
+        }
+        _ => Err("settings must be a JSON object".into()),
+    }
+}
+
+fn edit_settings(ctl: &Control, body: &[u8]) -> Res {
+    let patch: Value = json_body(body)?;
+    let mut current = serde_json::to_value(ctl.app.settings.get()).map_err(internal)?;
+    merge(&mut current, &patch).map_err(bad)?;
+    let new: crate::settings::SystemSettings =
+        serde_json::from_value(current).map_err(|e| bad(format!("invalid settings: {e}")))?;
+    new.check_ranges().map_err(out_of_range)?;
+    new.validate().map_err(bad)?;
+    ctl.app.store.put_settings(&new).map_err(internal)?;
+    ctl.app.settings.replace(new.clone()).map_err(bad)?;
+    tracing::info!(settings = %serde_json::to_string(&new).unwrap_or_default(), "settings changed");
+    Ok(Answer::ok(json!(new)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockRequest {
+    /// RFC 3339 time to move to; absent: back to the system clock.
+    now: Option<jiff::Timestamp>,
+}
+
+fn set_clock(ctl: &Control, body: &[u8]) -> Res {
+    if !ctl.config.debug.clock_override {
+        return Err(Answer::error(
+            StatusCode::FORBIDDEN,
+            "clock override is disabled (debug.clock_override)",
+        ));
+    }
+    let req: ClockRequest = json_body(body)?;
+    match req.now {
+        Some(t) => ctl.app.clock.set(t),
+        None => ctl.app.clock.reset(),
+    }
+    tracing::warn!(now = %ctl.app.clock.now(), "clock overridden");
+    Ok(Answer::ok(json!({ "now": ctl.app.clock.now() })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Two {
+        #[allow(dead_code)]
+        a: Option<String>,
+        #[allow(dead_code)]
+        b: Option<String>,
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        assert!(json_body::<Two>(b"{\"a\": \"x\"}").is_ok());
+        assert!(json_body::<Two>(b"  ").is_ok());
+        // serde alone would take a struct from an array of its fields.
+        let refused = json_body::<Two>(b"[null, null]").unwrap_err();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(json_body::<Two>(b"null").is_err());
+    }
+}

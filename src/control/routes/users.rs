@@ -1,0 +1,326 @@
+//! `/v1/users`: outgoing users, their locks, and CSV imports.
+
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Res, bad, flag, internal, json_body, not_found, out_of_range, refuse_invalid_lines};
+use crate::auth::password;
+use crate::bounds;
+use crate::control::{Answer, Control, views};
+use crate::import::{self, check_password};
+use crate::users::{LockState, User, UserName, UserSettings};
+
+pub(super) fn canonical(name: &str) -> Result<String, Answer> {
+    UserName::parse(name).map(|n| n.to_string()).map_err(bad)
+}
+
+pub(super) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
+    let now = ctl.app.clock.now();
+    ctl.app
+        .settings
+        .read(|c| views::user(u, &ctl.app.store, c, now))
+        .map_err(internal)
+}
+
+pub(super) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
+    let filter = q
+        .iter()
+        .find(|(k, _)| k == "filter")
+        .map(|(_, v)| v.to_ascii_lowercase());
+    let status = q
+        .iter()
+        .find(|(k, _)| k == "status")
+        .map(|(_, v)| v.as_str());
+    if let Some(s) = status
+        && !["active", "locked"].contains(&s)
+    {
+        return Err(bad(format!(
+            "status must be 'active' or 'locked', not '{s}'"
+        )));
+    }
+    let now = ctl.app.clock.now();
+    let mut out = Vec::new();
+    for u in ctl.app.store.users().map_err(internal)? {
+        if filter
+            .as_ref()
+            .is_some_and(|f| !u.name.contains(f.as_str()))
+        {
+            continue;
+        }
+        let locked = u.lock.in_force(now).is_some();
+        if status.is_some_and(|s| (s == "locked") != locked) {
+            continue;
+        }
+        out.push(view(ctl, &u)?);
+    }
+    Ok(Answer::ok(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewUser {
+    name: String,
+    #[serde(default)]
+    password: Option<String>,
+    /// For IP users: the domain they may send from.
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    settings: UserSettings,
+}
+
+pub(super) fn add_user(ctl: &Control, body: &[u8]) -> Res {
+    let req: NewUser = json_body(body)?;
+    let name = UserName::parse(&req.name).map_err(bad)?;
+    let password = req.password.filter(|p| !p.is_empty());
+    let domain = match (&name, req.domain.filter(|d| !d.is_empty())) {
+        (UserName::Address { .. }, Some(_)) => {
+            return Err(bad(
+                "domain is only for IP address users; it is part of user@domain",
+            ));
+        }
+        (_, Some(d)) => Some(crate::users::validate_domain(&d).map_err(bad)?),
+        (_, None) => None,
+    };
+    match (&name, &password) {
+        (UserName::Network(_), Some(_)) => {
+            return Err(bad("an IP address user has no password (leave it blank)"));
+        }
+        (UserName::Address { .. }, None) => {
+            return Err(bad(
+                "password is required: only IP address users may have a blank password",
+            ));
+        }
+        (_, Some(p)) => check_password(p).map_err(bad)?,
+        _ => {}
+    }
+    req.settings.check_ranges().map_err(out_of_range)?;
+    let now = ctl.app.clock.now();
+    let mut user = User::new(&name, domain, now);
+    user.password_hash = password.as_deref().map(password::hash);
+    user.settings = req.settings;
+    user.record(now, "created");
+    if !ctl.app.store.add_user(&user).map_err(internal)? {
+        return Err(Answer::error(
+            StatusCode::CONFLICT,
+            format!("user {name} already exists"),
+        ));
+    }
+    tracing::info!(user = %name, "user added");
+    Ok(Answer {
+        status: StatusCode::CREATED,
+        body: view(ctl, &user)?,
+    })
+}
+
+pub(super) fn show_user(ctl: &Control, name: &str) -> Res {
+    let name = canonical(name)?;
+    let u = ctl
+        .app
+        .store
+        .user(&name)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no user {name}")))?;
+    Ok(Answer::ok(view(ctl, &u)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EditUser {
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    settings: UserSettings,
+    /// Settings to reset to the system default.
+    #[serde(default)]
+    clear: Vec<String>,
+}
+
+pub(super) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
+    let name = canonical(name)?;
+    let req: EditUser = json_body(body)?;
+    req.settings.check_ranges().map_err(out_of_range)?;
+    let is_network = matches!(UserName::parse(&name), Ok(UserName::Network(_)));
+    if let Some(p) = &req.password {
+        if is_network {
+            return Err(bad("an IP address user has no password"));
+        }
+        check_password(p).map_err(bad)?;
+    }
+    // Clearing goes through JSON so field names are checked in one place.
+    let mut cleared = serde_json::to_value(UserSettings::default()).map_err(internal)?;
+    for field in &req.clear {
+        match cleared.get_mut(field.as_str()) {
+            Some(v) => *v = Value::Null,
+            None => return Err(bad(format!("unknown setting '{field}'"))),
+        }
+    }
+    let hash = req.password.as_deref().map(password::hash);
+    let now = ctl.app.clock.now();
+    let updated = ctl
+        .app
+        .store
+        .update_user(&name, |u| {
+            u.settings.merge(&req.settings);
+            let mut s = serde_json::to_value(&u.settings).unwrap_or(Value::Null);
+            for field in &req.clear {
+                s[field.as_str()] = Value::Null;
+            }
+            if let Ok(s) = serde_json::from_value(s) {
+                u.settings = s;
+            }
+            if let Some(h) = hash {
+                u.password_hash = Some(h);
+                u.record(now, "password changed");
+            }
+            u.record(now, "settings edited");
+        })
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no user {name}")))?;
+    Ok(Answer::ok(view(ctl, &updated)?))
+}
+
+pub(super) fn delete_user(ctl: &Control, name: &str) -> Res {
+    let name = canonical(name)?;
+    if !ctl.app.store.delete_user(&name).map_err(internal)? {
+        return Err(not_found(format!("no user {name}")));
+    }
+    tracing::info!(user = %name, "user deleted");
+    Ok(Answer::ok(json!({ "deleted": name })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct LockRequest {
+    /// Lock for this long; absent: until an admin unlocks.
+    minutes: Option<u32>,
+    reason: Option<String>,
+}
+
+pub(super) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
+    let name = canonical(name)?;
+    let req: LockRequest = json_body(body)?;
+    if let Some(m) = req.minutes {
+        bounds::LOCK_MINUTES.check(m).map_err(out_of_range)?;
+    }
+    let now = ctl.app.clock.now();
+    let reason = req.reason.unwrap_or_else(|| "locked by admin".into());
+    let lock = match req.minutes {
+        Some(m) => LockState::LockedUntil {
+            until: bounds::later(now, bounds::minutes(m)),
+            reason: reason.clone(),
+        },
+        None => LockState::LockedByAdmin {
+            since: now,
+            reason: reason.clone(),
+        },
+    };
+    let updated = ctl
+        .app
+        .store
+        .update_user(&name, |u| {
+            u.lock = lock;
+            u.record(now, format!("locked by admin: {reason}"));
+        })
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no user {name}")))?;
+    tracing::info!(user = %name, "user locked by admin");
+    Ok(Answer::ok(view(ctl, &updated)?))
+}
+
+pub(super) fn unlock_user(ctl: &Control, name: &str) -> Res {
+    let name = canonical(name)?;
+    let now = ctl.app.clock.now();
+    let updated = ctl
+        .app
+        .store
+        .update_user(&name, |u| {
+            u.lock = LockState::Active;
+            u.unlocks_by_timeout = 0;
+            u.record(now, "unlocked by admin");
+        })
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no user {name}")))?;
+    // The admin has looked: earlier holds no longer count towards a lock.
+    ctl.app.store.clear_holds(&name).map_err(internal)?;
+    tracing::info!(user = %name, "user unlocked by admin");
+    Ok(Answer::ok(view(ctl, &updated)?))
+}
+
+pub(super) fn importer(ctl: &Control) -> import::job::Importer {
+    import::job::Importer {
+        store: ctl.app.store.clone(),
+        verifier: ctl.app.verifier.clone(),
+        runtime: tokio::runtime::Handle::try_current().ok(),
+        batch: import::job::BATCH,
+    }
+}
+
+/// Validates the whole file, then imports it in batches (`import::job`):
+/// at once, answering with every name, or with `background=true` as a job
+/// whose progress `GET /v1/users/import/{id}` reports (202).
+pub(super) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
+    let (lines, errors) = import::parse(body);
+    refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
+    let now = ctl.app.clock.now();
+    let importer = importer(ctl);
+    if flag(q, "background") {
+        return match ctl.imports.start(importer, lines, errors.len(), now) {
+            Ok(progress) => {
+                tracing::info!(
+                    job = progress.id,
+                    total = progress.total,
+                    "user import started"
+                );
+                let mut body = json!(progress);
+                body["errors"] = json!(errors);
+                Ok(Answer {
+                    status: StatusCode::ACCEPTED,
+                    body,
+                })
+            }
+            Err(running) => Err(Answer::error(
+                StatusCode::CONFLICT,
+                format!("import {running} is still running; wait for it to finish"),
+            )),
+        };
+    }
+    let (mut added, mut existing) = (Vec::new(), Vec::new());
+    let result = importer.run(&lines, now, |batch| {
+        added.extend_from_slice(&batch.added);
+        existing.extend_from_slice(&batch.existing);
+    });
+    tracing::info!(
+        added = added.len(),
+        existing = existing.len(),
+        skipped = errors.len(),
+        "users imported"
+    );
+    if let Err(e) = result {
+        return Err(Answer {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: json!({
+                "error": format!("import stopped: {e}; the {} user(s) of the batches before stay (import the file again to resume)", added.len()),
+                "added": added,
+                "existing": existing,
+            }),
+        });
+    }
+    Ok(Answer::ok(json!({
+        "added": added,
+        "existing": existing,
+        "errors": errors,
+    })))
+}
+
+pub(super) fn import_progress(ctl: &Control, id: &str) -> Res {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| bad(format!("import id must be a number, not '{id}'")))?;
+    let progress = ctl
+        .imports
+        .get(id)
+        .ok_or_else(|| not_found(format!("no import {id} (only the last 16 are kept)")))?;
+    Ok(Answer::ok(json!(progress)))
+}
