@@ -34,6 +34,13 @@ impl Clock {
     }
 }
 
+/// `t` as an RFC 5322 date-time in UTC, e.g. `Tue, 1 Jan 2030 00:05:00
+/// +0000`: the one format of every date the daemon writes (Received
+/// fields, notices, bounces and their delivery-status fields).
+pub fn mail_date(t: Timestamp) -> String {
+    mail_builder::headers::date::Date::new(t.as_second()).to_rfc822()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,25 +1,16 @@
 //! Notices to the admin address: a user was locked or unlocked. They are
 //! queued like any message, from the null sender (so a failed notice never
-//! bounces), and delivered by the delivery side. Also the one date format
-//! of the mail the daemon writes.
+//! bounces), and delivered by the delivery side.
 
 use jiff::Timestamp;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::HeaderType;
 use mail_builder::headers::address::Address;
-use mail_builder::headers::date::Date;
 use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 
 use crate::store::{QueueEntry, Recipient, Store, StoreError};
-
-/// `t` as an RFC 5322 date-time in UTC, e.g. `Tue, 1 Jan 2030 00:05:00
-/// +0000`: the format of every Date field and date the daemon writes
-/// (notices, bounces and their delivery-status fields; the Received
-/// field can use it too).
-pub fn mail_date(t: Timestamp) -> String {
-    Date::new(t.as_second()).to_rfc822()
-}
+use mail_builder::headers::date::Date;
 
 /// The subject: control characters (CR/LF from a login name, say) as
 /// spaces; plain ASCII as it is, folded at spaces if long (mail-builder's
@@ -142,7 +133,7 @@ mod tests {
         assert!(m.subject().unwrap().ends_with("under attack"));
         assert_eq!(
             m.header_raw("Date").map(str::trim),
-            Some(mail_date(now).as_str())
+            Some(crate::clock::mail_date(now).as_str())
         );
         assert_eq!(
             m.message_id(),

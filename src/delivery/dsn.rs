@@ -15,7 +15,7 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
 
-use crate::notify::mail_date;
+use crate::clock::mail_date;
 use crate::store::envelope::Ret;
 use crate::store::{QueueEntry, Recipient, queue_id};
 

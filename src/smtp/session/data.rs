@@ -249,12 +249,8 @@ impl Session<'_> {
             [one] => format!("\r\n\tfor <{one}>"),
             _ => String::new(),
         };
-        let date = self
-            .srv
-            .app
-            .clock
-            .now()
-            .strftime("%a, %d %b %Y %H:%M:%S +0000");
+        // The one RFC 5322 date format of every header Outguard writes.
+        let date = crate::clock::mail_date(self.srv.app.clock.now());
         format!(
             "Received: from {helo} ([{ip}])\r\n\tby {host} (Outguard) with {proto} id {id}{for_clause};\r\n\t{date}\r\n",
             ip = self.ip,
