@@ -148,8 +148,19 @@ fn train(items: &[&Item], c: f64) -> Model {
         .filter_map(|i| Some((i.analysis.as_ref()?.tokens.as_slice(), i.folder.is_spam())))
         .collect();
     let groups: Vec<u32> = kept.iter().map(|i| calibration_group(&i.source)).collect();
-    Model::train_calibrated(
+    let weights: Vec<f64> = kept
+        .iter()
+        .map(|i| {
+            if i.folder == Folder::HardHam {
+                super::training::HARD_HAM_WEIGHT
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    Model::train_calibrated_weighted(
         &examples,
+        Some(&weights),
         Some(&groups),
         super::training::DEFAULT_MIN_COUNT,
         c,
@@ -189,6 +200,11 @@ fn score(scanner: &Scanner, model: &Model, items: &[&Item]) -> Vec<Scored> {
 /// Prints flagged counts per folder at each threshold of the sweep.
 fn print_rates(title: &str, scored: &[Scored], configured: f64) {
     println!("{title}");
+    if std::env::var("OG_DUMP").is_ok() {
+        for s in scored {
+            println!("SCORE {} {}", s.folder.name(), s.score);
+        }
+    }
     let mut by_folder: BTreeMap<Folder, Vec<f64>> = BTreeMap::new();
     for s in scored {
         by_folder.entry(s.folder).or_default().push(s.score);
