@@ -200,11 +200,6 @@ fn score(scanner: &Scanner, model: &Model, items: &[&Item]) -> Vec<Scored> {
 /// Prints flagged counts per folder at each threshold of the sweep.
 fn print_rates(title: &str, scored: &[Scored], configured: f64) {
     println!("{title}");
-    if std::env::var("OG_DUMP").is_ok() {
-        for s in scored {
-            println!("SCORE {} {}", s.folder.name(), s.score);
-        }
-    }
     let mut by_folder: BTreeMap<Folder, Vec<f64>> = BTreeMap::new();
     for s in scored {
         by_folder.entry(s.folder).or_default().push(s.score);
