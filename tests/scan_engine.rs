@@ -636,7 +636,8 @@ fn disk_image_blocked_by_default() {
 fn shipped_model_is_reproducible() {
     let dir = corpus_dir();
     let model = training::train(
-        &[dir.join("ham"), dir.join("hard-ham")],
+        &[dir.join("ham")],
+        &[dir.join("hard-ham")],
         &[dir.join("spam")],
         training::DEFAULT_MIN_COUNT,
     )

@@ -67,6 +67,9 @@ pub enum Command {
     Train {
         #[arg(long, required = true, num_args = 1..)]
         ham: Vec<std::path::PathBuf>,
+        /// Legitimate bulk and commercial mail (ham, weighted up).
+        #[arg(long, num_args = 1..)]
+        hard_ham: Vec<std::path::PathBuf>,
         #[arg(long, required = true, num_args = 1..)]
         spam: Vec<std::path::PathBuf>,
         #[arg(long)]
@@ -133,10 +136,11 @@ pub fn run(command: Command, socket: &Path) -> Result<(), String> {
         Command::Serve => unreachable!("handled by main"),
         Command::Train {
             ham,
+            hard_ham,
             spam,
             out,
             min_count,
-        } => scan::cli::train(&ham, &spam, &out, min_count).map_err(|e| e.to_string()),
+        } => scan::cli::train(&ham, &hard_ham, &spam, &out, min_count).map_err(|e| e.to_string()),
         Command::Scan {
             file,
             json,

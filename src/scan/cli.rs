@@ -10,9 +10,15 @@ use super::{ScanConfig, Scanner, Verdict};
 
 type CliResult<T> = Result<T, Box<dyn Error>>;
 
-/// `outguard train --ham DIR... --spam DIR... --out FILE`
-pub fn train(ham: &[PathBuf], spam: &[PathBuf], out: &Path, min_count: u32) -> CliResult<()> {
-    let model = training::train(ham, spam, min_count)?;
+/// `outguard train --ham DIR... [--hard-ham DIR...] --spam DIR... --out FILE`
+pub fn train(
+    ham: &[PathBuf],
+    hard_ham: &[PathBuf],
+    spam: &[PathBuf],
+    out: &Path,
+    min_count: u32,
+) -> CliResult<()> {
+    let model = training::train(ham, hard_ham, spam, min_count)?;
     training::save_model(&model, out)?;
     let size = std::fs::metadata(out)?.len();
     crate::outln!(

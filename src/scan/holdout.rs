@@ -148,8 +148,19 @@ fn train(items: &[&Item], c: f64) -> Model {
         .filter_map(|i| Some((i.analysis.as_ref()?.tokens.as_slice(), i.folder.is_spam())))
         .collect();
     let groups: Vec<u32> = kept.iter().map(|i| calibration_group(&i.source)).collect();
-    Model::train_calibrated(
+    let weights: Vec<f64> = kept
+        .iter()
+        .map(|i| {
+            if i.folder == Folder::HardHam {
+                super::training::HARD_HAM_WEIGHT
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    Model::train_calibrated_weighted(
         &examples,
+        Some(&weights),
         Some(&groups),
         super::training::DEFAULT_MIN_COUNT,
         c,

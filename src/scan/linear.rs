@@ -100,6 +100,17 @@ impl Model {
     /// messages get no weight: they are the bulk of the vocabulary and carry
     /// little evidence. `c` is the inverse regularisation strength.
     pub fn train(examples: &[(&[u32], bool)], min_count: u32, c: f64) -> Self {
+        Self::train_weighted(examples, None, min_count, c)
+    }
+
+    /// [`Model::train`] with a weight per example (`None`: all 1); the
+    /// weights should average about 1, as `C` is per example.
+    pub fn train_weighted(
+        examples: &[(&[u32], bool)],
+        weights: Option<&[f64]>,
+        min_count: u32,
+        c: f64,
+    ) -> Self {
         let mut df: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
         for (tokens, _) in examples {
             for &t in *tokens {
@@ -112,14 +123,15 @@ impl Model {
             .map(|(t, _)| t)
             .collect();
         vocab.sort_unstable();
-        let data: Vec<(Vec<usize>, bool)> = examples
+        let data: Vec<(Vec<usize>, bool, f64)> = examples
             .iter()
-            .map(|(tokens, spam)| {
+            .enumerate()
+            .map(|(i, (tokens, spam))| {
                 let idx = tokens
                     .iter()
                     .filter_map(|t| vocab.binary_search(t).ok())
                     .collect();
-                (idx, *spam)
+                (idx, *spam, weights.map_or(1.0, |w| w[i]))
             })
             .collect();
         let spam_messages = examples.iter().filter(|e| e.1).count() as u32;
@@ -155,11 +167,23 @@ impl Model {
         min_count: u32,
         c: f64,
     ) -> Self {
+        Self::train_calibrated_weighted(examples, None, groups, min_count, c)
+    }
+
+    /// [`Model::train_calibrated`] with a weight per example; the
+    /// calibration is fitted unweighted, on the mail as it comes.
+    pub fn train_calibrated_weighted(
+        examples: &[(&[u32], bool)],
+        weights: Option<&[f64]>,
+        groups: Option<&[u32]>,
+        min_count: u32,
+        c: f64,
+    ) -> Self {
         let fold_of = |i: usize| match groups {
             Some(g) => g[i] as usize % CALIBRATION_FOLDS,
             None => i % CALIBRATION_FOLDS,
         };
-        let mut model = Self::train(examples, min_count, c);
+        let mut model = Self::train_weighted(examples, weights, min_count, c);
         if model.spam_messages < CALIBRATION_FOLDS as u32
             || model.ham_messages < CALIBRATION_FOLDS as u32
         {
@@ -173,7 +197,13 @@ impl Model {
                 .filter(|(i, _)| fold_of(*i) != fold)
                 .map(|(_, e)| *e)
                 .collect();
-            let m = Self::train(&train, min_count, c);
+            let train_weights: Option<Vec<f64>> = weights.map(|w| {
+                (0..examples.len())
+                    .filter(|&i| fold_of(i) != fold)
+                    .map(|i| w[i])
+                    .collect()
+            });
+            let m = Self::train_weighted(&train, train_weights.as_deref(), min_count, c);
             for (_, (tokens, spam)) in examples
                 .iter()
                 .enumerate()
@@ -391,19 +421,19 @@ fn unfixed(q: i32) -> f32 {
 /// Minimises the mean log-loss plus `λ/2 ‖θ‖²` (bias included, as
 /// liblinear does) with L-BFGS. `data` holds each message's feature indices
 /// and label; returns the weights followed by the bias.
-fn fit(data: &[(Vec<usize>, bool)], dim: usize, lambda: f64) -> Vec<f64> {
+fn fit(data: &[(Vec<usize>, bool, f64)], dim: usize, lambda: f64) -> Vec<f64> {
     let n = data.len() as f64;
-    let scale: Vec<f64> = data.iter().map(|(x, _)| length_scale(x.len())).collect();
+    let scale: Vec<f64> = data.iter().map(|(x, _, _)| length_scale(x.len())).collect();
     let eval = |theta: &[f64], grad: &mut [f64]| -> f64 {
         grad.iter_mut().for_each(|g| *g = 0.0);
         let bias = theta[dim];
         let mut loss = 0.0;
-        for ((x, spam), &s) in data.iter().zip(&scale) {
+        for ((x, spam, w), &s) in data.iter().zip(&scale) {
             let z = bias + s * x.iter().map(|&j| theta[j]).sum::<f64>();
             let y = if *spam { 1.0 } else { -1.0 };
-            loss += softplus(-y * z);
+            loss += w * softplus(-y * z);
             // d/dz of log(1 + e^(-yz)) = σ(z) - [spam]
-            let g = (sigmoid(z) - if *spam { 1.0 } else { 0.0 }) / n;
+            let g = w * (sigmoid(z) - if *spam { 1.0 } else { 0.0 }) / n;
             for &j in x {
                 grad[j] += g * s;
             }
@@ -642,20 +672,24 @@ mod tests {
         // One feature present in 3 of 4 spam and 1 of 4 ham messages: at the
         // optimum the gradient vanishes, so the fitted probabilities of the
         // two groups average out to their empirical spam rates.
-        let data: Vec<(Vec<usize>, bool)> = vec![
-            (vec![0], true),
-            (vec![0], true),
-            (vec![0], true),
-            (vec![], true),
-            (vec![0], false),
-            (vec![], false),
-            (vec![], false),
-            (vec![], false),
+        let mut data: Vec<(Vec<usize>, bool, f64)> = vec![(vec![0], true, 1.0); 3];
+        data.push((vec![], true, 1.0));
+        data.push((vec![0], false, 1.0));
+        data.extend(vec![(vec![], false, 1.0); 3]);
+        // The same rates from weights: one spam with the feature weighs 3,
+        // one ham without it weighs 3.
+        let weighted = vec![
+            (vec![0], true, 3.0),
+            (vec![], true, 1.0),
+            (vec![0], false, 1.0),
+            (vec![], false, 3.0),
         ];
-        let theta = fit(&data, 1, 1e-9);
-        let with = sigmoid(theta[1] + theta[0] * length_scale(1));
-        let without = sigmoid(theta[1]);
-        assert!((with - 0.75).abs() < 1e-3, "{with}");
-        assert!((without - 0.25).abs() < 1e-3, "{without}");
+        for data in [data, weighted] {
+            let theta = fit(&data, 1, 1e-9);
+            let with = sigmoid(theta[1] + theta[0] * length_scale(1));
+            let without = sigmoid(theta[1]);
+            assert!((with - 0.75).abs() < 1e-3, "{with}");
+            assert!((without - 0.25).abs() < 1e-3, "{without}");
+        }
     }
 }

@@ -107,6 +107,7 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
             "links-to-sender:some"
         });
     }
+    bulk_mail_tokens(doc, content, &mut emit);
     for url in &content.urls {
         let lower = url.to_ascii_lowercase();
         emit(if lower.starts_with("https") {
@@ -163,6 +164,72 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
                 emit(&word);
             }
         }
+    }
+}
+
+fn sender_domain(doc: &Document<'_>) -> Option<String> {
+    doc.from_address.map(|a| {
+        let d = a.rsplit('@').next().unwrap_or("").to_ascii_lowercase();
+        urls::registrable_domain(&d).to_string()
+    })
+}
+
+/// Marks of legitimate bulk mail: where its unsubscribe link points
+/// (`unsub:sender` when a link whose address or text says unsubscribe /
+/// remove / opt out goes to the sender's own registrable domain, else
+/// `unsub:elsewhere`; a newsletter's goes to its publisher, a spammer's
+/// to some other site), and a List-Unsubscribe field that the sender's
+/// own bulk software set (`list-unsubscribe-field`; a mailing-list server
+/// adds it together with List-Id or List-Post, which are not the sender's,
+/// so then it is not counted).
+fn bulk_mail_tokens(doc: &Document<'_>, content: &Content<'_>, emit: &mut impl FnMut(&str)) {
+    let sender = sender_domain(doc);
+    let says_unsubscribe = |s: &str| {
+        let l = s.to_ascii_lowercase();
+        ["unsub", "remove", "opt-out", "optout", "opt out"]
+            .iter()
+            .any(|k| l.contains(k))
+    };
+    let mut hosts: Vec<Option<String>> = Vec::new();
+    for h in &content.html {
+        for l in h
+            .links
+            .iter()
+            .filter(|l| says_unsubscribe(&l.href) || says_unsubscribe(&l.text))
+        {
+            hosts.push(if l.href.to_ascii_lowercase().starts_with("mailto:") {
+                l.href.rsplit_once('@').map(|(_, d)| {
+                    d.split(['?', '>'])
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_lowercase()
+                })
+            } else {
+                urls::host(&l.href)
+            });
+        }
+    }
+    hosts.extend(
+        content
+            .urls
+            .iter()
+            .filter(|u| says_unsubscribe(u))
+            .map(|u| urls::host(u)),
+    );
+    if !hosts.is_empty() {
+        let at_sender = hosts
+            .iter()
+            .flatten()
+            .any(|h| sender.as_deref() == Some(urls::registrable_domain(h)));
+        emit(if at_sender {
+            "unsub:sender"
+        } else {
+            "unsub:elsewhere"
+        });
+    }
+    let has = |name: &str| doc.header_names.iter().any(|h| h == name);
+    if has("list-unsubscribe") && !has("list-id") && !has("list-post") && !has("x-mailing-list") {
+        emit("list-unsubscribe-field");
     }
 }
 
@@ -301,6 +368,35 @@ mod tests {
                 "{prefix} in {t:?}"
             );
         }
+    }
+
+    #[test]
+    fn bulk_mail_marks() {
+        let newsletter = tokens(
+            "From: News <news@mail.shop.example.com>\r\nList-Unsubscribe: <https://shop.example.com/u>\r\n\
+             Content-Type: text/html\r\n\r\n<p>Deals. <a href=\"https://www.shop.example.com/prefs?id=9\">\
+             Unsubscribe</a></p>",
+        );
+        for want in ["unsub:sender", "list-unsubscribe-field"] {
+            assert!(
+                newsletter.iter().any(|x| x == want),
+                "{want} missing from {newsletter:?}"
+            );
+        }
+        // A list server adds List-Unsubscribe with List-Id: not the sender's.
+        let spam = tokens(
+            "From: a@example.org\r\nList-Unsubscribe: <mailto:x@lists.example.net>\r\n\
+             List-Id: <talk.lists.example.net>\r\n\r\nBuy now. To be removed: \
+             http://other.example.net/remove.cgi\r\n",
+        );
+        assert!(spam.iter().any(|x| x == "unsub:elsewhere"), "{spam:?}");
+        assert!(
+            !spam
+                .iter()
+                .any(|x| x == "list-unsubscribe-field" || x == "unsub:sender")
+        );
+        let plain = tokens("From: a@example.org\r\n\r\nSee you at lunch.\r\n");
+        assert!(!plain.iter().any(|x| x.starts_with("unsub:")), "{plain:?}");
     }
 
     #[test]
