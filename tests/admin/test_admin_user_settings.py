@@ -79,3 +79,18 @@ def test_dialog_values_reach_the_user_and_the_export(og, api):
     assert rows[0] == ["user", "domain", "kind", "has_password", "status"] + NAMES
     row = dict(zip(rows[0], next(r for r in rows if r[0] == "all@settings.example")))
     assert {n: row[n] for n in NAMES} == values
+
+
+def test_settings_page_defaults_have_the_ranges_and_choices(og, api):
+    page = api.get(og.url + "/settings").text
+    defaults = SCHEMAS["SettingsPatch"]["properties"]["defaults"]["properties"]
+    for name in NAMES:
+        p = defaults[name]
+        if p["type"] == "integer":
+            field = re.search(rf'<input type="number"[^>]* name="defaults\.{name}"[^>]*>', page)
+            assert field, name
+            assert f'min="{p["minimum"]}" max="{p["maximum"]}"' in field.group(0), field.group(0)
+        elif p["type"] == "string":
+            field = re.search(rf'<select name="defaults\.{name}">(.*?)</select>', page)
+            assert field, name
+            assert re.findall(r"<option[^>]*>([^<]*)</option>", field.group(1)) == p["enum"]
