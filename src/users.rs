@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::bounds;
 
+pub mod spec;
+
 /// What a user name denotes, parsed from its canonical text form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserName {
@@ -77,11 +79,9 @@ impl Default for EffectiveSettings {
 }
 
 impl EffectiveSettings {
-    /// Refuses a time setting out of its range (`bounds`).
+    /// Refuses a setting out of its range (`spec::USER_SETTINGS`).
     pub fn check_ranges(&self) -> Result<(), String> {
-        bounds::LOCK_TIMEOUT_MINUTES.check(self.lock_timeout_minutes)?;
-        bounds::MAX_RETRY_DAYS.check(self.max_retry_days)?;
-        Ok(())
+        spec::check_json(&serde_json::to_value(self).map_err(|e| e.to_string())?)
     }
 
     /// The settings with time values brought into range (values stored
@@ -94,15 +94,10 @@ impl EffectiveSettings {
 }
 
 impl UserSettings {
-    /// Refuses a time setting out of its range (`bounds`).
+    /// Refuses a setting out of its range (`spec::USER_SETTINGS`); unset
+    /// ones are not checked.
     pub fn check_ranges(&self) -> Result<(), String> {
-        if let Some(v) = self.lock_timeout_minutes {
-            bounds::LOCK_TIMEOUT_MINUTES.check(v)?;
-        }
-        if let Some(v) = self.max_retry_days {
-            bounds::MAX_RETRY_DAYS.check(v)?;
-        }
-        Ok(())
+        spec::check_json(&serde_json::to_value(self).map_err(|e| e.to_string())?)
     }
 
     /// The settings in force: each unset one from `defaults`, time values

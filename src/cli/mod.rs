@@ -31,7 +31,7 @@ pub use settings::SettingsCmd;
 use settings::settings;
 pub use update::UpdateCmd;
 use user::user;
-pub use user::{OnOff, Response, SettingArgs, Status, UserCmd};
+pub use user::{SettingArgs, Status, UserCmd};
 
 #[derive(Subcommand)]
 pub enum Command {

@@ -3,10 +3,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use crate::control::client::{call, call_raw, print_json, query_pair, read_password, seg};
+use crate::users::spec::{Kind, USER_SETTINGS, find, names};
 
 #[derive(Subcommand)]
 pub enum UserCmd {
@@ -31,8 +32,9 @@ pub enum UserCmd {
         password_stdin: bool,
         #[command(flatten)]
         settings: SettingArgs,
-        /// Reset a setting to the system default (repeatable).
-        #[arg(long, value_name = "SETTING")]
+        /// Reset a setting to the system default (repeatable): its API
+        /// name, e.g. limit_per_day.
+        #[arg(long, value_name = "SETTING", value_parser = setting_name)]
         clear: Vec<String>,
         #[arg(long)]
         json: bool,
@@ -83,75 +85,71 @@ pub enum Status {
     Locked,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum OnOff {
-    On,
-    Off,
+/// The per-user settings as flags, one per row of
+/// `users::spec::USER_SETTINGS` (older spellings kept as aliases); each
+/// value is checked as the API checks it. 0 means unlimited for limits.
+#[derive(Default)]
+pub struct SettingArgs(Map<String, Value>);
+
+impl Args for SettingArgs {
+    fn augment_args(cmd: Command) -> Command {
+        USER_SETTINGS.iter().fold(cmd, |cmd, s| {
+            let order = cmd.get_arguments().count();
+            let value_name = match s.kind {
+                Kind::Bool => "on|off",
+                Kind::Number(_) => "N",
+                Kind::Choice(_) => "VALUE",
+            };
+            cmd.arg(
+                Arg::new(s.name)
+                    .long(s.cli)
+                    .visible_aliases(s.cli_aliases)
+                    .value_name(value_name)
+                    .display_order(order)
+                    .help(format!(
+                        "{} [{}; factory default {}]",
+                        s.help,
+                        s.values_text(),
+                        s.default_text()
+                    ))
+                    .value_parser(move |t: &str| s.parse(t, &format!("--{}", s.cli))),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Response {
-    Rejected,
-    Accepted,
+impl FromArgMatches for SettingArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut set = Map::new();
+        for s in USER_SETTINGS {
+            if let Some(v) = m.get_one::<Value>(s.name) {
+                set.insert(s.name.into(), v.clone());
+            }
+        }
+        Ok(SettingArgs(set))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
 }
 
-/// The seed's per-user settings; 0 means unlimited for limits.
-#[derive(Args, Default)]
-pub struct SettingArgs {
-    #[arg(long, value_enum)]
-    auto_lock: Option<OnOff>,
-    /// User lock timeout, in minutes.
-    #[arg(long)]
-    lock_timeout: Option<u32>,
-    #[arg(long)]
-    max_unlocks: Option<u32>,
-    #[arg(long)]
-    limit_month: Option<u32>,
-    #[arg(long)]
-    limit_week: Option<u32>,
-    #[arg(long)]
-    limit_day: Option<u32>,
-    #[arg(long)]
-    max_recipients_day: Option<u32>,
-    #[arg(long)]
-    max_retry_days: Option<u32>,
-    #[arg(long, value_enum)]
-    quarantine_response: Option<Response>,
+/// A setting's name as `--clear` takes it.
+fn setting_name(text: &str) -> Result<String, String> {
+    match find(text) {
+        Some(s) => Ok(s.name.to_string()),
+        None => Err(format!("unknown setting '{text}'; one of: {}", names())),
+    }
 }
 
 impl SettingArgs {
     fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                m.insert(k.into(), v);
-            }
-        };
-        put(
-            "auto_lock",
-            self.auto_lock.map(|v| json!(matches!(v, OnOff::On))),
-        );
-        put("lock_timeout_minutes", self.lock_timeout.map(|v| json!(v)));
-        put("max_unlocks", self.max_unlocks.map(|v| json!(v)));
-        put("limit_per_month", self.limit_month.map(|v| json!(v)));
-        put("limit_per_week", self.limit_week.map(|v| json!(v)));
-        put("limit_per_day", self.limit_day.map(|v| json!(v)));
-        put(
-            "max_recipients_per_day",
-            self.max_recipients_day.map(|v| json!(v)),
-        );
-        put("max_retry_days", self.max_retry_days.map(|v| json!(v)));
-        put(
-            "quarantine_response",
-            self.quarantine_response.map(|v| {
-                json!(if matches!(v, Response::Accepted) {
-                    "accepted"
-                } else {
-                    "rejected"
-                })
-            }),
-        );
-        Value::Object(m)
+        Value::Object(self.0.clone())
     }
 }
 
@@ -425,5 +423,54 @@ pub(super) fn import_watch(socket: &Path, started: &Value) -> Result<Value, Stri
             shown = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, Command};
+    use serde_json::json;
+
+    use super::SettingArgs;
+    use clap::FromArgMatches;
+
+    fn parse(args: &[&str]) -> Result<serde_json::Value, String> {
+        let cmd = SettingArgs::augment_args(Command::new("t"));
+        let m = cmd
+            .try_get_matches_from(std::iter::once("t").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Ok(SettingArgs::from_arg_matches(&m).unwrap().to_json())
+    }
+
+    #[test]
+    fn flags_from_the_table_and_their_old_spellings() {
+        let v = parse(&[
+            "--limit-day",
+            "4",
+            "--limit-per-week",
+            "9",
+            "--lock-timeout",
+            "15",
+            "--max-recipients-day",
+            "0",
+            "--auto-lock",
+            "off",
+            "--quarantine-response",
+            "accepted",
+        ])
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"limit_per_day": 4, "limit_per_week": 9, "lock_timeout_minutes": 15,
+                   "max_recipients_per_day": 0, "auto_lock": false,
+                   "quarantine_response": "accepted"})
+        );
+        assert_eq!(parse(&[]).unwrap(), json!({}));
+        let e = parse(&["--max-retry-days", "366"]).unwrap_err();
+        assert!(
+            e.contains("max_retry_days must be between 0 and 365"),
+            "{e}"
+        );
+        assert!(parse(&["--auto-lock", "maybe"]).is_err());
     }
 }

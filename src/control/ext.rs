@@ -13,6 +13,7 @@ use super::{Answer, Control};
 use crate::auth::password;
 use crate::import::{self, check_password};
 use crate::store::QueueFilter;
+use crate::users::spec::USER_SETTINGS;
 use crate::users::{User, UserName, validate_domain};
 use crate::{incoming, windows};
 
@@ -189,22 +190,10 @@ fn logs(q: &[(String, String)]) -> Res {
     Ok(Answer::ok(json!(lines)))
 }
 
-/// Settings as CSV columns (blank: the system default applies).
-const EXPORT_HEADER: [&str; 13] = [
-    "user",
-    "domain",
-    "kind",
-    "has_password",
-    "status",
-    "auto_lock",
-    "lock_timeout_minutes",
-    "max_unlocks",
-    "limit_per_month",
-    "limit_per_week",
-    "limit_per_day",
-    "max_recipients_per_day",
-    "max_retry_days",
-];
+/// The CSV columns about the user; then one column per setting of
+/// `users::spec::USER_SETTINGS`, named as the setting (blank: the system
+/// default applies).
+const EXPORT_HEADER: [&str; 5] = ["user", "domain", "kind", "has_password", "status"];
 
 /// The CSV of every outgoing user with its settings, never a password hash.
 pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
@@ -212,7 +201,7 @@ pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
     let users = ctl.app.store.users().map_err(internal)?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<&str> = EXPORT_HEADER.to_vec();
-    header.push("quarantine_response");
+    header.extend(USER_SETTINGS.iter().map(|s| s.name));
     w.write_record(&header).map_err(internal)?;
     for u in &users {
         let s = serde_json::to_value(&u.settings).map_err(internal)?;
@@ -227,11 +216,8 @@ pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
                 Some(_) => "locked_until".into(),
             },
         ];
-        for key in EXPORT_HEADER[5..]
-            .iter()
-            .chain(["quarantine_response"].iter())
-        {
-            row.push(match &s[*key] {
+        for spec in USER_SETTINGS {
+            row.push(match &s[spec.name] {
                 Value::Null => String::new(),
                 Value::String(t) => t.clone(),
                 v => v.to_string(),

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::{Ctx, cell, error_text, ok, when};
 use crate::admin::html::{button, csrf_field, esc, seg};
 use crate::admin::server::{self, Resp};
+use crate::users::spec::{self, Kind, SettingSpec};
 
 fn card(n: &Value, label: &str, id: &str) -> String {
     format!(
@@ -379,11 +380,18 @@ pub fn quarantine_action(c: &Ctx, id: &str, release: bool) -> Resp {
     c.done(format!("Message {id} {what}."), "/quarantine")
 }
 
+/// The per-user setting whose system default this is (`defaults.NAME`).
+fn user_setting(path: &str) -> Option<&'static SettingSpec> {
+    path.strip_prefix("defaults.").and_then(spec::find)
+}
+
 /// Choices of the settings that are enumerations; other strings are text.
-fn choices(path: &str) -> Option<&'static [&'static str]> {
+fn choices(path: &str) -> Option<Vec<&'static str>> {
+    if let Some(Kind::Choice(c)) = user_setting(path).map(|s| s.kind) {
+        return Some(c.iter().map(|(value, _)| *value).collect());
+    }
     match path {
-        "sender_check" | "header_from_check" => Some(&["exact", "domain", "off"]),
-        "defaults.quarantine_response" => Some(&["rejected", "accepted"]),
+        "sender_check" | "header_from_check" => Some(vec!["exact", "domain", "off"]),
         _ => None,
     }
 }
@@ -417,8 +425,12 @@ fn settings_fields(out: &mut String, prefix: &str, v: &Map<String, Value>) {
         } else {
             format!("{prefix}.{k}")
         };
-        let label = esc(&label(k));
+        let label = esc(&user_setting(&path).map_or_else(|| label(k), |s| s.label.to_string()));
         let name = esc(&path);
+        let (min, max) = match user_setting(&path).map(|s| s.kind) {
+            Some(Kind::Number(r)) => (r.min, format!(" max=\"{}\"", r.max)),
+            _ => (0, String::new()),
+        };
         match val {
             Value::Object(o) => nested.push((path, o)),
             Value::Bool(b) => {
@@ -433,7 +445,7 @@ fn settings_fields(out: &mut String, prefix: &str, v: &Map<String, Value>) {
                 let step = if n.is_f64() { " step=\"any\"" } else { "" };
                 let _ = write!(
                     out,
-                    "<label>{label}<input type=\"number\" min=\"0\"{step} name=\"{name}\" value=\"{n}\"></label>"
+                    "<label>{label}<input type=\"number\" min=\"{min}\"{max}{step} name=\"{name}\" value=\"{n}\"></label>"
                 );
             }
             Value::String(s) => match choices(&path) {

@@ -11,48 +11,27 @@ use serde_json::{Map, Value, json};
 use super::{Ctx, cell, error_text, ok};
 use crate::admin::html::{button, csrf_field, esc, seg};
 use crate::admin::server::Resp;
-
-enum Kind {
-    Bool,
-    Number,
-    Response,
-}
-
-/// Every per-user setting of the seed, as the dialog shows it.
-const SETTINGS: [(&str, &str, Kind); 9] = [
-    ("auto_lock", "Automatic lock", Kind::Bool),
-    (
-        "lock_timeout_minutes",
-        "User lock timeout (minutes)",
-        Kind::Number,
-    ),
-    ("max_unlocks", "Maximum unlocks by timeout", Kind::Number),
-    ("limit_per_month", "Limit per month", Kind::Number),
-    ("limit_per_week", "Limit per week", Kind::Number),
-    ("limit_per_day", "Limit per day", Kind::Number),
-    (
-        "max_recipients_per_day",
-        "Maximum number of recipients per day",
-        Kind::Number,
-    ),
-    ("max_retry_days", "Maximum days to retry", Kind::Number),
-    ("quarantine_response", "Quarantine response", Kind::Response),
-];
+use crate::users::spec::{Kind, USER_SETTINGS};
 
 /// Field texts of a settings form, by setting name.
 type Values = HashMap<String, String>;
 
 fn values_of(settings: &Value) -> Values {
-    SETTINGS
+    USER_SETTINGS
         .iter()
-        .map(|(k, _, _)| (k.to_string(), cell(&settings[*k])))
+        .map(|s| (s.name.to_string(), cell(&settings[s.name])))
         .collect()
 }
 
 fn values_of_form(c: &Ctx) -> Values {
-    SETTINGS
+    USER_SETTINGS
         .iter()
-        .map(|(k, _, _)| (k.to_string(), c.field(k).unwrap_or("").to_string()))
+        .map(|s| {
+            (
+                s.name.to_string(),
+                c.field(s.name).unwrap_or("").to_string(),
+            )
+        })
         .collect()
 }
 
@@ -83,37 +62,38 @@ fn settings_fields(values: &Values, defaults: &Value) -> String {
 A limit of 0 means unlimited. If quarantine is enabled, spam and malware are quarantined \
 whatever the quarantine response: it only decides what the sending server is told.</p><div class=\"grid\">",
     );
-    for (key, label, kind) in &SETTINGS {
-        let current = values.get(*key).map(String::as_str).unwrap_or("");
-        let default = shown_default(&defaults[*key]);
-        let input = match kind {
-            Kind::Number => format!(
-                "<input type=\"number\" min=\"0\" step=\"1\" name=\"{key}\" id=\"{key}\" value=\"{}\" placeholder=\"default: {}\">",
+    for s in USER_SETTINGS {
+        let key = s.name;
+        let current = values.get(key).map(String::as_str).unwrap_or("");
+        let default = shown_default(&defaults[key]);
+        let default_option = option("", &format!("Default ({default})"), current);
+        let input = match s.kind {
+            Kind::Number(r) => format!(
+                "<input type=\"number\" min=\"{}\" max=\"{}\" step=\"1\" name=\"{key}\" id=\"{key}\" value=\"{}\" placeholder=\"default: {}\">",
+                r.min,
+                r.max,
                 esc(current),
                 esc(&default)
             ),
             Kind::Bool => format!(
-                "<select name=\"{key}\" id=\"{key}\">{}{}{}</select>",
-                option("", &format!("Default ({default})"), current),
+                "<select name=\"{key}\" id=\"{key}\">{default_option}{}{}</select>",
                 option("true", "On", current),
                 option("false", "Off", current)
             ),
-            Kind::Response => format!(
-                "<select name=\"{key}\" id=\"{key}\">{}{}{}</select>",
-                option("", &format!("Default ({default})"), current),
-                option(
-                    "rejected",
-                    "Rejected: tell the server it was not delivered",
-                    current
-                ),
-                option(
-                    "accepted",
-                    "Accepted: sender is not told; nothing is delivered",
-                    current
-                )
-            ),
+            Kind::Choice(choices) => {
+                let options: String = choices
+                    .iter()
+                    .map(|(value, meaning)| option(value, meaning, current))
+                    .collect();
+                format!("<select name=\"{key}\" id=\"{key}\">{default_option}{options}</select>")
+            }
         };
-        let _ = write!(out, "<label for=\"{key}\">{}{input}</label>", esc(label));
+        let _ = write!(
+            out,
+            "<label for=\"{key}\" title=\"{}\">{}{input}</label>",
+            esc(s.help),
+            esc(s.label)
+        );
     }
     out.push_str("</div></fieldset>");
     out
@@ -123,31 +103,15 @@ whatever the quarantine response: it only decides what the sending server is tol
 /// left blank, and a message per field that is wrong.
 fn read_settings(c: &Ctx) -> (Map<String, Value>, Vec<String>, Vec<String>) {
     let (mut set, mut blank, mut errors) = (Map::new(), Vec::new(), Vec::new());
-    for (key, label, kind) in &SETTINGS {
-        let Some(text) = c.field(key) else {
-            blank.push(key.to_string());
+    for s in USER_SETTINGS {
+        let Some(text) = c.field(s.name) else {
+            blank.push(s.name.to_string());
             continue;
         };
-        let v = match kind {
-            Kind::Number => match text.parse::<i64>() {
-                Ok(n) if n < 0 => Err(format!("{label} must not be negative")),
-                Ok(n) if n > i64::from(u32::MAX) => Err(format!("{label} is too large")),
-                Ok(n) => Ok(json!(n)),
-                Err(_) => Err(format!("{label} must be a whole number (0 or more)")),
-            },
-            Kind::Bool => match text {
-                "true" => Ok(json!(true)),
-                "false" => Ok(json!(false)),
-                _ => Err(format!("{label} must be on, off or default")),
-            },
-            Kind::Response => match text {
-                "rejected" | "accepted" => Ok(json!(text)),
-                _ => Err(format!("{label} must be rejected, accepted or default")),
-            },
-        };
-        match v {
+        // The form sends true/false for on/off; parse takes both.
+        match s.parse(text, s.label) {
             Ok(v) => {
-                set.insert(key.to_string(), v);
+                set.insert(s.name.to_string(), v);
             }
             Err(e) => errors.push(e),
         }

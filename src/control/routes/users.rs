@@ -9,7 +9,7 @@ use crate::auth::password;
 use crate::bounds;
 use crate::control::{Answer, Control, views};
 use crate::import::{self, check_password};
-use crate::users::{LockState, User, UserName, UserSettings};
+use crate::users::{LockState, User, UserName, UserSettings, spec};
 
 pub(super) fn canonical(name: &str) -> Result<String, Answer> {
     UserName::parse(name).map(|n| n.to_string()).map_err(bad)
@@ -148,12 +148,12 @@ pub(super) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
         }
         check_password(p).map_err(bad)?;
     }
-    // Clearing goes through JSON so field names are checked in one place.
-    let mut cleared = serde_json::to_value(UserSettings::default()).map_err(internal)?;
     for field in &req.clear {
-        match cleared.get_mut(field.as_str()) {
-            Some(v) => *v = Value::Null,
-            None => return Err(bad(format!("unknown setting '{field}'"))),
+        if spec::find(field).is_none() {
+            return Err(bad(format!(
+                "unknown setting '{field}'; one of: {}",
+                spec::names()
+            )));
         }
     }
     let hash = req.password.as_deref().map(password::hash);
