@@ -1,6 +1,7 @@
 //! The `outguard` command: `outguard serve` runs the relay; the other
-//! subcommands administer it through the daemon's control socket, or work
-//! on files (training and running the scanner).
+//! subcommands administer it through the daemon's control socket, or scan
+//! one message file. Training and evaluating the classifier is the separate
+//! `outguard-train` binary (src/bin/outguard-train.rs, `--features tools`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

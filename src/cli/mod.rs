@@ -63,22 +63,8 @@ pub enum Command {
     Update(update::UpdateCmd),
     #[command(flatten)]
     Admin(admin::AdminCmd),
-    /// Train the spam classifier and write the model file.
-    Train {
-        #[arg(long, required = true, num_args = 1..)]
-        ham: Vec<std::path::PathBuf>,
-        /// Legitimate bulk and commercial mail (ham, weighted up).
-        #[arg(long, num_args = 1..)]
-        hard_ham: Vec<std::path::PathBuf>,
-        #[arg(long, required = true, num_args = 1..)]
-        spam: Vec<std::path::PathBuf>,
-        #[arg(long)]
-        out: std::path::PathBuf,
-        /// Drop tokens seen in fewer messages than this.
-        #[arg(long, default_value_t = scan::training::DEFAULT_MIN_COUNT)]
-        min_count: u32,
-    },
     /// Scan one message file and print the verdict, score and reasons.
+    /// (Training and evaluation are the separate `outguard-train` binary.)
     Scan {
         file: std::path::PathBuf,
         #[arg(long)]
@@ -86,42 +72,6 @@ pub enum Command {
         /// Directory with signatures/ and an optional model.bin.
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
-    },
-    /// K-fold cross-validation of the scanner on a labelled corpus.
-    ScanEval {
-        #[arg(long, default_value_t = 10)]
-        folds: usize,
-        #[arg(long, required = true, num_args = 1..)]
-        ham: Vec<std::path::PathBuf>,
-        #[arg(long, required = true, num_args = 1..)]
-        spam: Vec<std::path::PathBuf>,
-        #[arg(long, default_value_t = scan::training::DEFAULT_MIN_COUNT)]
-        min_count: u32,
-        /// Print the paths and scores of misclassified messages.
-        #[arg(long)]
-        list_errors: bool,
-        /// Shuffle seed for the folds; 0 (the default) gives the folds that
-        /// bench/accuracy.py reproduces. Another value gives another split,
-        /// to check that a setting does not only suit one.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
-    /// The classifier's out-of-distribution protocol (docs/SCANNING.md).
-    ScanHoldout {
-        /// Directory with ham/, hard-ham/ and spam/.
-        #[arg(long)]
-        corpus: std::path::PathBuf,
-        /// Print the tuning checks (never the held-out figures).
-        #[arg(long)]
-        tune: bool,
-        /// Inverse regularisation strength.
-        #[arg(long, default_value_t = scan::linear::DEFAULT_C)]
-        c: f64,
-        #[arg(long)]
-        list_errors: bool,
-        /// Also time the scan of this message file.
-        #[arg(long)]
-        time: Option<std::path::PathBuf>,
     },
 }
 
@@ -134,37 +84,12 @@ pub enum DebugCmd {
 pub fn run(command: Command, socket: &Path) -> Result<(), String> {
     match command {
         Command::Serve => unreachable!("handled by main"),
-        Command::Train {
-            ham,
-            hard_ham,
-            spam,
-            out,
-            min_count,
-        } => scan::cli::train(&ham, &hard_ham, &spam, &out, min_count).map_err(|e| e.to_string()),
         Command::Scan {
             file,
             json,
             data_dir,
         } => scan::cli::scan(&file, json, data_dir.as_deref())
             .map(drop)
-            .map_err(|e| e.to_string()),
-        Command::ScanEval {
-            folds,
-            ham,
-            spam,
-            min_count,
-            list_errors,
-            seed,
-        } => scan::cli::scan_eval(&ham, &spam, folds, min_count, list_errors, seed)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        Command::ScanHoldout {
-            corpus,
-            tune,
-            c,
-            list_errors,
-            time,
-        } => scan::cli::scan_holdout(&corpus, tune, c, list_errors, time.as_deref())
             .map_err(|e| e.to_string()),
         Command::User(c) => user(c, socket),
         Command::Queue(c) => queue(c, socket),

@@ -300,7 +300,8 @@ impl Model {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         if bytes.starts_with(b"OGBAYES1") {
             return Err(
-                "naive Bayes model of an earlier release: retrain it with `outguard train`".into(),
+                "naive Bayes model of an earlier release: retrain it with `outguard-train train`"
+                    .into(),
             );
         }
         let (rest, calibrated) = if let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) {

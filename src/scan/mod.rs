@@ -33,8 +33,20 @@ pub use linear::Model;
 pub use malware::{Action, Policy};
 
 /// Model trained on the SpamAssassin public corpus, regenerated with
-/// `outguard train` (see docs/SCANNING.md).
+/// `outguard-train train` (see docs/SCANNING.md).
 const SHIPPED_MODEL: &[u8] = include_bytes!("model.bin");
+
+/// Removes the mbox separator line (`From sender date`) some files start with.
+pub fn strip_mbox_from(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"From ") {
+        match raw.iter().position(|&b| b == b'\n') {
+            Some(nl) => &raw[nl + 1..],
+            None => &[],
+        }
+    } else {
+        raw
+    }
+}
 
 /// Resource bounds applied while taking a message apart.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::holdout;
 use super::linear::{self, Model};
 use super::signatures::SignatureDb;
-use super::{Analysis, Class, ScanConfig, Scanner};
+use super::{Analysis, Class, ScanConfig, Scanner, strip_mbox_from};
 
 /// Tokens seen in fewer messages than this get no weight in trained models.
 pub const DEFAULT_MIN_COUNT: u32 = 2;
@@ -37,18 +37,6 @@ pub fn load_corpus_with_paths(dirs: &[PathBuf]) -> io::Result<Vec<(PathBuf, Vec<
         }
     }
     Ok(out)
-}
-
-/// Removes the mbox separator line (`From sender date`) some files start with.
-pub fn strip_mbox_from(raw: &[u8]) -> &[u8] {
-    if raw.starts_with(b"From ") {
-        match raw.iter().position(|&b| b == b'\n') {
-            Some(nl) => &raw[nl + 1..],
-            None => &[],
-        }
-    } else {
-        raw
-    }
 }
 
 /// Analyses messages on all cores. Messages that exceed scan limits come
