@@ -1,7 +1,8 @@
 """Classifier accuracy: Outguard's scanner next to SpamAssassin, k-fold
 cross-validation on the same folds of the same corpus.
 
-Outguard: `outguard scan-eval --folds K --list-errors` over the whole corpus.
+Outguard: `outguard-train scan-eval --folds K --list-errors` over the whole
+corpus (the training tools' binary, built with `--features tools`).
 SpamAssassin (local tests only, Bayes trained from scratch per fold on that
 fold's training part) is tested on every message of each held-out fold
 (about two minutes here). The BENCH_SA_* variables cap both to a sample of
@@ -68,9 +69,9 @@ def spread(seq, n):
     return [seq[(k * len(seq)) // n] for k in range(n)]
 
 
-def outguard_eval(outguard, ham_dirs, spam_dirs):
+def outguard_eval(train_bin, ham_dirs, spam_dirs):
     p = subprocess.run(
-        [str(outguard), "scan-eval", "--folds", str(FOLDS), "--list-errors",
+        [str(train_bin), "scan-eval", "--folds", str(FOLDS), "--list-errors",
          "--ham", *map(str, ham_dirs), "--spam", *map(str, spam_dirs)],
         capture_output=True, text=True, timeout=900, check=True,
     )  # fmt: skip
@@ -124,13 +125,13 @@ def rates(label, results):
     }
 
 
-def run(outguard, corpus, work, log):
+def run(train_bin, corpus, work, log):
     ham_dirs = [corpus / "ham", corpus / "hard-ham"]
     spam_dirs = [corpus / "spam"]
     ham, spam = load(ham_dirs), load(spam_dirs)
     ham_folds, spam_folds = folds_of(ham, HAM_SEED), folds_of(spam, SPAM_SEED)
-    log(f"accuracy: outguard scan-eval, {FOLDS} folds, {len(ham)} ham, {len(spam)} spam")
-    text, wrong = outguard_eval(outguard, ham_dirs, spam_dirs)
+    log(f"accuracy: outguard-train scan-eval, {FOLDS} folds, {len(ham)} ham, {len(spam)} spam")
+    text, wrong = outguard_eval(train_bin, ham_dirs, spam_dirs)
     log(f"accuracy: SpamAssassin, {FOLDS} folds (2 at a time)")
     with ThreadPoolExecutor(max_workers=2) as ex:
         parts = ex.map(lambda k: sa_fold(k, work, ham_folds, spam_folds), range(FOLDS))

@@ -1,12 +1,13 @@
 """Classifier generalisation: the out-of-distribution protocol of
-docs/SCANNING.md (`outguard scan-holdout`) and the CPU cost of one scan.
+docs/SCANNING.md (`outguard-train scan-holdout`) and the CPU cost of one scan.
 
 The held-out 30 % of each corpus folder is never used for a choice; the
 figures printed here are the ones to quote. Targets (issue 11): hard-ham
 FP <= 3 % at spam caught >= 97 %, ham FP <= 0.1 %, scan < 0.2 ms CPU per
 5 KiB message.
 
-Standalone: python3 bench/classifier.py [path/to/outguard] [corpus]
+Standalone: python3 bench/classifier.py [path/to/outguard-train] [corpus]
+(the training tools' binary: cargo build --release --features tools).
 """
 
 import os
@@ -53,10 +54,10 @@ def parse(text):
     return sections, scan
 
 
-def run(outguard, corpus, log=print):
-    log("classifier: outguard scan-holdout (held-out figures) and scan timing")
+def run(train_bin, corpus, log=print):
+    log("classifier: outguard-train scan-holdout (held-out figures) and scan timing")
     p = subprocess.run(
-        [str(outguard), "scan-holdout", "--corpus", str(corpus),
+        [str(train_bin), "scan-holdout", "--corpus", str(corpus),
          "--time", str(BENCH / "message.eml")],
         capture_output=True, text=True, timeout=900, check=True,
     )  # fmt: skip
@@ -110,9 +111,13 @@ def markdown(res):
 
 if __name__ == "__main__":
     repo = BENCH.parent
-    outguard = Path(sys.argv[1]) if len(sys.argv) > 1 else repo / "target/release/outguard"
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0)
+    default_bin = os.environ.get("OUTGUARD_TRAIN_BIN", repo / "target/release/outguard-train")
+    train_bin = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(default_bin)
     default = repo.parent / "shared/corpus/spamassassin-public-2002"
     corpus = Path(sys.argv[2] if len(sys.argv) > 2 else os.environ.get("BENCH_CORPUS", default))
-    res = run(outguard, corpus)
+    res = run(train_bin, corpus)
     print(res["raw"])
     print(markdown(res))

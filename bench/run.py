@@ -6,7 +6,8 @@ server is private to a temporary directory, listens on loopback, is started
 fresh for each run and stopped by PID. Loads are bounded in count and time.
 Writes bench/out/results.json and the figures table into bench/README.md.
 
-Environment overrides: OUTGUARD_BIN, LOADGEN_BIN, BENCH_CORPUS (the
+Environment overrides: OUTGUARD_BIN, OUTGUARD_TRAIN_BIN (the classifier's
+training tools, `--features tools`), LOADGEN_BIN, BENCH_CORPUS (the
 spamassassin-public-2002 directory), BENCH_REPS, BENCH_COUNT,
 BENCH_MAX_SECS, BENCH_SKIP_ACCURACY=1, BENCH_SKIP_LOAD=1,
 BENCH_SKIP_BEHAVIOUR=1 (the account-takeover simulation, bench/simulate.py,
@@ -33,6 +34,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
 OUTGUARD = Path(os.environ.get("OUTGUARD_BIN", REPO / "target/release/outguard"))
+TRAIN = Path(os.environ.get("OUTGUARD_TRAIN_BIN", REPO / "target/release/outguard-train"))
 LOADGEN = Path(
     os.environ.get("LOADGEN_BIN", BENCH / "loadgen/target/release/og-loadgen")
 )
@@ -693,12 +695,12 @@ def main():
         if os.environ.get("BENCH_SKIP_CLASSIFIER") != "1":
             import classifier
 
-            res["classifier"] = classifier.run(OUTGUARD, CORPUS, log)
+            res["classifier"] = classifier.run(TRAIN, CORPUS, log)
         if os.environ.get("BENCH_SKIP_ACCURACY") != "1":
             import accuracy
 
             try:
-                res["accuracy"] = accuracy.run(OUTGUARD, CORPUS, Path(tmp), log)
+                res["accuracy"] = accuracy.run(TRAIN, CORPUS, Path(tmp), log)
             finally:
                 for p in accuracy.CHILDREN:
                     if p.poll() is None:

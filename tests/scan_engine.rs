@@ -629,7 +629,7 @@ fn disk_image_blocked_by_default() {
     assert_malware(&v, "disk image");
 }
 
-/// The shipped model must be exactly what `outguard train` produces from the
+/// The shipped model must be exactly what `outguard-train train` produces from the
 /// corpus with the current tokenizer: a tokenizer change without retraining
 /// would silently degrade the classifier.
 #[test]
@@ -646,6 +646,6 @@ fn shipped_model_is_reproducible() {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scan/model.bin")).unwrap();
     assert!(
         model.to_bytes() == shipped,
-        "src/scan/model.bin is stale: regenerate it with `outguard train` (docs/SCANNING.md)"
+        "src/scan/model.bin is stale: regenerate it with `outguard-train train` (docs/SCANNING.md)"
     );
 }

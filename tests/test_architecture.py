@@ -1,7 +1,9 @@
 """The shape of the source tree (issue 16, "one house"), checked over the
 real `src/`: the top-level modules import each other without cycles, no
-file is over 700 lines, and only `src/smtp/` names `smtp::Server` (everything
-else takes the shared `app::App`).
+file is over 700 lines, only `src/smtp/` names `smtp::Server` (everything
+else takes the shared `app::App`), and the classifier's training code is
+named only by the `outguard-train` binary (`src/bin/`), not by anything the
+daemon binary calls.
 
 The import graph is built from paths in the code, not from a list kept by
 hand: every `crate::x` (including the names inside `use crate::{a, b::c}`)
@@ -17,6 +19,9 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 MAX_LINES = 700
 # Files that are the crate root, not a module of it.
 ROOTS = {"lib.rs", "main.rs"}
+# Extra binaries (src/bin/*.rs) are crate roots too: they use the library
+# as `outguard::...`, so they add no edge between its modules.
+BINS = "bin"
 
 
 def rust_files():
@@ -28,7 +33,7 @@ def module_path(path):
     `src/smtp/mod.rs` -> ["smtp"]; `src/lib.rs` -> []."""
     rel = path.relative_to(SRC)
     parts = list(rel.parts)
-    if len(parts) == 1 and parts[0] in ROOTS:
+    if len(parts) == 1 and parts[0] in ROOTS or parts[0] == BINS:
         return []
     last = parts[-1][: -len(".rs")]
     parts = parts[:-1] if last == "mod" else parts[:-1] + [last]
@@ -232,6 +237,34 @@ def test_only_smtp_names_its_server():
         if re.search(r"\bsmtp\s*::\s*(\{[^}]*\bServer\b|Server\b)", code):
             outside.append(str(p.relative_to(SRC)))
     assert outside == [], f"smtp::Server named outside src/smtp/: {outside}"
+
+
+# The classifier's training and evaluation (issue 16 item 4): the modules
+# and the L-BFGS entry points only the outguard-train binary may call.
+TRAINING_FILES = {"scan/training.rs", "scan/holdout.rs", "scan/linear.rs"}
+TRAINING_NAMES = r"\b(training|holdout)\b|\bModel\s*::\s*train\w*|\.train\w*\s*\("
+
+
+def test_training_code_is_named_only_by_the_tools_binary():
+    # The daemon binary links what src/main.rs reaches; the linker drops
+    # the rest. So no library file outside the training code names it
+    # (`pub mod training;` in scan/mod.rs only declares it), and the
+    # tools binary does: else this test would pass on a pattern that
+    # matches nothing.
+    named, in_bin = [], False
+    for p in rust_files():
+        rel = p.relative_to(SRC)
+        code = strip_comments_and_strings(p.read_text())
+        if rel.parts[0] == BINS:
+            in_bin |= bool(re.search(TRAINING_NAMES, code))
+            continue
+        if rel.as_posix() in TRAINING_FILES:
+            continue
+        code = re.sub(r"\bpub\s+mod\s+(training|holdout)\s*;", "", code)
+        if re.search(TRAINING_NAMES, code):
+            named.append(rel.as_posix())
+    assert in_bin, "src/bin/ names no training code: the pattern no longer matches the source"
+    assert named == [], f"training code named outside src/bin/ and scan's training files: {named}"
 
 
 def test_store_tables_in_the_docs_are_the_ones_created():
