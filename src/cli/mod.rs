@@ -63,8 +63,9 @@ pub enum Command {
     Update(update::UpdateCmd),
     #[command(flatten)]
     Admin(admin::AdminCmd),
+    // Training and evaluating the classifier is the separate
+    // `outguard-train` binary (src/bin/outguard-train.rs).
     /// Scan one message file and print the verdict, score and reasons.
-    /// (Training and evaluation are the separate `outguard-train` binary.)
     Scan {
         file: std::path::PathBuf,
         #[arg(long)]
