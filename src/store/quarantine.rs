@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::queue::{QueueEntry, Recipient};
 use super::{QBODIES, QUARANTINE, Result, Store, from_json};
-use crate::locking;
+use crate::policy::locking;
 use crate::users::LockState;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

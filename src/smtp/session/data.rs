@@ -151,9 +151,7 @@ impl Session<'_> {
             }
             Ok(Accepted::Held(held)) => return self.held(&user, id, &held, class, &summary),
             Err(AcceptError::NoUser) => Reply::new(550, "5.7.1", "User no longer exists"),
-            Err(AcceptError::Locked(text)) => Reply::new(550, "5.7.1", text),
-            Err(AcceptError::MessageLimit(e)) => Reply::new(451, "4.7.1", e.to_string()),
-            Err(AcceptError::RecipientLimit(e)) => Reply::new(452, "4.5.3", e.to_string()),
+            Err(AcceptError::Policy(r)) => super::mail::refused(r),
             Err(AcceptError::Refused(r)) => refusal_reply(r),
             Err(AcceptError::Store(e)) => {
                 tracing::error!(error = %e, "queueing failed");
