@@ -31,5 +31,6 @@ pub mod settings;
 pub mod smtp;
 pub mod stdout;
 pub mod store;
+pub mod submission;
 pub mod tls;
 pub mod users;
