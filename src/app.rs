@@ -128,7 +128,7 @@ impl App {
         let reasons = held.reasons.join("; ");
         let (subject, mut text) = match &held.lock {
             Some(lock) => {
-                let status = crate::store::lock_text(lock, tz);
+                let status = crate::policy::lock_text(lock, tz);
                 tracing::warn!(user, quarantine_id = %id, status = %status, reasons = %reasons, "user locked automatically");
                 (
                     format!("Outguard: {user} locked"),
@@ -173,7 +173,7 @@ impl App {
     fn today(&self, change: impl FnOnce(&mut Today)) {
         let day = self
             .settings
-            .read(|c| crate::windows::windows(self.clock.now(), &c.tz).day);
+            .read(|c| crate::policy::windows::windows(self.clock.now(), &c.tz).day);
         let mut t = self.stats.today.lock().unwrap_or_else(|e| e.into_inner());
         if t.day != day {
             *t = Today {

@@ -168,9 +168,15 @@ impl LockState {
     pub fn in_force(&self, now: Timestamp) -> Option<&LockState> {
         match self {
             LockState::Active => None,
-            LockState::LockedUntil { until, .. } if *until <= now => None,
+            _ if self.expired(now) => None,
             other => Some(other),
         }
+    }
+
+    /// A timed lock whose time is up at `now` (ended by housekeeping, or by
+    /// `policy::locking::expire` before a new lock, as an unlock by timeout).
+    pub fn expired(&self, now: Timestamp) -> bool {
+        matches!(self, LockState::LockedUntil { until, .. } if *until <= now)
     }
 }
 

@@ -12,10 +12,11 @@ use super::routes::{bad, flag, internal, json_body, not_found, refuse_invalid_li
 use super::{Answer, Control};
 use crate::auth::password;
 use crate::import::{self, check_password};
+use crate::incoming;
+use crate::policy::windows;
 use crate::store::QueueFilter;
 use crate::users::spec::USER_SETTINGS;
 use crate::users::{User, UserName, validate_domain};
-use crate::{incoming, windows};
 
 type Res = Result<Answer, Answer>;
 
@@ -104,15 +105,19 @@ fn openapi() -> Res {
 pub fn summary(ctl: &Control) -> Result<Value, Answer> {
     let store = &ctl.app.store;
     let now = ctl.app.clock.now();
-    let tz = ctl.app.settings.read(|c| c.tz.clone());
+    let (tz, defaults) = ctl
+        .app
+        .settings
+        .read(|c| (c.tz.clone(), c.settings.defaults.clone()));
     let w = windows::windows(now, &tz);
     let users = store.users().map_err(internal)?;
     let (mut accepted_today, mut recipients_today, mut locked) = (0u64, 0u64, 0u64);
     for u in &users {
-        let c = store.usage(&u.name).map_err(internal)?.counts(&w);
-        accepted_today += u64::from(c.day);
-        recipients_today += u64::from(c.recipients_day);
-        locked += u64::from(u.lock.in_force(now).is_some());
+        let usage = store.usage(&u.name).map_err(internal)?;
+        let st = crate::policy::standing(u, &usage, &defaults, &tz, now);
+        accepted_today += u64::from(st.counts.day);
+        recipients_today += u64::from(st.counts.recipients_day);
+        locked += u64::from(st.lock.is_some());
     }
     let queue = store.queue(&QueueFilter::default()).map_err(internal)?;
     let mut states = serde_json::Map::new();

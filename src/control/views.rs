@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
+use crate::policy;
 use crate::settings::Current;
-use crate::store::{Store, StoreError, lock_text};
+use crate::store::{Store, StoreError};
 use crate::users::User;
-use crate::windows;
 
 pub fn user(
     u: &User,
@@ -18,13 +18,12 @@ pub fn user(
     let behaviour = store
         .behaviour_profile(&u.name)?
         .map(|p| crate::behaviour::profile::summary(&p, now));
-    let counts = usage.counts(&windows::windows(now, &current.tz));
-    let effective = u.settings.resolve(&current.settings.defaults);
-    let lock = u.lock.in_force(now);
-    let status = match lock {
+    let st = policy::standing(u, &usage, &current.settings.defaults, &current.tz, now);
+    let status = match &st.lock {
         None => "active".to_string(),
-        Some(l) => lock_text(l, &current.tz),
+        Some(l) => policy::lock_text(l, &current.tz),
     };
+    let (effective, counts) = (st.settings, st.counts);
     Ok(json!({
         "name": u.name,
         "kind": if u.is_network() { "ip" } else { "address" },
@@ -32,7 +31,7 @@ pub fn user(
         "has_password": u.password_hash.is_some(),
         "settings": u.settings,
         "effective": effective,
-        "locked": lock.is_some(),
+        "locked": st.lock.is_some(),
         "status": status,
         "lock": u.lock,
         "unlocks_by_timeout": u.unlocks_by_timeout,

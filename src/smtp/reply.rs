@@ -11,6 +11,12 @@ pub struct Reply {
     pub text: String,
 }
 
+impl From<crate::submission::Answer> for Reply {
+    fn from(a: crate::submission::Answer) -> Reply {
+        Reply::new(a.code, a.status, a.text)
+    }
+}
+
 impl Reply {
     pub fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
         Reply {

@@ -26,12 +26,11 @@ use super::{
 };
 use crate::behaviour::{Assessment, Observation, assess};
 use crate::clock::Clock;
-use crate::limits::{self, Exceeded};
+use crate::policy::{self, Ask, locking};
 use crate::response::{self, Fate, Held};
 use crate::scan::{Class, Verdict};
 use crate::settings;
-use crate::users::{LockState, User};
-use crate::{locking, windows};
+use crate::users::User;
 
 pub(super) const QUEUE_SEQ: &str = "queue_id";
 /// Submissions taken into one commit at most.
@@ -71,10 +70,8 @@ pub enum Accepted {
 pub enum AcceptError {
     /// The user was deleted during the session.
     NoUser,
-    /// The user is locked; the text says until when.
-    Locked(String),
-    MessageLimit(Exceeded),
-    RecipientLimit(Exceeded),
+    /// Locked, or over a limit (`policy::admit`).
+    Policy(policy::Refusal),
     /// No room under the disk reserve, or the store has failed.
     Refused(super::Refusal),
     Store(StoreError),
@@ -317,6 +314,8 @@ fn fleet_asks(
 ) -> Result<Vec<Option<Reservation>>> {
     let now = clock.now();
     let users = txn.open_table(USERS)?;
+    let usage = txn.open_table(USAGE)?;
+    let (defaults, tz) = settings.read(|c| (c.settings.defaults.clone(), c.tz.clone()));
     let mut out = Vec::with_capacity(batch.len());
     for job in batch {
         let s = &job.submission;
@@ -324,20 +323,28 @@ fn fleet_asks(
             .get(s.user.as_str())?
             .map(|v| from_json(v.value()))
             .transpose()?;
-        let Some(user) = user.filter(|u| u.lock.in_force(now).is_none()) else {
+        let Some(user) = user else {
             out.push(None);
             continue;
         };
-        let (eff, tz) =
-            settings.read(|c| (user.settings.resolve(&c.settings.defaults), c.tz.clone()));
+        let counters: Usage = usage
+            .get(s.user.as_str())?
+            .map(|v| from_json(v.value()))
+            .transpose()?
+            .unwrap_or_default();
+        let st = policy::standing(&user, &counters, &defaults, &tz, now);
+        if st.lock.is_some() {
+            out.push(None);
+            continue;
+        }
         out.push(Some(Reservation {
             user: s.user.clone(),
-            windows: windows::windows(now, &tz),
-            settings: eff,
+            windows: st.windows,
+            settings: st.settings,
             recipients: u32::try_from(s.recipients.len()).unwrap_or(u32::MAX),
             check: s.content.class == Class::Clean,
             now,
-            tz,
+            tz: st.tz,
         }));
     }
     Ok(out)
@@ -359,36 +366,32 @@ fn accept_one(
     let Some(mut user) = user else {
         return Ok(Err(AcceptError::NoUser));
     };
-    let (eff, tz, policy, quarantine) = settings.read(|c| {
+    let (defaults, tz, rules, quarantine) = settings.read(|c| {
         (
-            user.settings.resolve(&c.settings.defaults),
+            c.settings.defaults.clone(),
             c.tz.clone(),
             c.settings.response.clone(),
             c.settings.quarantine,
         )
     });
-    if let Some(lock) = user.lock.in_force(now) {
-        return Ok(Err(AcceptError::Locked(lock_text(lock, &tz))));
-    }
-    // Caught mail is neither limited nor counted (it is not sent).
-    let caught = s.content.class != Class::Clean;
     let mut usage_table = txn.open_table(USAGE)?;
     let mut usage: Usage = usage_table
         .get(s.user.as_str())?
         .map(|v| from_json(v.value()))
         .transpose()?
         .unwrap_or_default();
-    let w = windows::windows(now, &tz);
-    let counts = usage.counts(&w);
+    let st = policy::standing(&user, &usage, &defaults, &tz, now);
+    // Caught mail is neither limited nor counted (it is not sent).
+    let caught = s.content.class != Class::Clean;
     let rcpts = u32::try_from(s.recipients.len()).unwrap_or(u32::MAX);
-    if !caught {
-        if let Err(e) = limits::check_messages(&counts, &eff, 1, now, &tz) {
-            return Ok(Err(AcceptError::MessageLimit(e)));
-        }
-        if let Err(e) = limits::check_recipients(&counts, &eff, rcpts, now, &tz) {
-            return Ok(Err(AcceptError::RecipientLimit(e)));
-        }
+    let ask = Ask::Message {
+        recipients: rcpts,
+        counted: !caught,
+    };
+    if let Err(r) = policy::admit(&st, ask) {
+        return Ok(Err(AcceptError::Policy(r)));
     }
+    let (eff, w) = (st.settings, st.windows);
 
     let obs = Observation {
         recipients: &s.recipients,
@@ -400,13 +403,13 @@ fn accept_one(
         now,
     };
     let mut profile = super::behaviour::load(txn, &s.user)?;
-    let assessment = if policy.behaviour {
+    let assessment = if rules.behaviour {
         assess::observe(&mut profile, &obs)
     } else {
         Assessment::default()
     };
-    let recent = profile.recent_holds(now, policy.hold_window_minutes);
-    let decision = response::decide(&s.content, &assessment, recent, &policy, eff.auto_lock);
+    let recent = profile.recent_holds(now, rules.hold_window_minutes);
+    let decision = response::decide(&s.content, &assessment, recent, &rules, eff.auto_lock);
     if decision.fate == Fate::Allow {
         // Counted fleet-wide ahead (`fleet_asks`); taking the grant
         // marks it used.
@@ -414,7 +417,7 @@ fn accept_one(
             return Ok(Err(e));
         }
         fleet_grant.take();
-        if policy.behaviour {
+        if rules.behaviour {
             assess::remember(&mut profile, &obs);
             super::behaviour::save(txn, &s.user, &profile)?;
         }
@@ -504,18 +507,4 @@ pub(super) fn bump_seq(txn: &WriteTransaction, id: u64) -> Result<()> {
         meta.insert(QUEUE_SEQ, id + 1)?;
     }
     Ok(())
-}
-
-/// What a locked user is told.
-pub fn lock_text(lock: &LockState, tz: &jiff::tz::TimeZone) -> String {
-    match lock {
-        LockState::Active => "account is active".into(),
-        LockState::LockedUntil { until, .. } => format!(
-            "account is locked until {}",
-            windows::show(&until.to_zoned(tz.clone()))
-        ),
-        LockState::LockedByAdmin { .. } => {
-            "account is locked until an administrator unlocks it".into()
-        }
-    }
 }

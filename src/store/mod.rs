@@ -26,7 +26,6 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use accept::lock_text;
 pub use accept::{AcceptError, Accepted, Committer, Submission};
 pub use admin::AuditEntry;
 pub use health::Health;

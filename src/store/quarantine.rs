@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::queue::{QueueEntry, Recipient};
 use super::{QBODIES, QUARANTINE, Result, Store, from_json};
-use crate::locking;
-use crate::users::LockState;
+use crate::policy::locking;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuarantineEntry {
@@ -148,7 +147,7 @@ impl Store {
         let due: Vec<String> = self
             .users()?
             .into_iter()
-            .filter(|u| matches!(u.lock, LockState::LockedUntil { until, .. } if until <= now))
+            .filter(|u| u.lock.expired(now))
             .map(|u| u.name)
             .collect();
         let mut done = Vec::new();

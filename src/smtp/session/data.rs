@@ -1,21 +1,19 @@
-//! The DATA phase: the message read under its bounds, screened, and
-//! committed (or held, or refused) before the reply.
+//! The DATA phase: the message read under its bounds and screened, then
+//! handed to `submission`, whose answer is the reply.
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Flow, MAX_COMMAND, Mode, RECEIVED_FIXED, Session, Transaction};
-use crate::app::Stats;
 use crate::config::FailureAction;
-use crate::response::Held;
-use crate::scan::{Class, Verdict};
+use crate::scan::Verdict;
 use crate::smtp::conn::{Conn, ConnError};
 use crate::smtp::data::{DataError, DataReceiver};
 use crate::smtp::identity;
 use crate::smtp::reply::Reply;
 use crate::smtp::screen::{self, Screened};
-use crate::store::{AcceptError, Accepted, Submission, queue_id};
-use crate::users::QuarantineResponse;
+use crate::store::{Submission, queue_id};
+use crate::submission;
 
 impl Session<'_> {
     pub(super) async fn data<S: AsyncRead + AsyncWrite + Unpin>(
@@ -125,13 +123,10 @@ impl Session<'_> {
         let id = self.srv.app.committer.reserve_id();
         let mut message = self.received_header(id, &tx).into_bytes();
         message.extend_from_slice(body);
-        let rcpts = tx.recipients.len();
-        let size = message.len();
         let summary = screen::summary(&content);
-        let class = content.class;
-        let submission = Submission {
+        let handed = Submission {
             id,
-            user: user.clone(),
+            user,
             sender: tx.sender,
             recipients: tx.recipients,
             message,
@@ -142,73 +137,9 @@ impl Session<'_> {
             dsn: tx.dsn,
             recipient_dsn: tx.recipient_dsn,
         };
-        let result = self.srv.app.committer.accept(submission).await;
-        let reply = match result {
-            Ok(Accepted::Queued(id)) => {
-                Stats::bump(&self.srv.app.stats.accepted);
-                tracing::info!(ip = %self.ip, user, id = %queue_id(id), recipients = rcpts, size, "message accepted");
-                return Reply::new(250, "2.0.0", format!("Ok: queued as {}", queue_id(id)));
-            }
-            Ok(Accepted::Held(held)) => return self.held(&user, id, &held, class, &summary),
-            Err(AcceptError::NoUser) => Reply::new(550, "5.7.1", "User no longer exists"),
-            Err(AcceptError::Locked(text)) => Reply::new(550, "5.7.1", text),
-            Err(AcceptError::MessageLimit(e)) => Reply::new(451, "4.7.1", e.to_string()),
-            Err(AcceptError::RecipientLimit(e)) => Reply::new(452, "4.5.3", e.to_string()),
-            Err(AcceptError::Refused(r)) => refusal_reply(r),
-            Err(AcceptError::Store(e)) => {
-                tracing::error!(error = %e, "queueing failed");
-                Reply::new(451, "4.3.0", "Temporary local problem, try again later")
-            }
-        };
-        self.srv.app.note_refused();
-        tracing::info!(ip = %self.ip, user, reply = %reply.text, "message refused");
-        reply
-    }
-
-    /// Held (and perhaps the user locked): log, notify the admin, and
-    /// answer as the user's quarantine response says.
-    pub(super) fn held(
-        &self,
-        user: &str,
-        id: u64,
-        held: &Held,
-        class: Class,
-        summary: &str,
-    ) -> Reply {
-        self.srv.app.note_caught();
-        let (admin, tz, response) = self.srv.app.settings.read(|c| {
-            let eff = self
-                .srv
-                .app
-                .store
-                .user(user)
-                .ok()
-                .flatten()
-                .map(|u| u.settings.resolve(&c.settings.defaults))
-                .unwrap_or_else(|| c.settings.defaults.clone());
-            (
-                c.settings.admin_address.clone(),
-                c.tz.clone(),
-                eff.quarantine_response,
-            )
-        });
-        tracing::warn!(ip = %self.ip, user, id = %queue_id(id), %class, fate = %held.fate, reasons = %crate::response::summary(&held.reasons), "message caught");
-        self.srv.app.announce_held(&admin, user, held, &tz);
-        match response {
-            QuarantineResponse::Rejected if class == Class::Clean => Reply::new(
-                550,
-                "5.7.1",
-                "Message held for review: unusual sending for this account",
-            ),
-            QuarantineResponse::Rejected => Reply::new(
-                550,
-                "5.7.1",
-                format!("Message refused: {class} detected ({summary})"),
-            ),
-            QuarantineResponse::Accepted => {
-                Reply::new(250, "2.0.0", format!("Ok: queued as {}", queue_id(id)))
-            }
-        }
+        submission::submit(&self.srv.app, handed, &summary)
+            .await
+            .into()
     }
 
     /// The largest message a client may send (SIZE, and the DATA cap):
@@ -262,10 +193,7 @@ impl Session<'_> {
 
 /// No room under the disk reserve (452 4.3.1, RFC 3463), or a failed store.
 pub(super) fn refusal_reply(r: crate::store::Refusal) -> Reply {
-    match r {
-        crate::store::Refusal::Full { .. } => Reply::new(452, "4.3.1", r.to_string()),
-        crate::store::Refusal::Failed(_) => Reply::new(451, "4.3.0", r.to_string()),
-    }
+    submission::store_refusal(r).into()
 }
 
 pub(super) fn data_error_reply(e: DataError, max: usize) -> Reply {

@@ -4,17 +4,17 @@
 use smtp_proto::{MailFrom, RcptTo};
 
 use super::data::{no_room, refusal_reply};
-use super::{Session, Standing, Transaction, shown};
-use crate::limits;
+use super::{Session, Transaction, shown};
+use crate::policy::{self, Ask, Standing};
 use crate::smtp::identity;
 use crate::smtp::inflight::{self, Reservation};
 use crate::smtp::reply::Reply;
 use crate::store::envelope::{self, MessageDsn, Notify, RcptDsn, Ret};
-use crate::windows;
+use crate::users::User;
 
 impl Session<'_> {
-    /// The authenticated user's record, settings in force and usage.
-    pub(super) fn standing(&self, name: &str) -> Result<Option<Standing>, Reply> {
+    /// The authenticated user's record and standing now (`policy::standing`).
+    pub(super) fn standing(&self, name: &str) -> Result<Option<(User, Standing)>, Reply> {
         let store_err = |e: crate::store::StoreError| {
             tracing::error!(error = %e, "store read failed");
             Reply::new(451, "4.3.0", "Temporary local problem, try again later")
@@ -24,19 +24,12 @@ impl Session<'_> {
         };
         let usage = self.srv.app.store.usage(name).map_err(store_err)?;
         let now = self.srv.app.clock.now();
-        let (eff, tz) = self
+        let st = self
             .srv
             .app
             .settings
-            .read(|c| (user.settings.resolve(&c.settings.defaults), c.tz.clone()));
-        let counts = usage.counts(&windows::windows(now, &tz));
-        Ok(Some(Standing {
-            user,
-            eff,
-            counts,
-            now,
-            tz,
-        }))
+            .read(|c| policy::standing(&user, &usage, &c.settings.defaults, &c.tz, now));
+        Ok(Some((user, st)))
     }
 
     pub(super) fn mail(&mut self, from: MailFrom<String>, routed: bool) -> Reply {
@@ -143,14 +136,7 @@ impl Session<'_> {
                 ),
             ));
         }
-        let Some(Standing {
-            user,
-            eff,
-            counts,
-            now,
-            tz,
-        }) = self.standing(name)?
-        else {
+        let Some((user, st)) = self.standing(name)? else {
             return Err(Reply::new(550, "5.7.1", "User no longer exists"));
         };
         let check = self.srv.app.settings.read(|c| c.settings.sender_check);
@@ -170,11 +156,7 @@ impl Session<'_> {
                 ),
             ));
         }
-        if let Some(lock) = user.lock.in_force(now) {
-            return Err(Reply::new(550, "5.7.1", crate::store::lock_text(lock, &tz)));
-        }
-        limits::check_messages(&counts, &eff, 1, now, &tz)
-            .map_err(|e| Reply::new(451, "4.7.1", e.to_string()))
+        policy::admit(&st, Ask::Sender).map_err(refused)
     }
 
     pub(super) fn rcpt(&mut self, to: RcptTo<String>, routed: bool) -> Reply {
@@ -252,20 +234,18 @@ impl Session<'_> {
             ));
         }
         let name = self.state.user().unwrap_or_default();
-        let Some(Standing {
-            eff,
-            counts,
-            now,
-            tz,
-            ..
-        }) = self.standing(name)?
-        else {
+        let Some((_, st)) = self.standing(name)? else {
             return Err(Reply::new(550, "5.7.1", "User no longer exists"));
         };
         let pending = u32::try_from(tx.recipients.len()).unwrap_or(u32::MAX);
-        limits::check_recipients(&counts, &eff, pending + 1, now, &tz)
-            .map_err(|e| Reply::new(452, "4.5.3", e.to_string()))
+        policy::admit(&st, Ask::Recipients(pending + 1)).map_err(refused)
     }
+}
+
+/// The reply to a message or recipient the policy does not admit.
+pub(super) fn refused(r: policy::Refusal) -> Reply {
+    let (code, status, text) = r.reply();
+    Reply::new(code, status, text)
 }
 
 /// RET and ENVID of MAIL FROM (checked by `check_mail`).

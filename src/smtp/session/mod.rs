@@ -6,18 +6,15 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use jiff::Timestamp;
 use smtp_proto::{Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::limits::Counts;
 use crate::smtp::conn::{Conn, ConnError, Line, LineRead};
 use crate::smtp::inflight::Reservation;
 use crate::smtp::preauth::PreAuth;
 use crate::smtp::reply::Reply;
 use crate::smtp::{Server, sniff};
 use crate::store::envelope::{MessageDsn, RcptDsn};
-use crate::users::{EffectiveSettings, User};
 
 /// Longest command line, CRLF included (RFC 5321 4.5.3.1.4).
 const MAX_COMMAND: usize = 512;
@@ -57,14 +54,6 @@ struct Session<'a> {
 }
 
 /// A user as a command sees it: record, settings in force, usage now.
-struct Standing {
-    user: User,
-    eff: EffectiveSettings,
-    counts: Counts,
-    now: Timestamp,
-    tz: jiff::tz::TimeZone,
-}
-
 enum Flow {
     Continue,
     Quit,

@@ -18,10 +18,11 @@ use jiff::tz::TimeZone;
 
 use super::{CACHE_USERS, Fleet, keys};
 use crate::behaviour::Profile;
-use crate::limits::{self, Counts, Exceeded};
+use crate::policy::limits::{Counts, Exceeded};
+use crate::policy::windows::{self, Windows};
+use crate::policy::{Ask, Refusal, within_limits};
 use crate::store::AcceptError;
 use crate::users::EffectiveSettings;
-use crate::windows::{self, Windows};
 
 /// Checks and counts a whole commit batch in one round trip. For each
 /// message i (in order, so two of one user in a batch see each other):
@@ -260,11 +261,11 @@ impl Fleet {
                     return Ok(Counted::Shared);
                 }
                 Err(refusal(&counts, r).unwrap_or_else(|| {
-                    AcceptError::MessageLimit(Exceeded {
+                    AcceptError::Policy(Refusal::MessageLimit(Exceeded {
                         what: "daily message limit",
                         limit: r.settings.limit_per_day,
                         resets: windows::show(&windows::resets(r.now, &r.tz).day),
-                    })
+                    }))
                 }))
             })
             .collect();
@@ -358,11 +359,11 @@ impl Fleet {
                     limit: part(limit),
                     resets: windows::show(&when),
                 };
-                return Some(if i == 3 {
-                    AcceptError::RecipientLimit(e)
+                return Some(AcceptError::Policy(if i == 3 {
+                    Refusal::RecipientLimit(e)
                 } else {
-                    AcceptError::MessageLimit(e)
-                });
+                    Refusal::MessageLimit(e)
+                }));
             }
         }
         None
@@ -385,13 +386,13 @@ fn refusal(c: &Counts, r: &Reservation) -> Option<AcceptError> {
     if !r.check {
         return None;
     }
-    if let Err(e) = limits::check_messages(c, &r.settings, 1, r.now, &r.tz) {
-        return Some(AcceptError::MessageLimit(e));
-    }
-    if let Err(e) = limits::check_recipients(c, &r.settings, r.recipients, r.now, &r.tz) {
-        return Some(AcceptError::RecipientLimit(e));
-    }
-    None
+    let ask = Ask::Message {
+        recipients: r.recipients,
+        counted: true,
+    };
+    within_limits(c, &r.settings, r.now, &r.tz, ask)
+        .err()
+        .map(AcceptError::Policy)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::limits::Counts;
+use crate::policy::limits::Counts;
 use crate::settings;
 use crate::store::Store;
 
@@ -48,7 +48,7 @@ pub struct Fleet {
     /// Whether this outage has been logged (a box starts degraded).
     announced: AtomicBool,
     /// Last counts the shared store returned per user, with their day.
-    cache: Mutex<HashMap<String, (crate::windows::Windows, Counts)>>,
+    cache: Mutex<HashMap<String, (crate::policy::windows::Windows, Counts)>>,
     /// What this box counted while degraded, added to the shared counters
     /// once the store is back.
     owed: Mutex<HashMap<String, crate::store::Usage>>,

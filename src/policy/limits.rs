@@ -6,8 +6,8 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
+use crate::policy::windows;
 use crate::users::EffectiveSettings;
-use crate::windows;
 
 /// Usage in the current windows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -12,13 +12,12 @@ use crate::users::{EffectiveSettings, LockState, User};
 /// Ends an expired timed lock, counting it as an unlock by timeout.
 /// Returns true if the user was unlocked.
 pub fn expire(u: &mut User, now: Timestamp) -> bool {
-    let LockState::LockedUntil { until, .. } = &u.lock else {
+    let LockState::LockedUntil { until, .. } = u.lock else {
         return false;
     };
-    if *until > now {
+    if !u.lock.expired(now) {
         return false;
     }
-    let until = *until;
     u.lock = LockState::Active;
     u.unlocks_by_timeout = u.unlocks_by_timeout.saturating_add(1);
     u.record(
