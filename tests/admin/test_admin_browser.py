@@ -203,7 +203,7 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     r = api.post(og.url + "/v1/users", json={"name": "spam@import.example", "password": "spammer-secret", "settings": spammer})
     assert r.status_code == 201, r.text
     submit_spam(og, "spam@import.example", "spammer-secret")
-    [held] = api.get(og.url + "/v1/quarantine").json()
+    [held] = api.get(og.url + "/v1/quarantine").json()["items"]
     d.get(og.url + "/dashboard")
     assert d.find_element(By.ID, "quarantined-today").text.startswith("1")
     assert d.find_element(By.ID, "caught").text.startswith("1")
@@ -216,8 +216,8 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     assert "Subject: offer" in d.find_element(By.TAG_NAME, "main").text
     click(d, d.find_element(By.XPATH, "//main//button[text()='Release']"))
     assert "released" in flash(d)
-    assert api.get(og.url + "/v1/quarantine").json() == []
-    [queued] = api.get(og.url + "/v1/queue").json()
+    assert api.get(og.url + "/v1/quarantine").json()["items"] == []
+    [queued] = api.get(og.url + "/v1/queue").json()["items"]
     assert queued["user"] == "spam@import.example"
 
     # The queue: retry it now, then delete it (the next hop is a closed port).
