@@ -75,3 +75,22 @@ def test_killed_mid_import_keeps_whole_batches_and_resumes(daemon, tmp_path):
     assert len(all_users(daemon)) == USERS
     login(daemon.submission, "u999@bulk.example", password="password-00999")
     login(daemon.submission, "u1000@bulk.example", password="password-01000")
+
+
+def test_pre_hashed_argon2id_passwords_import_for_migrations(daemon, tmp_path):
+    """A password column holding an argon2id PHC string made elsewhere
+    (here libsodium, through PyNaCl) is kept as the hash: the user logs in
+    with the original password. A hash costlier than the daemon's bound
+    (memory, passes, lanes) or not argon2id is a line error."""
+    import nacl.pwhash
+
+    good = nacl.pwhash.argon2id.str(b"migrated-pass-1", opslimit=5, memlimit=7 * 1024 * 1024).decode()
+    heavy = nacl.pwhash.argon2id.str(b"migrated-pass-2", opslimit=3, memlimit=64 * 1024 * 1024).decode()
+    f = tmp_path / "migrate.csv"
+    f.write_text(f"user,domainname,password\nold,migrated.example,{good}\nheavy,migrated.example,{heavy}\n")
+    r = daemon.cli("user", "import", str(f), check=False)
+    assert r.returncode != 0 and "line 3" in r.stdout + r.stderr and "over the daemon's bound" in r.stdout + r.stderr, r
+    f.write_text(f"user,domainname,password\nold,migrated.example,{good}\n")
+    r = daemon.cli("user", "import", str(f))
+    assert "imported 1 user(s)" in r.stdout, r.stdout
+    login(daemon.submission, "old@migrated.example", password="migrated-pass-1")
