@@ -89,10 +89,9 @@ pub(super) fn by_number<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::{Database, ReadableDatabase, TableDefinition};
-
-    const NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("t");
-    const NUMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("n");
+    // The store's own table definitions, on a bare redb file.
+    use super::super::{QUEUE as NUMBERS, USERS as NAMES};
+    use redb::{Database, ReadableDatabase};
 
     fn db() -> (Database, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!(
