@@ -25,6 +25,8 @@ fi
 
 # The account-takeover simulation (simulate.py) uses aiosmtpd as its next hop.
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q aiosmtpd
+# scale.py makes its users' argon2id hashes with libsodium (PyNaCl).
+python3 -c 'import nacl.pwhash' 2>/dev/null || python3 -m pip install -q pynacl
 
 # Belt and braces: no system Postfix may keep running (the bench's own
 # instances use their own config and queue directories).

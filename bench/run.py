@@ -12,7 +12,9 @@ spamassassin-public-2002 directory), BENCH_REPS, BENCH_COUNT,
 BENCH_MAX_SECS, BENCH_SKIP_ACCURACY=1, BENCH_SKIP_LOAD=1,
 BENCH_SKIP_BEHAVIOUR=1 (the account-takeover simulation, bench/simulate.py,
 whose targets print PASS/FAIL), BENCH_SIM_SEED,
-BENCH_SKIP_CLASSIFIER=1.
+BENCH_SKIP_CLASSIFIER=1, BENCH_SKIP_SCALE=1 (100,000 users: import,
+paged listing, SMTP spread over the users; bench/scale.py, whose own
+BENCH_SCALE_* variables apply).
 """
 
 import json
@@ -666,6 +668,10 @@ def markdown(res):
         import simulate
 
         lines += ["", simulate.markdown(res["behaviour"]).rstrip()]
+    if res.get("scale"):
+        import scale
+
+        lines += ["", "Scale (bench/scale.py):", "", scale.markdown(res["scale"]).rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -710,6 +716,11 @@ def main():
 
             log("behaviour simulation (bench/simulate.py)")
             res["behaviour"] = simulate.run(log)
+        if os.environ.get("BENCH_SKIP_SCALE") != "1":
+            import scale
+
+            log("scale (bench/scale.py)")
+            res["scale"] = scale.run(log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     (OUT / "results.json").write_text(json.dumps(res, indent=1))

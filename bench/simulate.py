@@ -385,7 +385,7 @@ def settle(d, secs=3.0):
         status, queue = d.api("GET", "/v1/queue")
         if status != 200 or not any(
             r.get("state") == "queued" and r.get("attempts", 0) == 0
-            for e in queue for r in e.get("recipients", [])
+            for e in queue["items"] for r in e.get("recipients", [])
         ):
             return
         time.sleep(0.05)

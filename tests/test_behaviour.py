@@ -49,7 +49,7 @@ def test_borderline_spam_holds_without_locking(make_daemon):
     assert d.api("PATCH", "/v1/settings", {"response": {"content_lock_score": 500}})[0] == 200
     code, reply = submit(d, phish())
     assert code == 550 and "spam detected" in reply, reply
-    [q] = d.api("GET", "/v1/quarantine")[1]
+    [q] = d.api("GET", "/v1/quarantine")[1]["items"]
     assert q["class"] == "spam" and q["fate"] == "hold", q
     assert "below the lock score 500.0" in q["reasons"][0]
     assert any(r.startswith("content: ") for r in q["reasons"])
@@ -74,7 +74,7 @@ def test_gtube_and_malware_still_lock(make_daemon):
     assert code == 550
     m = d.user("mallory@example.com")
     assert m["locked"] and m["lock"]["reason"].startswith("malware found")
-    fates = {q["user"]: q["fate"] for q in d.api("GET", "/v1/quarantine")[1]}
+    fates = {q["user"]: q["fate"] for q in d.api("GET", "/v1/quarantine")[1]["items"]}
     assert fates == {USER: "lock", "mallory@example.com": "lock"}
     # The admin notices name the reasons.
     notices = [e for e in d.queue() if e["sender"] == ""]
@@ -104,7 +104,7 @@ def test_burst_to_new_recipients_is_held_with_reason_then_locks(make_daemon):
     strangers = [f"person{i}@site{i}.example" for i in range(60)]
     code, reply = submit(d, ham(), strangers)
     assert code == 550 and "held for review" in reply, reply
-    [q] = d.api("GET", "/v1/quarantine")[1]
+    [q] = d.api("GET", "/v1/quarantine")[1]["items"]
     assert q["class"] == "clean" and q["fate"] == "hold"
     assert any("new recipients this hour: 60" in r for r in q["reasons"]), q["reasons"]
     u = d.user(USER)
@@ -136,7 +136,7 @@ def test_usual_mail_is_not_held(make_daemon):
     baseline(d)
     d.set_clock("2026-03-06T10:00:00Z")
     assert submit(d, ham(), COLLEAGUES)[0] == 250
-    assert d.api("GET", "/v1/quarantine")[1] == []
+    assert d.api("GET", "/v1/quarantine")[1]["items"] == []
 
 
 def test_bad_response_settings_are_refused(make_daemon):

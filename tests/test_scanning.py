@@ -90,7 +90,7 @@ def scanning(make_daemon):
 def test_gtube_is_caught_rejected_and_quarantined(scanning):
     code, text = submit(scanning, message(text=f"Hello\n\n{GTUBE}\n"))
     assert code == 550 and text.startswith("550 5.7.1 Message refused: spam detected (GTUBE")
-    [q] = scanning.api("GET", "/v1/quarantine")[1]
+    [q] = scanning.api("GET", "/v1/quarantine")[1]["items"]
     assert q["class"] == "spam" and q["user"] == USER and q["recipients"] == ["bob@remote.example"]
     assert scanning.queue() == []
     # Caught mail counts nothing against the limits.
@@ -113,7 +113,7 @@ def test_eicar_is_caught(scanning, case):
         body = message(attachments=[("files.zip", zipped("eicar.com", EICAR, depth), "application/zip")])
     code, text = submit(scanning, body)
     assert code == 550 and "malware detected" in text, text
-    [q] = scanning.api("GET", "/v1/quarantine")[1]
+    [q] = scanning.api("GET", "/v1/quarantine")[1]["items"]
     assert q["class"] == "malware"
 
 
@@ -137,7 +137,7 @@ def test_quarantine_response_combinations(make_daemon, response, quarantine):
         assert code == 550 and "spam detected" in text
     else:
         assert code == 250 and "queued as" in text
-    held = d.api("GET", "/v1/quarantine")[1]
+    held = d.api("GET", "/v1/quarantine")[1]["items"]
     assert len(held) == (1 if quarantine else 0)
     # Never delivered either way.
     assert d.queue() == []
@@ -182,7 +182,7 @@ def test_lock_notice_goes_to_admin(make_daemon):
 def test_release_and_delete_from_quarantine(scanning):
     submit(scanning, message(text=GTUBE))
     submit(scanning, message(text=GTUBE + " again"))
-    first, second = scanning.api("GET", "/v1/quarantine")[1]
+    first, second = scanning.api("GET", "/v1/quarantine")[1]["items"]
     shown = json.loads(scanning.cli("quarantine", "show", first["id"], "--json").stdout)
     assert "Subject: Report" in shown["headers"] and shown["reasons"]
     out = scanning.cli("quarantine", "release", first["id"]).stdout
@@ -190,7 +190,7 @@ def test_release_and_delete_from_quarantine(scanning):
     [queued] = scanning.queue()
     assert queued["id"] == queue_id and queued["sender"] == USER
     scanning.cli("quarantine", "delete", second["id"])
-    assert scanning.api("GET", "/v1/quarantine")[1] == []
+    assert scanning.api("GET", "/v1/quarantine")[1]["items"] == []
     assert scanning.api("POST", f"/v1/quarantine/{second['id']}/release")[0] == 404
 
 
@@ -246,7 +246,7 @@ def test_released_message_reaches_the_next_hop(make_daemon):
         d = make_daemon(delivery={"smarthost": f"127.0.0.1:{sink.port}", "starttls": "opportunistic", "poll_interval_ms": 200})
         d.add_user(USER, auto_lock="off")
         assert submit(d, message(subject="Held back", text=GTUBE))[0] == 550
-        [q] = d.api("GET", "/v1/quarantine")[1]
+        [q] = d.api("GET", "/v1/quarantine")[1]["items"]
         # Quarantined mail is never delivered on its own.
         assert sink.received() == []
         d.cli("quarantine", "release", q["id"])

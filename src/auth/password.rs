@@ -36,6 +36,38 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
+/// Most a pre-hashed password may ask per login: no more memory than the
+/// daemon's own hashes (each verifier slot is sized for 7 MiB), at most
+/// this many passes, one lane.
+const MAX_PHC_PASSES: u32 = 10;
+
+/// Checks an argon2id PHC string brought from another system (an import
+/// for a migration): well formed, argon2id v19, with a salt, and no
+/// costlier to verify than the daemon's own hashes allow.
+pub fn check_phc(phc: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(format!("{} is not argon2id", parsed.algorithm));
+    }
+    if parsed.version != Some(0x13) {
+        return Err("argon2id hashes must be version 19 (v=19)".into());
+    }
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("the PHC string has no salt or no hash".into());
+    }
+    let p = Params::try_from(&parsed).map_err(|e| format!("bad argon2 parameters: {e}"))?;
+    if p.m_cost() > 7 * 1024 || p.t_cost() > MAX_PHC_PASSES || p.p_cost() != 1 {
+        return Err(format!(
+            "argon2id parameters m={},t={},p={} are over the daemon's bound \
+             (m at most 7168 KiB, t at most {MAX_PHC_PASSES}, p=1)",
+            p.m_cost(),
+            p.t_cost(),
+            p.p_cost()
+        ));
+    }
+    Ok(())
+}
+
 /// Checks `password` against a PHC string (constant time inside argon2).
 pub fn verify(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
@@ -196,6 +228,22 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_hashed_passwords_are_bounded() {
+        let own = hash("a long password");
+        assert!(check_phc(&own).is_ok());
+        assert!(verify("a long password", &own));
+        let big = own.replace("m=7168", "m=1048576");
+        assert!(
+            check_phc(&big)
+                .unwrap_err()
+                .contains("over the daemon's bound")
+        );
+        let argon2i = own.replace("$argon2id$", "$argon2i$");
+        assert!(check_phc(&argon2i).unwrap_err().contains("not argon2id"));
+        assert!(check_phc("$argon2id$nonsense").is_err());
+    }
 
     #[test]
     fn hash_and_verify() {

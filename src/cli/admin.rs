@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::control::client::{call, call_raw, print_json, seg};
+use crate::control::client::{call, call_pages, call_raw, print_json, seg};
 
 #[derive(Subcommand)]
 pub enum AdminCmd {
@@ -132,11 +132,11 @@ pub fn run(c: AdminCmd, socket: &Path) -> Result<(), String> {
             limit,
             json,
         } => {
-            let mut path = format!("/v1/audit?limit={limit}");
+            let mut path = "/v1/audit".to_string();
             if let Some(f) = filter {
-                path.push_str(&format!("&filter={}", seg(&f)));
+                path.push_str(&format!("?filter={}", seg(&f)));
             }
-            let v = call(socket, "GET", &path, None)?;
+            let v = call_pages(socket, &path, limit as usize)?;
             if json {
                 print_json(&v);
                 return Ok(());
@@ -200,8 +200,8 @@ pub fn run(c: AdminCmd, socket: &Path) -> Result<(), String> {
 
 fn incoming(c: IncomingCmd, socket: &Path) -> Result<(), String> {
     match c {
-        IncomingCmd::Domains => list(&call(socket, "GET", "/v1/incoming/domains", None)?),
-        IncomingCmd::Users => list(&call(socket, "GET", "/v1/incoming/users", None)?),
+        IncomingCmd::Domains => list(&call_pages(socket, "/v1/incoming/domains", usize::MAX)?),
+        IncomingCmd::Users => list(&call_pages(socket, "/v1/incoming/users", usize::MAX)?),
         IncomingCmd::AddDomain { domain } => {
             let v = call(
                 socket,

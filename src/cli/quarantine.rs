@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use crate::control::client::{call, print_json, seg};
+use crate::control::client::{call, call_pages, print_json, seg};
 
 #[derive(Subcommand)]
 pub enum QuarantineCmd {
@@ -29,7 +29,7 @@ pub enum QuarantineCmd {
 pub(super) fn quarantine(c: QuarantineCmd, socket: &Path) -> Result<(), String> {
     match c {
         QuarantineCmd::List { json } => {
-            let v = call(socket, "GET", "/v1/quarantine", None)?;
+            let v = call_pages(socket, "/v1/quarantine", usize::MAX)?;
             if json {
                 print_json(&v);
             } else {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use crate::control::client::{call, print_json, query_pair, seg};
+use crate::control::client::{call, call_pages, print_json, query_pair, seg};
 
 #[derive(Subcommand)]
 pub enum QueueCmd {
@@ -41,7 +41,7 @@ pub(super) fn queue(c: QueueCmd, socket: &Path) -> Result<(), String> {
             if let Some(s) = state {
                 q.push(query_pair("state", &s));
             }
-            let v = call(socket, "GET", &format!("/v1/queue?{}", q.join("&")), None)?;
+            let v = call_pages(socket, &format!("/v1/queue?{}", q.join("&")), usize::MAX)?;
             if json {
                 print_json(&v);
             } else {

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
-use crate::control::client::{call, call_raw, print_json, query_pair, read_password, seg};
+use crate::control::client::{
+    call, call_pages, call_raw, print_json, query_pair, read_password, seg,
+};
 use crate::users::spec::{Kind, USER_SETTINGS, find, names};
 
 #[derive(Subcommand)]
@@ -304,7 +306,7 @@ pub(super) fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
                     },
                 ));
             }
-            let v = call(socket, "GET", &format!("/v1/users?{}", q.join("&")), None)?;
+            let v = call_pages(socket, &format!("/v1/users?{}", q.join("&")), usize::MAX)?;
             if json {
                 print_json(&v);
             } else {

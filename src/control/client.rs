@@ -77,6 +77,31 @@ pub fn query_pair(k: &str, v: &str) -> String {
     format!("{k}={}", seg(v))
 }
 
+/// Every item of a paged list (`GET` answering `{"items", "next"}`),
+/// following `next` page by page, up to `max` items; as one JSON array.
+pub fn call_pages(socket: &Path, path: &str, max: usize) -> Result<Value, String> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    while items.len() < max {
+        let limit = (max - items.len()).min(1000);
+        let mut uri = format!("{path}{sep}limit={limit}");
+        if let Some(a) = &after {
+            uri.push_str(&format!("&after={}", seg(a)));
+        }
+        let mut page = call(socket, "GET", &uri, None)?;
+        if let Some(Value::Array(mut got)) = page.get_mut("items").map(Value::take) {
+            items.append(&mut got);
+        }
+        match page.get("next").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() => after = Some(n.to_string()),
+            _ => break,
+        }
+    }
+    items.truncate(max);
+    Ok(Value::Array(items))
+}
+
 pub fn call(socket: &Path, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
     call_raw(
         socket,

@@ -8,7 +8,7 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::routes::{bad, flag, internal, json_body, not_found, refuse_invalid_lines};
+use super::routes::{bad, flag, internal, json_body, not_found, paging, refuse_invalid_lines};
 use super::{Answer, Control};
 use crate::auth::password;
 use crate::import::{self, check_password};
@@ -80,10 +80,10 @@ pub fn route(
             preview_import(ctl, body)
         }
         (&Method::POST, ["v1", "users", "import-incoming"]) => import_incoming(ctl, q),
-        (&Method::GET, ["v1", "incoming", "domains"]) => list_domains(ctl),
+        (&Method::GET, ["v1", "incoming", "domains"]) => list_domains(ctl, q),
         (&Method::POST, ["v1", "incoming", "domains"]) => add_domain(ctl, body),
         (&Method::DELETE, ["v1", "incoming", "domains", d]) => delete_domain(ctl, d),
-        (&Method::GET, ["v1", "incoming", "users"]) => list_incoming(ctl),
+        (&Method::GET, ["v1", "incoming", "users"]) => list_incoming(ctl, q),
         (&Method::POST, ["v1", "incoming", "users"]) => add_incoming(ctl, body),
         (&Method::POST, ["v1", "incoming", "users", "import"]) => import_incoming_csv(ctl, q, body),
         (&Method::DELETE, ["v1", "incoming", "users", name]) => delete_incoming(ctl, name),
@@ -173,16 +173,21 @@ fn dashboard(ctl: &Control) -> Res {
 
 fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     for (k, _) in q {
-        if !["filter", "limit"].contains(&k.as_str()) {
+        if !["filter", "limit", "after"].contains(&k.as_str()) {
             return Err(bad(format!("unknown parameter '{k}'")));
         }
     }
-    let entries = ctl
+    let want = paging::want(q)?;
+    let page = ctl
         .app
         .store
-        .audit_log(param(q, "filter").filter(|f| !f.is_empty()), limit(q, 200)?)
+        .audit_page(
+            param(q, "filter").filter(|f| !f.is_empty()),
+            want.after_number()?,
+            want.limit,
+        )
         .map_err(internal)?;
-    Ok(Answer::ok(json!(entries)))
+    Ok(paging::numbered(page))
 }
 
 fn logs(q: &[(String, String)]) -> Res {
@@ -296,9 +301,15 @@ fn import_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
     })))
 }
 
-fn list_domains(ctl: &Control) -> Res {
-    let d = ctl.app.store.incoming_domains().map_err(internal)?;
-    Ok(Answer::ok(json!(d)))
+/// `GET /v1/incoming/domains`: one page, in name order.
+fn list_domains(ctl: &Control, q: &[(String, String)]) -> Res {
+    let want = paging::want(q)?;
+    let page = ctl
+        .app
+        .store
+        .incoming_domains_page(want.after.as_deref(), want.limit)
+        .map_err(internal)?;
+    paging::named(page, |d| Ok(json!(d)))
 }
 
 #[derive(Deserialize)]
@@ -341,9 +352,15 @@ fn delete_domain(ctl: &Control, domain: &str) -> Res {
     }
 }
 
-fn list_incoming(ctl: &Control) -> Res {
-    let u = ctl.app.store.incoming_users().map_err(internal)?;
-    Ok(Answer::ok(json!(u)))
+/// `GET /v1/incoming/users`: one page, in name order.
+fn list_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
+    let want = paging::want(q)?;
+    let page = ctl
+        .app
+        .store
+        .incoming_users_page(want.after.as_deref(), want.limit)
+        .map_err(internal)?;
+    paging::named(page, |u| Ok(json!(u)))
 }
 
 fn incoming_name(text: &str) -> Result<String, Answer> {

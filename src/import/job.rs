@@ -123,11 +123,13 @@ impl Importer {
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(line) = lines.get(i) else { break };
-                            if let Some(pw) = &line.password {
-                                mine.push((
+                            match &line.password {
+                                Some(pw) if super::is_pre_hashed(pw) => mine.push((i, pw.clone())),
+                                Some(pw) => mine.push((
                                     i,
                                     self.verifier.hash_blocking(self.runtime.as_ref(), pw),
-                                ));
+                                )),
+                                None => {}
                             }
                         }
                         mine

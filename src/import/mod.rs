@@ -1,6 +1,8 @@
 //! The vendor's bulk import: CSV lines `user,domainname,password`. A user
 //! field that is an IP address or network with an empty password makes an
-//! IP-authorised user. Every problem is reported with its line number;
+//! IP-authorised user. A password field holding an argon2id PHC string
+//! (`$argon2id$v=19$m=…`) is taken as the hash itself, for migrations.
+//! Every problem is reported with its line number;
 //! the caller decides whether one bad line stops the whole import.
 
 use std::collections::HashMap;
@@ -29,6 +31,15 @@ pub struct ImportLine {
 pub struct LineError {
     pub line: u64,
     pub message: String,
+}
+
+/// A password field that starts so is an argon2id PHC string from another
+/// system (a migration): it is checked (`auth::password::check_phc`) and
+/// stored as the hash, not hashed again.
+pub const PRE_HASHED: &str = "$argon2";
+
+pub fn is_pre_hashed(p: &str) -> bool {
+    p.starts_with(PRE_HASHED)
 }
 
 pub fn check_password(p: &str) -> Result<(), String> {
@@ -131,7 +142,17 @@ fn is_header(f: &[&str]) -> bool {
 }
 
 fn parse_fields(f: &[&str]) -> Result<ImportLine, String> {
-    let [user, domain, password] = f else {
+    // A PHC string has commas of its own (`m=7168,t=5,p=1`): unquoted, it
+    // is the rest of the line.
+    let joined;
+    let f = match f {
+        [user, domain, rest @ ..] if rest.len() > 1 && is_pre_hashed(rest[0]) => {
+            joined = rest.join(",");
+            vec![*user, *domain, joined.as_str()]
+        }
+        _ => f.to_vec(),
+    };
+    let [user, domain, password] = f.as_slice() else {
         return Err(format!(
             "expected 3 fields (user,domainname,password), found {}",
             f.len()
@@ -173,7 +194,12 @@ fn parse_fields(f: &[&str]) -> Result<ImportLine, String> {
             "password is blank for {name}: only IP address users may have a blank password"
         ));
     };
-    check_password(&password).map_err(|e| format!("{name}: {e}"))?;
+    if is_pre_hashed(&password) {
+        crate::auth::password::check_phc(&password)
+            .map_err(|e| format!("{name}: pre-hashed password: {e}"))?;
+    } else {
+        check_password(&password).map_err(|e| format!("{name}: {e}"))?;
+    }
     Ok(ImportLine {
         line: 0,
         name,
@@ -217,5 +243,22 @@ mod tests {
         assert_eq!(lines, [5, 8, 9, 10, 12, 13], "{errs:?}");
         assert!(errs[0].message.contains("blank"), "{}", errs[0].message);
         assert!(errs[3].message.contains("line 2"), "{}", errs[3].message);
+    }
+
+    #[test]
+    fn pre_hashed_passwords_are_checked_and_kept() {
+        let phc = crate::auth::password::hash("migrated-pass-1");
+        let big = phc.replace("m=7168", "m=262144");
+        // Quoted or not (a PHC string has commas).
+        let csv = format!("old,example.com,{phc}\nbig,example.com,\"{big}\"\n");
+        let (ok, errs) = parse(csv.as_bytes());
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].password.as_deref(), Some(phc.as_str()));
+        assert_eq!(errs[0].line, 2);
+        assert!(
+            errs[0].message.contains("pre-hashed"),
+            "{}",
+            errs[0].message
+        );
     }
 }

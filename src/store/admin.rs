@@ -67,28 +67,25 @@ impl Store {
         Ok(id)
     }
 
-    /// The newest `limit` entries matching `filter` (in who, action or
-    /// detail), newest first.
-    pub fn audit_log(&self, filter: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+    /// Up to `limit` audit entries older than the id `after`, newest
+    /// first, those whose who, action or detail contain `filter`.
+    pub fn audit_page(
+        &self,
+        filter: Option<&str>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<super::Page<AuditEntry, u64>> {
         let txn = self.read()?;
         let t = txn.open_table(AUDIT)?;
         let filter = filter.map(str::to_lowercase);
-        let mut out = Vec::new();
-        for row in t.iter()?.rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let (_, v) = row?;
-            let e: AuditEntry = from_json(v.value())?;
+        super::paging::by_number(&t, after, true, limit, |v| {
+            let e: AuditEntry = from_json(v)?;
             let hit = filter.as_deref().is_none_or(|f| {
                 [&e.who, &e.action, &e.detail]
                     .iter()
                     .any(|s| s.to_lowercase().contains(f))
             });
-            if hit {
-                out.push(e);
-            }
-        }
-        Ok(out)
+            Ok(hit.then_some(e))
+        })
     }
 }

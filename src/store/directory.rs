@@ -51,6 +51,28 @@ impl Store {
         list(&self.read()?, USERS)
     }
 
+    /// Up to `limit` protected domains after `after`, in name order.
+    pub fn incoming_domains_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<super::Page<Incoming, String>> {
+        let txn = self.read()?;
+        let t = txn.open_table(DOMAINS)?;
+        super::paging::by_name(&t, after, limit, |v| Ok(Some(from_json(v)?)))
+    }
+
+    /// Up to `limit` incoming users after `after`, in name order.
+    pub fn incoming_users_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<super::Page<Incoming, String>> {
+        let txn = self.read()?;
+        let t = txn.open_table(USERS)?;
+        super::paging::by_name(&t, after, limit, |v| Ok(Some(from_json(v)?)))
+    }
+
     /// Adds a domain; `Ok(false)` if it is already there.
     pub fn add_incoming_domain(&self, domain: &str, now: Timestamp) -> Result<bool> {
         let txn = self.write()?;

@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod fleet;
 mod health;
 mod observer;
+pub mod paging;
 mod quarantine;
 mod queue;
 mod settings;
@@ -30,6 +31,7 @@ pub use accept::{AcceptError, Accepted, Committer, Submission};
 pub use admin::AuditEntry;
 pub use health::Health;
 pub use observer::{Change, ProfileChange};
+pub use paging::{Page, SCAN_MAX};
 pub use quarantine::QuarantineEntry;
 pub use queue::{
     NewMessage, QueueEntry, QueueFilter, RcptState, Recipient, parse_id, show_id as queue_id,

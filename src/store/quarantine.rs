@@ -45,6 +45,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` held messages after the id `after`, oldest first.
+    pub fn quarantine_page(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<super::Page<QuarantineEntry, u64>> {
+        let txn = self.read()?;
+        let table = txn.open_table(QUARANTINE)?;
+        super::paging::by_number(&table, after, false, limit, |v| Ok(Some(from_json(v)?)))
+    }
+
     pub fn quarantine_entry(&self, id: u64) -> Result<Option<(QuarantineEntry, Vec<u8>)>> {
         let txn = self.read()?;
         let Some(entry) = txn

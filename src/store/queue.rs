@@ -176,6 +176,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` entries after the id `after`, in id (arrival) order.
+    pub fn queue_page(
+        &self,
+        filter: &QueueFilter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<super::Page<QueueEntry, u64>> {
+        let txn = self.read()?;
+        let table = txn.open_table(QUEUE)?;
+        super::paging::by_number(&table, after, false, limit, |v| {
+            let e: QueueEntry = from_json(v)?;
+            let user_ok = filter.user.as_ref().is_none_or(|u| *u == e.user);
+            let state_ok = filter.state.is_none_or(|s| s == e.state());
+            Ok((user_ok && state_ok).then_some(e))
+        })
+    }
+
     pub fn queue_entry(&self, id: u64) -> Result<Option<QueueEntry>> {
         let txn = self.read()?;
         let table = txn.open_table(QUEUE)?;

@@ -34,6 +34,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` users after the name `after`, in name order, those
+    /// `keep` takes (see `paging`).
+    pub fn users_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&User) -> bool,
+    ) -> Result<super::Page<User, String>> {
+        let txn = self.read()?;
+        let table = txn.open_table(USERS)?;
+        super::paging::by_name(&table, after, limit, |v| {
+            let u: User = from_json(v)?;
+            Ok(keep(&u).then_some(u))
+        })
+    }
+
     /// Which of `names` are users already, in one read transaction.
     pub fn present(&self, names: &[String]) -> Result<Vec<bool>> {
         let txn = self.read()?;

@@ -103,7 +103,7 @@ def test_every_state_change_needs_the_csrf_token(og, api, path, method):
     """One case per state-changing route of the OpenAPI description: a valid
     session cookie without the token, or with a wrong one, is refused with
     403 and changes nothing."""
-    last = max((e["id"] for e in api.get(og.url + "/v1/audit").json()), default=0)
+    last = max((e["id"] for e in api.get(og.url + "/v1/audit").json()["items"]), default=0)
     bare = requests.Session()
     bare.verify = False
     bare.trust_env = False
@@ -114,7 +114,7 @@ def test_every_state_change_needs_the_csrf_token(og, api, path, method):
         assert "CSRF" in r.json()["error"]
     # The session is still good, and no change was audited.
     assert api.get(og.url + "/v1/health").status_code == 200
-    newer = [e for e in api.get(og.url + "/v1/audit").json() if e["id"] > last]
+    newer = [e for e in api.get(og.url + "/v1/audit").json()["items"] if e["id"] > last]
     assert all(e["status"] >= 400 for e in newer), newer
 
 
@@ -182,7 +182,7 @@ def test_user_lifecycle_is_audited(og, api):
     assert api.post(og.url + "/v1/users/life@example.com/lock", json={}).json()["locked"] is True
     assert api.post(og.url + "/v1/users/life@example.com/unlock").json()["locked"] is False
     assert api.delete(og.url + "/v1/users/life@example.com").status_code == 200
-    audit = api.get(og.url + "/v1/audit?filter=life@example.com").json()
+    audit = api.get(og.url + "/v1/audit?filter=life@example.com").json()["items"]
     actions = [e["action"] for e in audit]
     assert actions[:4] == [
         "DELETE /v1/users/life@example.com",
@@ -217,7 +217,7 @@ def test_incoming_directory_and_import(og, api):
     assert bob["has_password"] is False and bob["settings"]["limit_per_day"] is None
     r = api.delete(og.url + "/v1/incoming/domains/new.example").json()
     assert r["users_deleted"] == 1
-    names = [i["name"] for i in api.get(og.url + "/v1/incoming/users").json()]
+    names = [i["name"] for i in api.get(og.url + "/v1/incoming/users").json()["items"]]
     assert "dora@new.example" not in names and "carl@corp.example" in names
 
 
@@ -288,7 +288,7 @@ def test_cli_and_socket_drive_the_same_api(og, api, tmp_path):
     assert r.returncode != 0 and "line 2" in r.stderr
     out = og.cli("incoming", "import", str(csv), "--skip-invalid").stdout
     assert "added: tim@sock.example" in out and "skipped line 2" in out
-    assert {"sam@sock.example", "tim@sock.example"} <= {i["name"] for i in api.get(og.url + "/v1/incoming/users").json()}
+    assert {"sam@sock.example", "tim@sock.example"} <= {i["name"] for i in api.get(og.url + "/v1/incoming/users").json()["items"]}
     assert "would add" in og.cli("incoming", "to-outgoing", "--preview").stdout
     out = og.cli("incoming", "to-outgoing").stdout
     assert "sam@sock.example" in out and "no password" in out
@@ -297,7 +297,7 @@ def test_cli_and_socket_drive_the_same_api(og, api, tmp_path):
     assert export.startswith("user,domain,kind,has_password,status") and "sam@sock.example" in export
     og.cli("user", "lock", "cli@sock.example")
     assert api.get(og.url + "/v1/users/cli@sock.example").json()["lock"]["state"] == "locked_by_admin"
-    audit = api.get(og.url + "/v1/audit?filter=root@control-socket").json()
+    audit = api.get(og.url + "/v1/audit?filter=root@control-socket").json()["items"]
     assert {"POST /v1/users/cli@sock.example/lock", "POST /v1/incoming/users"} <= {e["action"] for e in audit}
     assert "POST /v1/users/import-incoming" in og.cli("audit", "--filter", "import-incoming").stdout
     assert "user added" in og.cli("logs", "cli@sock.example").stdout
@@ -371,7 +371,7 @@ def test_hold_reasons_and_behaviour_on_the_pages(og, api):
     r = api.post(og.url + "/v1/users", json={"name": name, "password": "held-secret-1", "settings": settings})
     assert r.status_code == 201, r.text
     submit_spam(og, name, "held-secret-1")
-    [q] = [q for q in api.get(og.url + "/v1/quarantine").json() if q["user"] == name]
+    [q] = [q for q in api.get(og.url + "/v1/quarantine").json()["items"] if q["user"] == name]
     assert q["fate"] == "hold" and "automatic lock is off" in q["reasons"][0]
     page = api.get(og.url + "/quarantine").text
     assert "spam (hold)" in page

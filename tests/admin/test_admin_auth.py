@@ -85,7 +85,7 @@ def test_login_throttling(strict):
     assert post_login(strict, "wrong-password").status_code == 401
     r = post_login(strict, "throttle-test-pass")
     assert r.status_code == 429 and "too many" in r.json()["error"]
-    audit = strict.socket_call("GET", "/v1/audit?filter=login")[1]
+    audit = strict.socket_call("GET", "/v1/audit?filter=login")[1]["items"]
     actions = [e["action"] for e in audit]
     assert actions[0] == "login refused: throttled"
     # Failures from one source are written once a minute, with a count.

@@ -203,7 +203,7 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     r = api.post(og.url + "/v1/users", json={"name": "spam@import.example", "password": "spammer-secret", "settings": spammer})
     assert r.status_code == 201, r.text
     submit_spam(og, "spam@import.example", "spammer-secret")
-    [held] = api.get(og.url + "/v1/quarantine").json()
+    [held] = api.get(og.url + "/v1/quarantine").json()["items"]
     d.get(og.url + "/dashboard")
     assert d.find_element(By.ID, "quarantined-today").text.startswith("1")
     assert d.find_element(By.ID, "caught").text.startswith("1")
@@ -216,8 +216,8 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     assert "Subject: offer" in d.find_element(By.TAG_NAME, "main").text
     click(d, d.find_element(By.XPATH, "//main//button[text()='Release']"))
     assert "released" in flash(d)
-    assert api.get(og.url + "/v1/quarantine").json() == []
-    [queued] = api.get(og.url + "/v1/queue").json()
+    assert api.get(og.url + "/v1/quarantine").json()["items"] == []
+    [queued] = api.get(og.url + "/v1/queue").json()["items"]
     assert queued["user"] == "spam@import.example"
 
     # The queue: retry it now, then delete it (the next hop is a closed port).
@@ -227,7 +227,7 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     row = d.find_element(By.CSS_SELECTOR, f"#queue tr[data-id='{queued['id']}']")
     click(d, row.find_element(By.XPATH, ".//button[text()='Retry']"))
     assert "set for delivery now" in flash(d)
-    assert any(e["action"] == f"POST /v1/queue/{queued['id']}/retry" for e in api.get(og.url + "/v1/audit").json())
+    assert any(e["action"] == f"POST /v1/queue/{queued['id']}/retry" for e in api.get(og.url + "/v1/audit").json()["items"])
     row = d.find_element(By.CSS_SELECTOR, f"#queue tr[data-id='{queued['id']}']")
     click(d, row.find_element(By.XPATH, ".//button[text()='Delete']"))
     assert "deleted" in flash(d)
@@ -277,3 +277,31 @@ def test_dkim_page_generate_rotate_activate(og, api, browser, artifacts):
     assert keys["active"]["selector"] == "outguard2" and keys["retired"]["selector"] == "outguard1"
     press("Delete retired key")
     assert api.get(og.url + "/v1/dkim/page.example").json().get("retired") is None
+
+
+def test_users_list_pages_with_next_and_first_links(og, api, browser, artifacts):
+    """120 users matching a filter: the list shows 100, Next page the other
+    20 (the filter kept), First page the first 100 again; in name order."""
+    d = browser
+    d.get(og.url + "/users")
+    if d.current_url.endswith("/login"):
+        login(d, og, artifacts)
+    assert api.post(og.url + "/v1/incoming/domains", json={"domain": "pages.example"}).status_code == 201
+    csv = "".join(f"p{i:03d}@pages.example\n" for i in range(120))
+    assert api.post(og.url + "/v1/incoming/users/import", data=csv).status_code == 200
+    assert api.post(og.url + "/v1/users/import-incoming").status_code == 200
+
+    def shown():
+        return [r.get_attribute("data-user") for r in d.find_elements(By.CSS_SELECTOR, "#users tbody tr")]
+
+    d.get(og.url + "/users?filter=pages.example")
+    first = shown()
+    assert first == [f"p{i:03d}@pages.example" for i in range(100)]
+    assert not d.find_elements(By.ID, "page-first")
+    click(d, d.find_element(By.ID, "page-next"))
+    assert "after=" in d.current_url and "filter=pages.example" in d.current_url
+    assert shown() == [f"p{i:03d}@pages.example" for i in range(100, 120)]
+    assert not d.find_elements(By.ID, "page-next")
+    shot(d, artifacts, "14-users-page-2")
+    click(d, d.find_element(By.ID, "page-first"))
+    assert shown() == first

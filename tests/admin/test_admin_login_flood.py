@@ -26,7 +26,7 @@ def post(d, password, session=None):
 def login_rows(d):
     status, rows = d.socket_call("GET", "/v1/audit?filter=login&limit=1000")
     assert status == 200
-    return [r for r in rows if r["action"] != "login"]
+    return [r for r in rows["items"] if r["action"] != "login"]
 
 
 def test_concurrent_wrong_logins_are_throttled_after_the_limit(flood):
@@ -94,7 +94,7 @@ def test_guesses_from_many_addresses_block_the_account_and_tell_the_admin(built)
         d.login()
         metrics = requests.get(d.url + "/metrics", verify=False).text
         assert "\noutguard_admin_login_blocked 1\n" in metrics
-        queue = d.socket_call("GET", "/v1/queue")[1]
+        queue = d.socket_call("GET", "/v1/queue")[1]["items"]
         assert [m["recipients"][0]["address"] for m in queue] == ["root@example.com"], queue
         assert "account under attack" in d.logtext()
     finally:

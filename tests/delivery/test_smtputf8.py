@@ -178,7 +178,7 @@ def test_released_quarantine_keeps_the_flag(outguard, sinks):
             raise AssertionError("GTUBE was accepted")
         except smtplib.SMTPDataError as e:
             assert e.smtp_code == 550
-    [q] = d.api("GET", "/v1/quarantine")[1]
+    [q] = d.api("GET", "/v1/quarantine")[1]["items"]
     d.cli("quarantine", "release", q["id"])
     [m] = wait_for(lambda: sink.received(rcpt=RCPT), what="delivery of the released message")
     assert "SMTPUTF8" in m["mail_options"]

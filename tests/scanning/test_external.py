@@ -31,7 +31,7 @@ def submit(daemon, body, user=USER):
 
 
 def quarantined(daemon):
-    return daemon.api("GET", "/v1/quarantine")[1]
+    return daemon.api("GET", "/v1/quarantine")[1]["items"]
 
 
 def test_clamd_over_unix_socket_refuses_and_quarantines(make_daemon, clamd):

@@ -43,6 +43,40 @@ impl Ctx<'_> {
         self.call(Method::GET, uri, b"")
     }
 
+    /// One page of a paged API list (`{"items", "next"}`): `api` with the
+    /// page's own `after` (its query string) added.
+    pub fn get_page(&self, api: &str) -> Answer {
+        let q = self.query();
+        let Some(after) = q.text("after") else {
+            return self.get(api);
+        };
+        let sep = if api.contains('?') { '&' } else { '?' };
+        self.get(&format!("{api}{sep}after={}", html::seg(after)))
+    }
+
+    /// The "First page" and "Next page" links under a paged list: `base`
+    /// is the page with its filters (its query string, if any, escaped).
+    pub fn pager(&self, base: &str, a: &Answer) -> String {
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let mut links = String::new();
+        if self.query().text("after").is_some() {
+            links.push_str(&format!(
+                "<a class=\"btn secondary small\" id=\"page-first\" href=\"{}\">First page</a> ",
+                esc(base)
+            ));
+        }
+        if let Some(next) = a.body["next"].as_str() {
+            links.push_str(&format!(
+                "<a class=\"btn secondary small\" id=\"page-next\" href=\"{}\">Next page</a>",
+                esc(&format!("{base}{sep}after={}", html::seg(next)))
+            ));
+        }
+        if links.is_empty() {
+            return links;
+        }
+        format!("<nav class=\"pager\">{links}</nav>")
+    }
+
     pub fn send(&self, method: Method, uri: &str, body: &Value) -> Answer {
         self.call(method, uri, body.to_string().as_bytes())
     }
@@ -100,6 +134,11 @@ impl Ctx<'_> {
         );
         self.render_with(status_of(a), title, active, Some(&error_text(a)), &body)
     }
+}
+
+/// The items of a paged API answer.
+pub fn items(a: &Answer) -> impl Iterator<Item = &Value> {
+    a.body["items"].as_array().into_iter().flatten()
 }
 
 pub fn ok(a: &Answer) -> bool {

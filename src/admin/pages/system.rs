@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::{Ctx, cell, error_text, ok, when};
+use super::{Ctx, cell, error_text, items, ok, when};
 use crate::admin::html::{button, csrf_field, esc, seg};
 use crate::admin::server::{self, Resp};
 use crate::users::spec::{self, Kind, SettingSpec};
@@ -149,12 +149,12 @@ pub fn export(c: &Ctx) -> Resp {
 }
 
 pub fn queue(c: &Ctx) -> Resp {
-    let a = c.get("/v1/queue");
+    let a = c.get_page("/v1/queue");
     if !ok(&a) {
         return c.failed("Queue", "/queue", &a, "/dashboard");
     }
     let mut rows = String::new();
-    for e in a.body.as_array().into_iter().flatten() {
+    for e in items(&a) {
         let id = cell(&e["id"]);
         let rcpts: Vec<String> = e["recipients"]
             .as_array()
@@ -179,7 +179,8 @@ pub fn queue(c: &Ctx) -> Resp {
     }
     let body = format!(
         r#"<p class="muted">Retry tries delivery now; Bounce gives up and returns the message to its sender; Delete drops it silently.</p>
-<table id="queue"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th class="num">Size</th><th>State</th><th>Next attempt</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#
+<table id="queue"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th class="num">Size</th><th>State</th><th>Next attempt</th><th></th></tr></thead><tbody>{rows}</tbody></table>{}"#,
+        c.pager("/queue", &a)
     );
     c.render("Queue", "/queue", &body)
 }
@@ -293,7 +294,7 @@ fn recipients(v: &Value) -> String {
 /// Lists what `GET /v1/quarantine` answers (a daemon without the
 /// quarantine answers 404, and the page says so).
 pub fn quarantine(c: &Ctx) -> Resp {
-    let a = c.get("/v1/quarantine");
+    let a = c.get_page("/v1/quarantine");
     if a.status == StatusCode::NOT_FOUND {
         return c.render(
             "Quarantine",
@@ -305,7 +306,7 @@ pub fn quarantine(c: &Ctx) -> Resp {
         return c.failed("Quarantine", "/quarantine", &a, "/dashboard");
     }
     let mut rows = String::new();
-    for e in a.body.as_array().into_iter().flatten() {
+    for e in items(&a) {
         let id = cell(&e["id"]);
         let reasons: String = e["reasons"]
             .as_array()
@@ -342,7 +343,8 @@ pub fn quarantine(c: &Ctx) -> Resp {
         );
     }
     let body = format!(
-        "<p class=\"muted\">Spam, malware and mail held for unusual sending (fate: hold, or lock when it locked the sender); releasing a message queues it for delivery.</p><table id=\"quarantine\"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th>Class (fate)</th><th>Reasons</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        "<p class=\"muted\">Spam, malware and mail held for unusual sending (fate: hold, or lock when it locked the sender); releasing a message queues it for delivery.</p><table id=\"quarantine\"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th>Class (fate)</th><th>Reasons</th><th></th></tr></thead><tbody>{rows}</tbody></table>{}",
+        c.pager("/quarantine", &a)
     );
     c.render("Quarantine", "/quarantine", &body)
 }
@@ -642,17 +644,17 @@ pub fn upload_tls(c: &Ctx) -> Resp {
 pub fn audit(c: &Ctx) -> Resp {
     let q = c.query();
     let filter = q.text("filter").unwrap_or("");
-    let uri = if filter.is_empty() {
-        "/v1/audit".to_string()
+    let query = if filter.is_empty() {
+        String::new()
     } else {
-        format!("/v1/audit?filter={}", seg(filter))
+        format!("?filter={}", seg(filter))
     };
-    let a = c.get(&uri);
+    let a = c.get_page(&format!("/v1/audit{query}"));
     if !ok(&a) {
         return c.failed("Audit log", "/audit", &a, "/dashboard");
     }
     let mut rows = String::new();
-    for e in a.body.as_array().into_iter().flatten() {
+    for e in items(&a) {
         let _ = write!(
             rows,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
@@ -665,8 +667,9 @@ pub fn audit(c: &Ctx) -> Resp {
     }
     let body = format!(
         r#"<form method="get" action="/audit" class="toolbar"><label>Contains<input type="search" name="filter" value="{}"></label><button type="submit" class="secondary">Search</button></form>
-<table id="audit"><thead><tr><th>When</th><th>Who</th><th>What</th><th class="num">Result</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table>"#,
-        esc(filter)
+<table id="audit"><thead><tr><th>When</th><th>Who</th><th>What</th><th class="num">Result</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table>{}"#,
+        esc(filter),
+        c.pager(&format!("/audit{query}"), &a)
     );
     c.render("Audit log", "/audit", &body)
 }

@@ -140,29 +140,26 @@ pub fn list(c: &Ctx) -> Resp {
     let q = c.query();
     let filter = q.text("filter").unwrap_or("");
     let status = q.text("status").unwrap_or("");
-    let uri = if filter.is_empty() {
-        "/v1/users".to_string()
+    let mut query = Vec::new();
+    if !filter.is_empty() {
+        query.push(format!("filter={}", seg(filter)));
+    }
+    if !status.is_empty() {
+        query.push(format!("status={}", seg(status)));
+    }
+    let query = if query.is_empty() {
+        String::new()
     } else {
-        format!("/v1/users?filter={}", seg(filter))
+        format!("?{}", query.join("&"))
     };
-    let a = c.get(&uri);
+    let a = c.get_page(&format!("/v1/users{query}"));
     if !ok(&a) {
         return c.failed("Outgoing users", "/users", &a, "/users");
     }
     let mut rows = String::new();
     let mut shown = 0;
-    for u in a.body.as_array().into_iter().flatten() {
+    for u in super::items(&a) {
         let locked = u["locked"] == true;
-        let by_admin = u["lock"]["state"] == "locked_by_admin";
-        let keep = match status {
-            "active" => !locked,
-            "locked_until" => locked && !by_admin,
-            "locked_until_admin" => locked && by_admin,
-            _ => true,
-        };
-        if !keep {
-            continue;
-        }
         shown += 1;
         let name = u["name"].as_str().unwrap_or("");
         let href = format!("/users/{}", seg(name));
@@ -229,9 +226,10 @@ pub fn list(c: &Ctx) -> Resp {
 <label>Status<select name="status">{opts}</select></label>
 <button type="submit" class="secondary">Filter</button></form>
 <table id="users"><thead><tr><th>User</th><th>Kind</th><th>Status</th><th class="num">Today</th><th class="num">This week</th><th class="num">This month</th><th class="num">Recipients today</th><th></th></tr></thead>
-<tbody>{rows}</tbody></table>
-<p class="muted">{shown} user(s) shown. Counters are against the limits in force (∞: unlimited).</p>"#,
-        esc(filter)
+<tbody>{rows}</tbody></table>{}
+<p class="muted">{shown} user(s) shown, in name order. Counters are against the limits in force (∞: unlimited).</p>"#,
+        esc(filter),
+        c.pager(&format!("/users{query}"), &a)
     );
     c.render("Outgoing users", "/users", &body)
 }

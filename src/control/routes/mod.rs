@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{Answer, Control};
 use crate::import::{self};
 
+pub(crate) mod paging;
 mod quarantine;
 mod queue;
 mod users;
@@ -161,7 +162,7 @@ pub fn route(ctl: &Control, method: &Method, uri: &Uri, body: &[u8]) -> Answer {
         (&Method::DELETE, ["v1", "queue", id]) => delete_queue(ctl, id),
         (&Method::POST, ["v1", "queue", id, "retry"]) => retry_queue(ctl, id),
         (&Method::POST, ["v1", "queue", id, "bounce"]) => bounce_queue(ctl, id),
-        (&Method::GET, ["v1", "quarantine"]) => list_quarantine(ctl),
+        (&Method::GET, ["v1", "quarantine"]) => list_quarantine(ctl, &q),
         (&Method::GET, ["v1", "quarantine", id]) => show_quarantine(ctl, id),
         (&Method::POST, ["v1", "quarantine", id, "release"]) => release_quarantine(ctl, id),
         (&Method::DELETE, ["v1", "quarantine", id]) => delete_quarantine(ctl, id),

@@ -26,11 +26,20 @@ pub(super) fn quarantine_view(q: &crate::store::QuarantineEntry) -> Value {
     })
 }
 
-pub(super) fn list_quarantine(ctl: &Control) -> Res {
-    let entries = ctl.app.store.quarantined().map_err(internal)?;
-    Ok(Answer::ok(Value::Array(
-        entries.iter().map(quarantine_view).collect(),
-    )))
+/// `GET /v1/quarantine`: one page of held messages, oldest first.
+pub(super) fn list_quarantine(ctl: &Control, q: &[(String, String)]) -> Res {
+    for (k, _) in q {
+        if !super::paging::is_paging(k) {
+            return Err(bad(format!("unknown parameter '{k}'")));
+        }
+    }
+    let want = super::paging::want(q)?;
+    let page = ctl
+        .app
+        .store
+        .quarantine_page(want.after_id()?, want.limit)
+        .map_err(internal)?;
+    Ok(super::paging::by_id(page, quarantine_view))
 }
 
 pub(super) fn show_quarantine(ctl: &Control, id: &str) -> Res {

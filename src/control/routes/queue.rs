@@ -23,7 +23,9 @@ pub(super) fn queue_view(e: &crate::store::QueueEntry) -> Value {
     })
 }
 
+/// `GET /v1/queue`: one page of entries in id (arrival) order.
 pub(super) fn list_queue(ctl: &Control, q: &[(String, String)]) -> Res {
+    let want = super::paging::want(q)?;
     let mut filter = QueueFilter::default();
     for (k, v) in q {
         match k.as_str() {
@@ -35,13 +37,16 @@ pub(super) fn list_queue(ctl: &Control, q: &[(String, String)]) -> Res {
                     ))
                 })?)
             }
+            k if super::paging::is_paging(k) => {}
             _ => return Err(bad(format!("unknown filter '{k}'"))),
         }
     }
-    let entries = ctl.app.store.queue(&filter).map_err(internal)?;
-    Ok(Answer::ok(Value::Array(
-        entries.iter().map(queue_view).collect(),
-    )))
+    let page = ctl
+        .app
+        .store
+        .queue_page(&filter, want.after_id()?, want.limit)
+        .map_err(internal)?;
+    Ok(super::paging::by_id(page, queue_view))
 }
 
 pub(super) fn show_queue(ctl: &Control, id: &str) -> Res {

@@ -23,7 +23,10 @@ pub(super) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
         .map_err(internal)
 }
 
+/// `GET /v1/users`: one page of users in name order (`paging`), those
+/// whose name contains `filter` and whose lock state is `status`.
 pub(super) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
+    let want = super::paging::want(q)?;
     let filter = q
         .iter()
         .find(|(k, _)| k == "filter")
@@ -31,30 +34,40 @@ pub(super) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
     let status = q
         .iter()
         .find(|(k, _)| k == "status")
-        .map(|(_, v)| v.as_str());
+        .map(|(_, v)| v.as_str())
+        .filter(|s| !s.is_empty());
+    const STATUSES: [&str; 4] = ["active", "locked", "locked_until", "locked_until_admin"];
     if let Some(s) = status
-        && !["active", "locked"].contains(&s)
+        && !STATUSES.contains(&s)
     {
         return Err(bad(format!(
-            "status must be 'active' or 'locked', not '{s}'"
+            "status must be one of {}, not '{s}'",
+            STATUSES.join(", ")
         )));
     }
     let now = ctl.app.clock.now();
-    let mut out = Vec::new();
-    for u in ctl.app.store.users().map_err(internal)? {
+    let keep = |u: &User| {
         if filter
             .as_ref()
             .is_some_and(|f| !u.name.contains(f.as_str()))
         {
-            continue;
+            return false;
         }
-        let locked = u.lock.in_force(now).is_some();
-        if status.is_some_and(|s| (s == "locked") != locked) {
-            continue;
+        let lock = u.lock.in_force(now);
+        match status {
+            None => true,
+            Some("active") => lock.is_none(),
+            Some("locked") => lock.is_some(),
+            Some("locked_until") => matches!(lock, Some(LockState::LockedUntil { .. })),
+            Some(_) => matches!(lock, Some(LockState::LockedByAdmin { .. })),
         }
-        out.push(view(ctl, &u)?);
-    }
-    Ok(Answer::ok(Value::Array(out)))
+    };
+    let page = ctl
+        .app
+        .store
+        .users_page(want.after.as_deref(), want.limit, keep)
+        .map_err(internal)?;
+    super::paging::named(page, |u| view(ctl, u))
 }
 
 #[derive(Deserialize)]
