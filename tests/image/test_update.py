@@ -252,7 +252,9 @@ def test_update_reboot_rollback(tmp_path):
         assert RCPT in json.dumps(guest_json(vm, "queue list --json")), "queued mail lost"
         env = vm.sh("grub-editenv /boot/EFI/BOOT/grubenv list")
         assert "A_OK=0" in env and "B_OK=1" in env, env
-        vm.sh("i=0; until grep -q '^A_OK=0' /run/outguard/update-slots; do i=$((i+1)); "
+        # the agent refreshes this snapshot every 10 s: wait for one taken after mark-good
+        vm.sh("i=0; until grep -q '^A_OK=0' /run/outguard/update-slots && "
+              "grep -q '^B_TRY=0' /run/outguard/update-slots; do i=$((i+1)); "
               "[ $i -gt 30 ] && exit 1; sleep 1; done", timeout=60)
         system = guest_json(vm, "update status --json")
         assert system["booted_slot"] == "B", system
