@@ -138,7 +138,7 @@ mkdir -p "$BUILD_DIR/linux-$KVER"
 cp "$PARTS/kernel/boot/config-$KVER" "$BUILD_DIR/linux-$KVER/.config"
 export OUTGUARD_KERNEL_FROM=debian
 
-# the kernel, where Buildroot leaves it (post-build puts it into the root slot)
+# the kernel, where Buildroot leaves it (post-image puts it into the slot's kernel partition)
 cp "$PARTS/kernel/boot/vmlinuz-$KVER" "$BINARIES_DIR/$BOARD_KERNEL"
 
 step "post-build"
@@ -149,11 +149,12 @@ step "root filesystem (squashfs)"
 
 step "GRUB"
 mkdir -p "$BINARIES_DIR/efi-part/EFI/BOOT"
-# What Buildroot's grub2 package does with BR2_TARGET_GRUB2_BUILTIN_MODULES_EFI.
+# What Buildroot's grub2 package does with BR2_TARGET_GRUB2_BUILTIN_MODULES_EFI. GRUB reads
+# only FAT: its own ESP and the slots' kernel partitions.
 grub-mkimage -O "$BOARD_GRUB_TARGET" -d "$PARTS/grub/usr/lib/grub/$BOARD_GRUB_TARGET" \
     -p /EFI/BOOT -o "$BINARIES_DIR/efi-part/EFI/BOOT/$BOARD_EFI_BOOT" \
     boot linux normal configfile part_gpt fat echo test gzio efi_gop \
-    loadenv regexp squash4 xzio
+    loadenv regexp
 
 step "post-image"
 "$COMMON_DIR/post-image.sh" "$BINARIES_DIR" "$ARCH"

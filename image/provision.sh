@@ -1,5 +1,5 @@
 #!/bin/sh
-# Copy provisioning files (provision.conf, users.csv) into the /provision folder of the EFI
+# Copy provisioning files (provision.conf, users.csv, syslog-ca.pem) into the /provision folder of the EFI
 # system partition of an Outguard disk image, with mtools (no mounting, no root needed).
 # The appliance applies them on its next boot and then removes them (docs/IMAGE.md).
 #
@@ -30,7 +30,7 @@ fi
 if ! mdir -b -i "$img" ::/provision >/dev/null 2>&1 </dev/null; then
     mmd -i "$img" ::/provision </dev/null || { echo "provision: cannot create /provision on the ESP of $disk" >&2; exit 1; }
 fi
-for f in provision.conf users.csv; do
+for f in provision.conf users.csv syslog-ca.pem; do
     if [ -f "$dir/$f" ]; then
         mcopy -o -i "$img" "$dir/$f" "::/provision/$f" </dev/null
         echo "provision: $f -> $disk (ESP /provision)"

@@ -28,10 +28,9 @@ def sizes(arch: str) -> dict[str, int]:
         "disk (allocated)": st.st_blocks * 512,
         "disk (xz -1)": len(subprocess.run(["xz", "-1", "-T1", "-c", str(img)],
                                           capture_output=True, check=True).stdout),
-        "rootfs.squashfs (with kernel, initrd)": (d / "rootfs.squashfs").stat().st_size,
+        "rootfs.squashfs": (d / "rootfs.squashfs").stat().st_size,
         "kernel": (d / kernel).stat().st_size,
-        "initrd.img": (ogvm.IMAGE_OUT / arch / "target/usr/lib/outguard-boot/initrd.img")
-        .stat().st_size,
+        "initrd.img": (d / "initrd.img").stat().st_size,
         "outguard binary": (ogvm.IMAGE_OUT / arch / "target/usr/bin/outguard").stat().st_size,
     }
 

@@ -76,14 +76,14 @@ if [ -f "$TARGET_DIR/etc/rauc/system.conf" ]; then
     fi
 fi
 
-# --- the slot's kernel and initramfs -----------------------------------------------------
-# Both live in the root slot (/usr/lib/outguard-boot/, read by GRUB from the squashfs), so an
-# A/B update replaces kernel, initramfs and root together. The kernel: Buildroot's from
-# BINARIES_DIR (image/build.sh puts Debian's there too). The initramfs: busybox, /init and
-# the boot modules, all taken from TARGET_DIR.
-bootdir=$TARGET_DIR/usr/lib/outguard-boot
+# --- the slot's initramfs -----------------------------------------------------------------
+# The kernel (Buildroot's, or Debian's that image/build.sh puts there) and this initramfs go
+# into the slot's kernel partition (post-image.sh: kernel.vfat, a RAUC child slot of the
+# root slot), so an A/B update replaces kernel, initramfs and root together. The initramfs:
+# busybox, /init and the boot modules, all taken from TARGET_DIR.
 [ -f "${BINARIES_DIR:?BINARIES_DIR must be set}/$BOARD_KERNEL" ] || fail "no kernel $BINARIES_DIR/$BOARD_KERNEL"
-install -D -m 0644 "$BINARIES_DIR/$BOARD_KERNEL" "$bootdir/$BOARD_KERNEL"
+# the layout before kernel partitions kept them in the root: never ship a stale copy
+rm -rf "$TARGET_DIR/usr/lib/outguard-boot"
 ird=$BUILD_DIR/outguard-initramfs
 rm -rf "$ird"
 mkdir -p "$ird/bin" "$ird/dev" "$ird/proc" "$ird/sys" "$ird/etc" "$ird/newroot"
@@ -105,16 +105,28 @@ if ! file -L "$TARGET_DIR/bin/busybox" | grep -q 'statically linked\|static-pie'
 fi
 cp "$COMMON_DIR/initramfs/init" "$ird/init"
 chmod 0755 "$ird/init"
+# The kernel's modules live in the initramfs only, on the kernel partition with the kernel
+# they were built for: the initramfs loads every one the boot needs and rcS then disables
+# module loading, so a copy in the root would only take room. They are moved out of
+# TARGET_DIR (a Buildroot rerun of this script, with no newly installed modules, takes
+# the copy kept in BUILD_DIR).
+mods=$BUILD_DIR/outguard-modules
 if [ -d "$TARGET_DIR/lib/modules" ]; then
+    rm -rf "$mods"
+    mkdir -p "$mods"
+    cp -a "$TARGET_DIR/lib/modules" "$mods/"
+    rm -rf "$TARGET_DIR/lib/modules"
+fi
+if [ -d "$mods/modules" ]; then
     mkdir -p "$ird/lib"
-    cp -a "$TARGET_DIR/lib/modules" "$ird/lib/"
+    cp -a "$mods/modules" "$ird/lib/"
     for m in $BOARD_BOOT_MODULES; do
         echo "$m"
     done > "$ird/etc/modules-boot"
 fi
-# Uncompressed: the root slot's squashfs (xz) compresses it better than gzip would, and
-# GRUB unpacks it while reading it from the slot.
-(cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$bootdir/initrd.img"
+# Uncompressed: GRUB reads 2 MB from the FAT partition faster than an emulated kernel
+# unpacks it, and the disk image and bundles are compressed as a whole anyway.
+(cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$BINARIES_DIR/initrd.img"
 
 version=${OUTGUARD_VERSION:-unknown}
 cat > "$TARGET_DIR/etc/os-release" <<OSR

@@ -3,10 +3,11 @@
 #   Buildroot: BR2_ROOTFS_POST_IMAGE_SCRIPT, called as  post-image.sh BINARIES_DIR BOARD
 #              with TARGET_DIR, BUILD_DIR, HOST_DIR in the environment.
 #   image/:    image/build.sh calls it the same way, with the same variables.
-# Inputs in BINARIES_DIR: rootfs.squashfs (slot A, with its kernel and initramfs, see
-# post-build.sh) and efi-part/EFI/BOOT/$BOARD_EFI_BOOT (GRUB, as Buildroot's grub2 package
-# lays it out).
-# Output: BINARIES_DIR/outguard-$BOARD.img (GPT: esp, rootA, rootB, data).
+# Inputs in BINARIES_DIR: rootfs.squashfs (slot A's root), the kernel ($BOARD_KERNEL),
+# initrd.img (post-build.sh) and efi-part/EFI/BOOT/$BOARD_EFI_BOOT (GRUB, as Buildroot's
+# grub2 package lays it out).
+# Output: BINARIES_DIR/outguard-$BOARD.img (GPT: esp, rootA, rootB, kernelA, kernelB, data)
+# and BINARIES_DIR/kernel.vfat (slot A's kernel partition; update bundles carry it too).
 set -eu
 
 BINARIES_DIR=${1:?usage: post-image.sh BINARIES_DIR BOARD}
@@ -27,7 +28,7 @@ fail() {
     echo "post-image: $*" >&2
     exit 1
 }
-for f in rootfs.squashfs "efi-part/EFI/BOOT/$BOARD_EFI_BOOT"; do
+for f in rootfs.squashfs "$BOARD_KERNEL" initrd.img "efi-part/EFI/BOOT/$BOARD_EFI_BOOT"; do
     [ -f "$BINARIES_DIR/$f" ] || fail "missing $BINARIES_DIR/$f"
 done
 
@@ -49,6 +50,10 @@ rm -f "$genv"
 "$TARGET_DIR/usr/bin/grub-editenv" "$genv" create
 "$TARGET_DIR/usr/bin/grub-editenv" "$genv" set "ORDER=A B" A_OK=1 A_TRY=0 B_OK=0 B_TRY=0
 
+# --- the slot's kernel partition: which root it belongs to --------------------------------
+version=$(sed -n 's/^VERSION_ID=//p' "$TARGET_DIR/etc/os-release")
+printf 'VERSION_ID=%s\n' "${version:-unknown}" > "$BINARIES_DIR/version"
+
 # --- the disk image ---------------------------------------------------------------------
 image=outguard-$BOARD.img
 cfg=$BUILD_DIR/outguard-genimage.cfg
@@ -57,12 +62,13 @@ sed -e "s|@IMAGE@|$image|g" \
     -e "s|@ROOT_TYPE@|$BOARD_ROOT_TYPE|g" \
     -e "s|@ESP_SIZE@|$BOARD_ESP_SIZE|g" \
     -e "s|@ROOT_SIZE@|$BOARD_ROOT_SIZE|g" \
+    -e "s|@KERNEL_PART_SIZE@|$BOARD_KERNEL_PART_SIZE|g" \
     -e "s|@DATA_SIZE@|$BOARD_DATA_SIZE|g" \
     "$COMMON_DIR/genimage.cfg.in" > "$cfg"
 
 gtmp=$BUILD_DIR/outguard-genimage.tmp
 groot=$BUILD_DIR/outguard-genimage.root
-rm -rf "$gtmp" "$groot" "${BINARIES_DIR:?}/$image" "$BINARIES_DIR/efi-part.vfat"
+rm -rf "$gtmp" "$groot" "${BINARIES_DIR:?}/$image" "$BINARIES_DIR/efi-part.vfat" "$BINARIES_DIR/kernel.vfat"
 mkdir -p "$groot"
 "$GENIMAGE" --rootpath "$groot" --tmppath "$gtmp" --inputpath "$BINARIES_DIR" \
     --outputpath "$BINARIES_DIR" --config "$cfg"

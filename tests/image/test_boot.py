@@ -1,11 +1,12 @@
 """Boot-and-submit test of the Outguard appliance image in QEMU (software emulation).
 
 Per architecture, on a private copy of the built image (image/build.sh builds it if absent):
-  boot 1: provisioning from the ESP (hostname, admin password, next hop, users.csv), first-boot
-          data filesystem, SMTP banner through the forwarded port, console login with the
+  boot 1: provisioning from the ESP (hostname, admin password, next hop, remote syslog with
+          its CA, users.csv), first-boot data filesystem, SMTP banner through the forwarded port, console login with the
           provisioned password, a user created through the control API (outguard CLI), a
           message submitted from the host with swaks (STARTTLS + AUTH) and queued, the
-          daemon's privileges (/proc/PID/status), restart after a crash, then `reboot`;
+          daemon's privileges (/proc/PID/status), the daemon's log at a TLS syslog collector on
+          the host, restart after a crash, then `reboot`;
   boot 2: users and queue survived, provisioning not re-applied, root is read-only.
 Boots are few on purpose: each one costs seconds of emulated firmware and kernel.
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import socketserver
+import ssl
 import subprocess
 import threading
 import time
@@ -90,6 +93,67 @@ class Sink(socketserver.ThreadingTCPServer):
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
+def collector_cert(d: Path, name: str) -> tuple[Path, Path, Path]:
+    """A private CA and a collector certificate for DNS name `name`, signed by it.
+    Returns (ca.pem, server.pem, server.key)."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    d.mkdir(parents=True, exist_ok=True)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Collector CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=collector")
+    (d / "ext.cnf").write_text(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\n"
+                               "extendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+class Collector:
+    """An RFC 5425 syslog collector on the host's loopback (the guest reaches it as
+    10.0.2.2): TLS, octet-counted RFC 5424 frames, kept in `frames`."""
+
+    def __init__(self, cert: Path, key: Path):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.frames: list[str] = []
+        self.errors: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(raw,), daemon=True).start()
+
+    def _conn(self, raw):
+        try:
+            raw.settimeout(600)
+            with self.ctx.wrap_socket(raw, server_side=True) as s:
+                f = s.makefile("rb")
+                while True:
+                    digits = b""
+                    while (c := f.read(1)) not in (b" ", b""):
+                        if not c.isdigit() or len(digits) >= 6:
+                            raise ValueError(f"bad frame length {digits + c!r}")
+                        digits += c
+                    if not digits:
+                        return
+                    self.frames.append(f.read(int(digits)).decode(errors="replace"))
+        except (OSError, ValueError) as e:
+            self.errors.append(str(e))
+
+    def close(self):
+        self.sock.close()
+
+
 def swaks(vm: ogvm.VM, user: str, password: str, subject: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["swaks", "--server", "127.0.0.1", "--port", str(vm.smtp_port), "--tls",
@@ -161,12 +225,18 @@ def test_boot_submit_reboot(arch, tmp_path):
     work = tmp_path / arch
     disk = ogvm.fresh_disk(arch, work)
     sink = Sink()
+    # remote syslog: verified against the provisioned CA, under the provisioned name
+    ca, cert, key = collector_cert(work / "collector", "collector.test")
+    collector = Collector(cert, key)
     ogvm.provision(disk, {
         "provision.conf": (f"# test provisioning\nhostname = {HOSTNAME}\n"
                            f"admin_password = {ADMIN_PASSWORD}\n"
                            f"next_hop = 10.0.2.2:{sink.server_address[1]}\n"
-                           "next_hop_starttls = opportunistic\n"),
+                           "next_hop_starttls = opportunistic\n"
+                           f"syslog = 10.0.2.2:{collector.port}\n"
+                           "syslog_server_name = collector.test\n"),
         "users.csv": f"alice,example.com,{CSV_PASSWORD}\n",
+        "syslog-ca.pem": ca.read_text(),
     }, work)
     timeout = BANNER_TIMEOUT[arch]
     log1 = work / "console-boot1.log"
@@ -178,13 +248,15 @@ def test_boot_submit_reboot(arch, tmp_path):
         print(f"{arch}: boot-to-banner {secs:.1f}s: {banner}")
         assert re.fullmatch(rf"220 {re.escape(HOSTNAME)} ESMTP Outguard.*", banner), banner
         out = vm.output()
-        assert "first boot: /dev/vda4 is blank, creating the data filesystem" in out
+        # partitions: esp, rootA, rootB, kernelA, kernelB, data
+        assert "first boot: /dev/vda6 is blank, creating the data filesystem" in out
         assert "root rootA (/dev/vda2) mounted read-only" in out
 
         vm.login(ADMIN_PASSWORD)  # the provisioned admin password is the console password
         # provisioning finished: files applied, then removed from the ESP (they hold secrets)
         vm.sh("i=0; until [ -e /boot/provision/APPLIED ] && [ ! -e /boot/provision/users.csv ]"
-              " && [ ! -e /boot/provision/provision.conf ]; do "
+              " && [ ! -e /boot/provision/provision.conf ] && [ ! -e /boot/provision/syslog-ca.pem ];"
+              " do "
               "i=$((i+1)); [ $i -gt 120 ] && exit 1; sleep 1; done", timeout=180)
         assert "users.csv" in vm.sh("cat /data/config/provision-state")
         next_hop = f"10.0.2.2:{sink.server_address[1]}"
@@ -220,6 +292,23 @@ def test_boot_submit_reboot(arch, tmp_path):
         usage = guest_json(vm, f"user show {API_USER} --json")["usage"]
         assert usage["day"] == 1 and usage["recipients_day"] == 1, usage
         day1 = vm.sh("date -u +%F").strip()
+
+        # remote syslog as provisioned: the daemon's log reaches the collector over TLS,
+        # verified with the provisioned CA and name
+        config = vm.sh("cat /etc/outguard/outguard.toml")
+        assert f'remote = "10.0.2.2:{collector.port}"' in config, config
+        assert 'server_name = "collector.test"' in config, config
+        assert 'ca_file = "/data/config/syslog-ca.pem"' in config, config
+        assert "syslog" in vm.sh("cat /data/config/provision-state")
+        deadline = time.monotonic() + 120
+        while (not any(API_USER in f for f in collector.frames)
+               and time.monotonic() < deadline):
+            time.sleep(1)
+        hits = [f for f in collector.frames if API_USER in f]
+        assert hits, f"no frame about {API_USER} at the collector: {collector.frames[-5:]} " \
+            f"{collector.errors}"
+        assert re.match(rf"<\d+>1 \S+ {re.escape(HOSTNAME)} outguard \d+ - - ", hits[0]), hits[0]
+        assert not collector.errors, collector.errors
 
         # the daemon's privileges, seen from inside the guest
         pid = vm.sh("cat /run/outguard/daemon.pid").strip()
@@ -257,6 +346,7 @@ def test_boot_submit_reboot(arch, tmp_path):
         assert vm.wait_exit(120) == 0  # -no-reboot: the guest's reboot ends QEMU
     finally:
         vm.kill()
+        collector.close()
 
     # ---- boot 2: state survived, root read-only ---------------------------------------------
     vm = ogvm.VM(arch, disk, work / "console-boot2.log").start()

@@ -4,6 +4,7 @@ this repository's CI), the kernel fragments' syntax, and shellcheck on every scr
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -195,6 +196,7 @@ def test_debian_kernel_against_hardening(tmp_path):
 
 
 OVERLAY = TOP / "board/common/rootfs-overlay"
+IMAGE_OUT = Path(os.environ.get("IMAGE_OUT", TOP / "image" / "out"))
 
 
 def test_data_setup_writes_atomically():
@@ -257,6 +259,38 @@ def test_console_and_profile():
     assert 'printf "\\n\\n%s\\n\\n", $0 > "/dev/console"' in sup
     assert "root:!:" in (OVERLAY / "usr/libexec/outguard/data-setup").read_text()
     assert "-device bochs-display" in (TOP / "image/run.sh").read_text()
+
+
+@pytest.mark.parametrize("addr,ok", [
+    ("10.0.2.2:6514", True), ("192.0.2.10:514", True), ("[2001:db8::10]:6514", True),
+    ("[::1]:1", True), ("0.0.0.0:65535", True),
+    ("1.2.3.4:0", False), ("1.2.3.4:65536", False), ("1.2.3.4:099", False),
+    ("256.1.1.1:6514", False), ("01.2.3.4:6514", False), ("1.2.3:6514", False),
+    ("1.2.3.4.5:6514", False), ("logs.example.com:6514", False), ("[logs]:6514", False),
+    ("[::1]", False), ("[::g]:6514", False), ("1.2.3.4:", False), (":6514", False),
+    ("1.2.3.4:6514x", False), ('1.2.3.4:6514"', False), ("1.2.3.4:65 14", False),
+])
+def test_provision_syslog_address(addr, ok):
+    """provision's check of `syslog =` (the daemon's [log] remote: an IP address and a
+    port), run with the busybox the image ships when it is at hand, else the host's sh."""
+    text = (OVERLAY / "usr/libexec/outguard/provision").read_text()
+    func = re.search(r"(?ms)^valid_syslog\(\) \{\n.*?^\}\n", text).group(0)
+    bb = IMAGE_OUT / "x86_64" / "parts" / "busybox" / "bin" / "busybox"
+    sh = [str(bb), "sh"] if bb.exists() else ["sh"]
+    r = subprocess.run([*sh, "-c", func + 'valid_syslog "$1"', "sh", addr],
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode == 0) == ok, (addr, r.returncode, r.stderr)
+
+
+def test_image_fits_the_size_limit():
+    """The built x86_64 image, compressed as it is shipped (xz -1, what image/report.sh
+    prints), stays under 20 MiB."""
+    img = IMAGE_OUT / "x86_64" / "images" / "outguard-x86_64.img"
+    if not img.exists():
+        pytest.skip(f"no {img} (make image ARCH=x86_64)")
+    size = len(subprocess.run(["xz", "-1", "-T1", "-c", str(img)], capture_output=True,
+                              check=True, timeout=600).stdout)
+    assert size < 20 << 20, f"{img}: {size / 1048576:.1f} MiB compressed, limit 20 MiB"
 
 
 @pytest.mark.skipif(shutil.which("mmd") is None or shutil.which("sfdisk") is None,

@@ -1,13 +1,15 @@
 """A/B updates with RAUC, in QEMU (x86_64; software emulation, so the boots are few).
 
-On a private copy of the built image, bundles made by image/bundle.sh from the built root slot:
+On a private copy of the built image, bundles made by image/bundle.sh from the built slot (root
+squashfs and kernel partition, whose /version file each bundle sets to its own version):
   boot 1 (slot A): the slot is marked good once the daemon answers SMTP; a message is
           queued (its next hop is a closed port, so it stays queued); a bundle with another
           version is dropped into the daemon's update spool and installed by the root-side
           update agent into slot B;
-  boot 2 (slot B): GRUB boots B, which runs the new version and is marked good; the message
-          is still queued; a bundle signed by another CA is refused; a bundle whose daemon
-          fails (exits at once) is installed into slot A;
+  boot 2 (slot B): GRUB boots B (kernel partition kernelB, written with rootB), which runs
+          the new version and is marked good; the message is still queued; a bundle signed
+          by another CA is refused; a bundle whose daemon fails (exits at once) is installed
+          into slot A;
   boot 3 (slot A, broken): no SMTP banner, so slot-health marks A bad and reboots;
   boot 4: GRUB falls back to slot B (the new version), with users and queued mail intact.
 """
@@ -48,7 +50,8 @@ def require_image() -> None:
 
 
 def make_bundle(work: Path, name: str, version: str, edit, keys: Path | None = None) -> Path:
-    """A bundle of the built root slot, changed by edit(tree) first."""
+    """A bundle of the built slot: its root changed by edit(tree) first, its kernel partition
+    with /version saying `version`."""
     tree = work / f"tree-{name}"
     shutil.rmtree(tree, ignore_errors=True)
     built = ogvm.IMAGE_OUT / ARCH / "images" / "rootfs.squashfs"
@@ -58,13 +61,21 @@ def make_bundle(work: Path, name: str, version: str, edit, keys: Path | None = N
     rootfs = work / f"rootfs-{name}.squashfs"
     subprocess.run([str(ogvm.TOP / "image" / "mkrootfs.sh"), str(tree), str(rootfs)], check=True)
     shutil.rmtree(tree)
+    kernel = work / f"kernel-{name}.vfat"
+    shutil.copyfile(ogvm.IMAGE_OUT / ARCH / "images" / "kernel.vfat", kernel)
+    marker = work / "version"
+    marker.write_text(f"VERSION_ID={version}\n")
+    subprocess.run(["mcopy", "-o", "-i", str(kernel), str(marker), "::/version"], check=True,
+                   stdin=subprocess.DEVNULL, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
     out = work / f"{name}.raucb"
-    env = dict(os.environ, BUNDLE_ROOTFS=str(rootfs), BUNDLE_VERSION=version)
+    env = dict(os.environ, BUNDLE_ROOTFS=str(rootfs), BUNDLE_KERNEL=str(kernel),
+               BUNDLE_VERSION=version)
     if keys is not None:
         env["KEYS_DIR"] = str(keys)
     subprocess.run([str(ogvm.TOP / "image" / "bundle.sh"), ARCH, str(out)], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     rootfs.unlink()
+    kernel.unlink()
     return out
 
 
@@ -124,6 +135,17 @@ def install(vm: ogvm.VM, port: int, name: str, cli: bool = False) -> dict[str, s
           " do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 1; done", timeout=360)
     text = vm.sh("cat /run/outguard/update-status")
     return dict(re.findall(r"^(\w+)=(.*)$", text, re.M))
+
+
+def kernel_slot_version(vm: ogvm.VM, label: str) -> str:
+    """VERSION_ID of the /version file on the kernel partition labelled `label`."""
+    out = vm.sh(f"d=$(for u in /sys/class/block/*/uevent; do grep -qx PARTNAME={label} $u && "
+                "sed -n 's/^DEVNAME=//p' $u; done); mkdir -p /tmp/kslot && "
+                "mount -t vfat -o ro /dev/$d /tmp/kslot && cat /tmp/kslot/version; "
+                "umount /tmp/kslot")
+    m = re.search(r"^VERSION_ID=(\S+)$", out, re.M)
+    assert m, out
+    return m.group(1)
 
 
 def booted(vm: ogvm.VM) -> tuple[str, str]:
@@ -188,6 +210,8 @@ def test_update_reboot_rollback(tmp_path):
         assert "root rootB (/dev/vda3) mounted read-only" in vm.output()
         vm.login(ADMIN_PASSWORD)
         assert booted(vm) == ("B", NEW_VERSION)
+        # RAUC wrote B's kernel partition (the child slot) together with its root
+        assert kernel_slot_version(vm, "kernelB") == NEW_VERSION
         wait_slot_good(vm)
         assert RCPT in json.dumps(guest_json(vm, "queue list --json")), "queued mail lost"
         system = guest_json(vm, "update status --json")
@@ -222,12 +246,15 @@ def test_update_reboot_rollback(tmp_path):
         print(f"boot 4 (fallback to slot B) boot-to-banner {secs:.1f}s")
         vm.login(ADMIN_PASSWORD)
         assert booted(vm) == ("B", NEW_VERSION), f"no fallback (first image: {first_version})"
+        assert kernel_slot_version(vm, "kernelA") == BAD_VERSION  # installed with rootA
         wait_slot_good(vm)
         assert USER in json.dumps(guest_json(vm, "user list --json"))
         assert RCPT in json.dumps(guest_json(vm, "queue list --json")), "queued mail lost"
         env = vm.sh("grub-editenv /boot/EFI/BOOT/grubenv list")
         assert "A_OK=0" in env and "B_OK=1" in env, env
-        vm.sh("i=0; until grep -q '^A_OK=0' /run/outguard/update-slots; do i=$((i+1)); "
+        # the agent refreshes this snapshot every 10 s: wait for one taken after mark-good
+        vm.sh("i=0; until grep -q '^A_OK=0' /run/outguard/update-slots && "
+              "grep -q '^B_TRY=0' /run/outguard/update-slots; do i=$((i+1)); "
               "[ $i -gt 30 ] && exit 1; sleep 1; done", timeout=60)
         system = guest_json(vm, "update status --json")
         assert system["booted_slot"] == "B", system
