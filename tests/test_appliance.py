@@ -7,14 +7,12 @@ marker for the root side when confirmed with the hostname. The root side
 
 import os
 import re
-import socket
-import ssl
 import subprocess
-import threading
 
 import pytest
 
 from conftest import BIN, wait_for
+from syslog_collector import Collector, collector_cert
 
 HOST = "outguard.test"  # conftest's hostname
 
@@ -93,65 +91,8 @@ def test_reset_marker_is_the_run_users(jailed):
     assert st.st_uid == 65534 and st.st_mode & 0o777 == 0o600
 
 
-def make_collector_cert(dir):
-    """A private CA and the collector's certificate for 127.0.0.1, signed by it.
-    Returns (ca.pem, server.pem, server.key)."""
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=dir)
-
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Collector CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=collector")
-    (dir / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                                 "extendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
-    return dir / "ca.pem", dir / "server.pem", dir / "server.key"
-
-
-class Collector:
-    """An RFC 5425 syslog collector: TLS on loopback, octet-counted RFC 5424 frames."""
-
-    def __init__(self, cert, key):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.frames: list[str] = []
-        self.errors: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(raw,), daemon=True).start()
-
-    def _conn(self, raw):
-        try:
-            with self.ctx.wrap_socket(raw, server_side=True) as s:
-                f = s.makefile("rb")
-                while True:
-                    digits = b""
-                    while (c := f.read(1)) not in (b" ", b""):
-                        assert c.isdigit() and len(digits) < 6, f"bad frame length {digits + c!r}"
-                        digits += c
-                    if not digits:
-                        return
-                    self.frames.append(f.read(int(digits)).decode())
-        except (OSError, AssertionError) as e:
-            self.errors.append(str(e))
-
-    def close(self):
-        self.sock.close()
-
-
 def test_remote_syslog_rfc5424_over_tls(make_daemon, tmp_path):
-    ca, cert, key = make_collector_cert(tmp_path)
+    ca, cert, key = collector_cert(tmp_path, "IP:127.0.0.1")
     col = Collector(cert, key)
     try:
         d = make_daemon(hardening={"seccomp_action": "kill"},
@@ -173,7 +114,7 @@ def test_remote_syslog_rfc5424_over_tls(make_daemon, tmp_path):
 
 
 def test_remote_syslog_refuses_an_unverified_collector(make_daemon, tmp_path):
-    _, cert, key = make_collector_cert(tmp_path)
+    _, cert, key = collector_cert(tmp_path, "IP:127.0.0.1")
     col = Collector(cert, key)
     try:
         # No ca_file: the system CAs, which do not vouch for this collector.

@@ -16,17 +16,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import socketserver
-import ssl
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import ogvm
+from syslog_collector import Collector, collector_cert
 
 ARCHS = [
     pytest.param("x86_64", id="x86_64"),
@@ -91,67 +89,6 @@ class Sink(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), _SinkHandler)
         self.messages: list[str] = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
-def collector_cert(d: Path, name: str) -> tuple[Path, Path, Path]:
-    """A private CA and a collector certificate for DNS name `name`, signed by it.
-    Returns (ca.pem, server.pem, server.key)."""
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
-
-    d.mkdir(parents=True, exist_ok=True)
-    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Collector CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=collector")
-    (d / "ext.cnf").write_text(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\n"
-                               "extendedKeyUsage=serverAuth\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
-    return d / "ca.pem", d / "server.pem", d / "server.key"
-
-
-class Collector:
-    """An RFC 5425 syslog collector on the host's loopback (the guest reaches it as
-    10.0.2.2): TLS, octet-counted RFC 5424 frames, kept in `frames`."""
-
-    def __init__(self, cert: Path, key: Path):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.frames: list[str] = []
-        self.errors: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(raw,), daemon=True).start()
-
-    def _conn(self, raw):
-        try:
-            raw.settimeout(600)
-            with self.ctx.wrap_socket(raw, server_side=True) as s:
-                f = s.makefile("rb")
-                while True:
-                    digits = b""
-                    while (c := f.read(1)) not in (b" ", b""):
-                        if not c.isdigit() or len(digits) >= 6:
-                            raise ValueError(f"bad frame length {digits + c!r}")
-                        digits += c
-                    if not digits:
-                        return
-                    self.frames.append(f.read(int(digits)).decode(errors="replace"))
-        except (OSError, ValueError) as e:
-            self.errors.append(str(e))
-
-    def close(self):
-        self.sock.close()
 
 
 def swaks(vm: ogvm.VM, user: str, password: str, subject: str) -> subprocess.CompletedProcess:
@@ -226,7 +163,7 @@ def test_boot_submit_reboot(arch, tmp_path):
     disk = ogvm.fresh_disk(arch, work)
     sink = Sink()
     # remote syslog: verified against the provisioned CA, under the provisioned name
-    ca, cert, key = collector_cert(work / "collector", "collector.test")
+    ca, cert, key = collector_cert(work / "collector", "DNS:collector.test")
     collector = Collector(cert, key)
     ogvm.provision(disk, {
         "provision.conf": (f"# test provisioning\nhostname = {HOSTNAME}\n"
