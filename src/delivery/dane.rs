@@ -9,11 +9,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::dnssec::{Algorithm, Proof, PublicKeyBuf, TrustAnchors};
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::proto::xfer::Protocol;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256, Sha512};
 
@@ -41,24 +38,7 @@ impl Dane {
     /// `anchors`: the text of `delivery.dnssec_trust_anchor` (DNSKEY
     /// records, one per line), None for the root's keys.
     pub fn new(cfg: &DeliveryConfig, anchors: Option<&str>) -> Result<Dane, String> {
-        let mut opts = ResolverOpts::default();
-        opts.ndots = 0;
-        opts.validate = true;
-        let builder = if cfg.dns_servers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|e| {
-                format!(
-                    "cannot read the system resolver configuration: {e}; set delivery.dns_servers"
-                )
-            })?
-        } else {
-            let mut rc = ResolverConfig::new();
-            for addr in &cfg.dns_servers {
-                rc.add_name_server(NameServerConfig::new(*addr, Protocol::Udp));
-                rc.add_name_server(NameServerConfig::new(*addr, Protocol::Tcp));
-            }
-            TokioResolver::builder_with_config(rc, TokioConnectionProvider::default())
-        };
-        let mut builder = builder.with_options(opts);
+        let mut builder = super::route::resolver_builder(cfg, true)?;
         if let Some(text) = anchors {
             builder = builder.with_trust_anchor(Arc::new(parse_anchors(text)?));
         }

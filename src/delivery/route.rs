@@ -4,10 +4,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::{ResolverBuilder, TokioResolver};
 
 use super::config::{DeliveryConfig, Mode};
 
@@ -41,6 +41,31 @@ pub enum Router {
     Capture,
 }
 
+/// A resolver on `delivery.dns_servers` (each over UDP and TCP), or on the
+/// system's configuration when none are set. Names are always absolute (no
+/// search list); `validate` asks for DNSSEC validation (DANE's TLSA lookups).
+pub(super) fn resolver_builder(
+    cfg: &DeliveryConfig,
+    validate: bool,
+) -> Result<ResolverBuilder<TokioConnectionProvider>, String> {
+    let mut opts = ResolverOpts::default();
+    opts.ndots = 0;
+    opts.validate = validate;
+    let builder = if cfg.dns_servers.is_empty() {
+        TokioResolver::builder_tokio().map_err(|e| {
+            format!("cannot read the system resolver configuration: {e}; set delivery.dns_servers")
+        })?
+    } else {
+        let mut rc = ResolverConfig::new();
+        for addr in &cfg.dns_servers {
+            rc.add_name_server(NameServerConfig::new(*addr, Protocol::Udp));
+            rc.add_name_server(NameServerConfig::new(*addr, Protocol::Tcp));
+        }
+        TokioResolver::builder_with_config(rc, TokioConnectionProvider::default())
+    };
+    Ok(builder.with_options(opts))
+}
+
 impl Router {
     pub fn new(cfg: &DeliveryConfig) -> Result<Router, String> {
         match cfg.mode() {
@@ -52,21 +77,7 @@ impl Router {
             }
             Mode::Capture => Ok(Router::Capture),
             Mode::Mx => {
-                let mut opts = ResolverOpts::default();
-                // Names are always absolute; no search list.
-                opts.ndots = 0;
-                let builder = if cfg.dns_servers.is_empty() {
-                    TokioResolver::builder_tokio()
-                        .map_err(|e| format!("cannot read the system resolver configuration: {e}; set delivery.dns_servers"))?
-                } else {
-                    let mut rc = ResolverConfig::new();
-                    for addr in &cfg.dns_servers {
-                        rc.add_name_server(NameServerConfig::new(*addr, Protocol::Udp));
-                        rc.add_name_server(NameServerConfig::new(*addr, Protocol::Tcp));
-                    }
-                    TokioResolver::builder_with_config(rc, TokioConnectionProvider::default())
-                };
-                let resolver = builder.with_options(opts).build();
+                let resolver = resolver_builder(cfg, false)?.build();
                 Ok(Router::Mx {
                     resolver: Box::new(resolver),
                     port: cfg.mx_port,
