@@ -104,10 +104,7 @@ impl App {
         if admin.is_empty() {
             return;
         }
-        let notice = crate::notify::queue_notice(
-            &self.store,
-            self.committer.reserve_id(),
-            &self.hostname,
+        self.notify_admin(
             &admin,
             &format!("Outguard: logins to {account} under attack"),
             &format!(
@@ -116,10 +113,8 @@ impl App {
                  logged in to it successfully before. Check the log and the audit log.\n"
             ),
             self.clock.now(),
+            "attack",
         );
-        if let Err(e) = notice {
-            tracing::error!(error = %e, "queueing the attack notice failed");
-        }
     }
 
     /// Logs a hold or lock and mails the admin notice, naming the reasons.
@@ -157,16 +152,31 @@ impl App {
         for r in &held.reasons {
             text.push_str(&format!("- {r}\n"));
         }
-        if let Err(e) = crate::notify::queue_notice(
+        self.notify_admin(admin, &subject, &text, self.clock.now(), "admin");
+    }
+
+    /// Queues a notice to `admin` under a fresh queue id. A failure is
+    /// logged (`what` names the notice in the log line), never fatal: the
+    /// event it reports has already happened.
+    pub fn notify_admin(
+        &self,
+        admin: &str,
+        subject: &str,
+        text: &str,
+        now: jiff::Timestamp,
+        what: &str,
+    ) {
+        let queued = crate::notify::queue_notice(
             &self.store,
             self.committer.reserve_id(),
             &self.hostname,
             admin,
-            &subject,
-            &text,
-            self.clock.now(),
-        ) {
-            tracing::error!(error = %e, "queueing the admin notice failed");
+            subject,
+            text,
+            now,
+        );
+        if let Err(e) = queued {
+            tracing::error!(error = %e, "queueing the {what} notice failed");
         }
     }
 

@@ -38,18 +38,13 @@ pub fn sweep(app: &App) {
                 if admin.is_empty() {
                     continue;
                 }
-                let notice = crate::notify::queue_notice(
-                    &app.store,
-                    app.committer.reserve_id(),
-                    &app.hostname,
+                app.notify_admin(
                     &admin,
                     &format!("Outguard: {name} unlocked"),
                     &format!("The outgoing user {name} was unlocked: its lock timed out.\n"),
                     now,
+                    "unlock",
                 );
-                if let Err(e) = notice {
-                    tracing::error!(error = %e, "queueing the unlock notice failed");
-                }
             }
         }
         Err(e) => tracing::error!(error = %e, "expiring locks failed"),
