@@ -1,7 +1,8 @@
 #!/bin/sh
 # Offline checks of this br2-external against a Buildroot tree (no download, no build):
 #   1. toolchain: the Rust that Buildroot ships (package/rust, package/rust-bin) is at
-#      least the crate's rust-version (Cargo.toml)
+#      least the crate's rust-version (Cargo.toml), and every locked package the daemon
+#      builds declares a rust-version no newer than that (check-msrv.sh)
 #   2. per defconfig: it loads (make defconfig with BR2_EXTERNAL), every option it sets
 #      is in the resulting .config (a renamed or removed option is dropped silently), and
 #      what savedefconfig writes back differs from it only by defaults set on purpose
@@ -53,6 +54,11 @@ for mk in rust/rust.mk rust-bin/rust-bin.mk; do
         fail "toolchain: package/$mk ships Rust $have, the crate needs $need (Cargo.toml rust-version)"
     fi
 done
+if msrv=$("$EXT/check-msrv.sh" 2>&1); then
+    pass "toolchain: Cargo.lock: ${msrv#PASS  msrv: }"
+else
+    fail "toolchain: Cargo.lock: ${msrv#FAIL  msrv: }"
+fi
 
 # --- 2. and 3. defconfigs, savedefconfig, show-info ------------------------------------
 for def in "$EXT"/configs/*_defconfig; do
@@ -124,7 +130,7 @@ done
 if /usr/bin/python3 -c 'import magic, flake8' 2>/dev/null && command -v shellcheck >/dev/null; then
     # shellcheck disable=SC2046 # file list
     if (cd "$EXT" && /usr/bin/python3 "$BR/utils/check-package" -b \
-        $(find . -type f ! -name '*.md' ! -name check.sh | sort)) > "$WORK/check-package.log" 2>&1; then
+        $(find . -type f ! -name '*.md' ! -name 'check*.sh' | sort)) > "$WORK/check-package.log" 2>&1; then
         pass "check-package: $(tail -n1 "$WORK/check-package.log")"
     else
         fail "check-package: $(grep -v '^[0-9]* lines processed' "$WORK/check-package.log" | tr '\n' ' ')"

@@ -124,6 +124,26 @@ def test_msrv_lint():
     assert re.search(r'^incompatible_msrv = "deny"$', cargo, re.M)
 
 
+def test_locked_dependencies_within_rust_version():
+    """Every package the daemon builds from Cargo.lock declares a rust-version no newer
+    than the crate's (buildroot/check-msrv.sh, offline: the crates of the last build)."""
+    want = re.search(r'^rust-version = "([\d.]+)"$', (TOP / "Cargo.toml").read_text(), re.M).group(1)
+    r = subprocess.run([str(BR / "check-msrv.sh")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.match(rf"PASS  msrv: all \d+ locked packages build with Rust {re.escape(want)} ", r.stdout)
+
+
+def test_msrv_check_names_what_is_too_new():
+    """Against an older Rust the check fails and names each package with its need."""
+    r = subprocess.run([str(BR / "check-msrv.sh")], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "MSRV": "1.70"})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout.startswith("FAIL  msrv: ")
+    # redb and tokio are direct dependencies that declare a rust-version above 1.70.
+    assert re.search(r"\bredb [\d.]+ needs 1\.\d+", r.stdout)
+    assert re.search(r"\btokio [\d.]+ needs 1\.\d+", r.stdout)
+
+
 def fragments(board: str, kver: str) -> list[str]:
     r = subprocess.run([str(TOP / "board/common/kernel-fragments.sh"), board, kver],
                        capture_output=True, text=True)
