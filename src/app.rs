@@ -13,7 +13,7 @@ use crate::auth::throttle::Throttle;
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::jail::Hardening;
-use crate::response::Held;
+use crate::policy::response::Held;
 use crate::settings;
 use crate::store::{Committer, Store};
 

@@ -27,7 +27,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use accept::{AcceptError, Accepted, Committer, Submission};
+pub use accept::{AcceptError, Accepted, Committer, Decide, Submission};
 pub use admin::AuditEntry;
 pub use health::Health;
 pub use observer::{Change, ProfileChange};
