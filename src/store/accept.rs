@@ -383,6 +383,7 @@ fn accept_one(
     let Some(mut user) = user else {
         return Ok(Err(AcceptError::NoUser));
     };
+    let was_locked = super::users::locked(&user);
     let (defaults, tz, rules, quarantine) = settings.read(|c| {
         (
             c.settings.defaults.clone(),
@@ -508,6 +509,7 @@ fn accept_one(
     };
     txn.open_table(USERS)?
         .insert(s.user.as_str(), to_json(&user)?.as_slice())?;
+    super::users::count_lock(txn, was_locked, super::users::locked(&user))?;
     Ok(Ok(Accepted::Held(Held {
         fate: decision.fate,
         reasons: decision.reasons,

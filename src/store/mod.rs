@@ -147,6 +147,7 @@ impl Store {
             txn.open_table(QBODIES)?;
             queue::create(&txn)?;
             behaviour::create(&txn)?;
+            users::recount_locked(&txn)?;
         }
         txn.commit()?;
         Ok(Store {
