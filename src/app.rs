@@ -1,6 +1,6 @@
 //! The one house: what every face of the daemon shares (the SMTP
 //! sessions, the control socket, the admin web face, housekeeping), built
-//! once by `daemon::serve` and handed out as `Arc<App>`. Each face keeps
+//! once by `daemon::Jailed::run` and handed out as `Arc<App>`. Each face keeps
 //! only its own things next to it (`smtp::Server`: TLS acceptor, screener,
 //! session bounds; `control::Control`: config, certificates, imports).
 
@@ -13,7 +13,7 @@ use crate::auth::throttle::Throttle;
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::jail::Hardening;
-use crate::response::Held;
+use crate::policy::response::Held;
 use crate::settings;
 use crate::store::{Committer, Store};
 

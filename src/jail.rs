@@ -56,7 +56,15 @@ const READ_ONLY: &[&str] = &[
 /// asked for in best-effort mode: an older kernel enforces what it can
 /// (network rules need ABI 4, scopes ABI 6), reported as "partially
 /// enforced".
-pub fn prepare_landlock(data_dir: &Path, connect: &[u16]) -> Result<RulesetCreated, String> {
+pub fn prepare_landlock(
+    _root: &crate::privilege::Privileged,
+    data_dir: &Path,
+    connect: &[u16],
+) -> Result<RulesetCreated, String> {
+    ruleset(data_dir, connect)
+}
+
+fn ruleset(data_dir: &Path, connect: &[u16]) -> Result<RulesetCreated, String> {
     let abi = ABI::V6;
     let readable: Vec<&str> = READ_ONLY
         .iter()
@@ -316,7 +324,7 @@ mod tests {
         let (a, o) = (allowed.local_addr().unwrap(), other.local_addr().unwrap());
         let dir = std::env::temp_dir();
         let outcome = std::thread::spawn(move || {
-            let ruleset = prepare_landlock(&dir, &[a.port()]).unwrap();
+            let ruleset = ruleset(&dir, &[a.port()]).unwrap();
             let status = landlock(ruleset).unwrap();
             (
                 status,

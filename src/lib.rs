@@ -25,7 +25,6 @@ pub mod logsafe;
 pub mod notify;
 pub mod policy;
 pub mod privilege;
-pub mod response;
 pub mod scan;
 pub mod settings;
 pub mod smtp;

@@ -2,13 +2,18 @@
 //! while `Privileged`, the process (root, when started by init) creates
 //! its data directory, reads keys and binds its sockets; `drop_privileges`
 //! then switches for good to the unprivileged run user and sets
-//! no_new_privs, yielding `Jailed`. Only after that does the async runtime
-//! start and network input get parsed. The types make the order
-//! unmistakable: root-only setup takes `&Privileged`, which no longer
-//! exists once dropped.
+//! no_new_privs, yielding `Dropped`. Only after that does the async
+//! runtime start and network input get parsed (the stages themselves are
+//! `daemon::{Resources, Jailed}`). The types make the order unmistakable:
+//! root-only setup is a method of `Privileged` or takes `&Privileged`
+//! (`tls::load`, `control::bind`, `jail::prepare_landlock`, the delivery
+//! and syslog `Prepared::load`), and there is only ever one `Privileged`
+//! in a process (`begin` succeeds once), consumed by `drop_privileges`.
 
 use std::fs;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::unistd::{Gid, Uid, getegid, geteuid, setgroups, setresgid, setresuid};
 
@@ -37,6 +42,10 @@ pub fn lookup(name: &str, passwd: &str) -> Option<Account> {
     })
 }
 
+/// The privileged stage of start-up. Neither `Clone` nor constructible
+/// outside this file: the one value comes from `begin` and goes away in
+/// `drop_privileges`.
+#[derive(Debug)]
 pub struct Privileged {
     /// Where to switch to; `None` when not started as root (then the
     /// daemon simply runs as the invoking user).
@@ -44,12 +53,21 @@ pub struct Privileged {
 }
 
 /// Proof that privileges were dropped.
-pub struct Jailed {
+#[derive(Debug)]
+pub struct Dropped {
     pub uid: Uid,
 }
 
+/// Set by the first `Privileged::begin`: a second one (jailed code trying
+/// to get back to the root-only setup) is refused.
+static BEGUN: AtomicBool = AtomicBool::new(false);
+
 impl Privileged {
+    /// Starts the privileged stage; only once per process.
     pub fn begin(run_user: &str) -> Result<Privileged, String> {
+        if BEGUN.swap(true, Ordering::SeqCst) {
+            return Err("the privileged stage of start-up is over".into());
+        }
         if !geteuid().is_root() {
             return Ok(Privileged { target: None });
         }
@@ -79,8 +97,13 @@ impl Privileged {
         DataDir::open(dir, self.target.as_ref().map(|a| (a.uid, a.gid)))
     }
 
+    /// Binds a TCP listener (ports below 1024 need root).
+    pub fn bind_tcp(&self, addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+        TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}{what}: {e}"))
+    }
+
     /// Switches to the run user for good and forbids regaining privileges.
-    pub fn drop_privileges(self) -> Result<Jailed, String> {
+    pub fn drop_privileges(self) -> Result<Dropped, String> {
         if let Some(a) = &self.target {
             // While still root (PR_CAPBSET_DROP needs CAP_SETPCAP): empty
             // the bounding and ambient sets, so nothing this process runs
@@ -98,7 +121,7 @@ impl Privileged {
         }
         nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
         debug_assert!(self.target.is_none() || getegid() != Gid::from_raw(0));
-        Ok(Jailed { uid: geteuid() })
+        Ok(Dropped { uid: geteuid() })
     }
 }
 
@@ -112,5 +135,14 @@ mod tests {
         let a = lookup("outguard", p).unwrap();
         assert_eq!((a.uid.as_raw(), a.gid.as_raw()), (200, 201));
         assert!(lookup("nobody", p).is_none());
+    }
+
+    /// The privileged stage exists once: after the first `begin`, every
+    /// later one is refused, whatever the first one's outcome.
+    #[test]
+    fn begins_once() {
+        let _ = Privileged::begin("outguard-test-nobody");
+        let again = Privileged::begin("outguard-test-nobody").unwrap_err();
+        assert!(again.contains("is over"), "{again}");
     }
 }

@@ -43,8 +43,8 @@ pub struct SystemSettings {
     pub admin_address: String,
     /// Values for user settings a user leaves unset.
     pub defaults: EffectiveSettings,
-    /// When to let through, hold or lock (`response::Policy`).
-    pub response: crate::response::Policy,
+    /// When to let through, hold or lock (`policy::response::Policy`).
+    pub response: crate::policy::response::Policy,
 }
 
 impl Default for SystemSettings {
@@ -58,7 +58,7 @@ impl Default for SystemSettings {
             quarantine_retention_days: 30,
             admin_address: String::new(),
             defaults: EffectiveSettings::default(),
-            response: crate::response::Policy::default(),
+            response: crate::policy::response::Policy::default(),
         }
     }
 }

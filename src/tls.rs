@@ -140,6 +140,7 @@ fn server_config_with(ck: CertifiedKey) -> Result<(Arc<ServerConfig>, Arc<Certs>
 /// start unless configured; read without following symlinks when they
 /// lie in the data directory.
 pub fn load(
+    _root: &crate::privilege::Privileged,
     cfg: &crate::config::Config,
     data: &crate::datadir::DataDir,
     hostname: &str,

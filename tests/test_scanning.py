@@ -277,3 +277,38 @@ def test_dashboard_counts_refused_and_caught_today(make_daemon):
     d.set_clock("2026-11-28T00:00:01Z")
     dash = d.api("GET", "/v1/dashboard")[1]
     assert (dash["messages_refused_today"], dash["messages_caught_today"], dash["messages_accepted_today"]) == (0, 0, 0)
+
+
+def test_dashboard_counts_locked_users(make_daemon):
+    """The dashboard's locked-user count, kept in the store rather than
+    counted over every user, matches the users listed as locked through an
+    automatic lock, a lock by hand, an unlock, a timed unlock, a delete and
+    a restart (the store opened again)."""
+    d = make_daemon(housekeeping_secs=1)
+    d.set_clock("2026-11-27T10:00:00Z")
+    for name in (USER, "bob@example.com", "carol@example.com"):
+        d.add_user(name, lock_timeout=10)
+
+    def listed():
+        return sorted(u["name"] for u in json.loads(d.cli("user", "list", "--status", "locked", "--json").stdout))
+
+    def matches(names):
+        wait_for(lambda: d.api("GET", "/v1/dashboard")[1]["locked_users"] == len(names), what=f"{len(names)} locked")
+        assert listed() == sorted(names)
+
+    matches([])
+    assert submit(d, message(text=GTUBE))[0] == 550  # locked automatically, for 10 minutes
+    matches([USER])
+    d.cli("user", "lock", "bob@example.com")
+    d.cli("user", "lock", "carol@example.com")
+    matches([USER, "bob@example.com", "carol@example.com"])
+    d.cli("user", "unlock", "bob@example.com")
+    matches([USER, "carol@example.com"])
+    d.set_clock("2026-11-27T10:10:30Z")  # the timed lock ends (housekeeping)
+    matches(["carol@example.com"])
+    d.cli("user", "lock", "bob@example.com")
+    d.cli("user", "delete", "carol@example.com")
+    matches(["bob@example.com"])
+    d.stop()
+    d.start()
+    matches(["bob@example.com"])

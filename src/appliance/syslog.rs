@@ -125,7 +125,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn load(cfg: &LogConfig) -> Result<Option<Prepared>, String> {
+    pub fn load(
+        _root: &crate::privilege::Privileged,
+        cfg: &LogConfig,
+    ) -> Result<Option<Prepared>, String> {
         if cfg.remote.is_empty() {
             return Ok(None);
         }

@@ -276,7 +276,7 @@ mod tests {
         };
         let a = observe(&mut p, &o);
         // Reported (a spam verdict with them locks), but flagged: behaviour
-        // alone does not hold a user still warming up (response::decide).
+        // alone does not hold a user still warming up (submission::fate::decide).
         assert!(a.warming_up);
         assert!(a.points <= 3, "{:?}", a.reasons);
     }

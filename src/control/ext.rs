@@ -111,13 +111,12 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         .read(|c| (c.tz.clone(), c.settings.defaults.clone()));
     let w = windows::windows(now, &tz);
     let users = store.users().map_err(internal)?;
-    let (mut accepted_today, mut recipients_today, mut locked) = (0u64, 0u64, 0u64);
+    let (mut accepted_today, mut recipients_today) = (0u64, 0u64);
     for u in &users {
         let usage = store.usage(&u.name).map_err(internal)?;
         let st = crate::policy::standing(u, &usage, &defaults, &tz, now);
         accepted_today += u64::from(st.counts.day);
         recipients_today += u64::from(st.counts.recipients_day);
-        locked += u64::from(st.lock.is_some());
     }
     let queue = store.queue(&QueueFilter::default()).map_err(internal)?;
     let mut states = serde_json::Map::new();
@@ -150,7 +149,8 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         "messages_accepted_today": accepted_today,
         "recipients_today": recipients_today,
         "users": users.len(),
-        "locked_users": locked,
+        // Kept by the store with every user write (store::users).
+        "locked_users": store.locked_users().map_err(internal)?,
         "queue_size": states.get("queued").and_then(Value::as_u64).unwrap_or(0),
         "queue_by_state": states,
         "recipients_delivered_in_queue": delivered,

@@ -56,6 +56,7 @@ pub struct Control {
 /// and the umask makes the socket private from its creation, with no
 /// chmod by path afterwards.
 pub fn bind(
+    _root: &crate::privilege::Privileged,
     data: &crate::datadir::DataDir,
     socket: &std::path::Path,
 ) -> Result<std::os::unix::net::UnixListener, String> {

@@ -1,7 +1,8 @@
 //! A user's standing and what it admits: the settings in force
 //! (`users::UserSettings::resolve`), the lock in force, the usage in the
-//! current windows (`windows`, `usage`), the sending limits (`limits`)
-//! and the automatic lock (`locking`).
+//! current windows (`windows`, `usage`), the sending limits (`limits`),
+//! the automatic lock (`locking`), and the graded response's settings and
+//! results (`response`; the rule itself is `submission::fate`).
 //!
 //! `standing` is the one place that says where a user stands at an
 //! instant (the session's early checks, the committer, the API's user
@@ -17,6 +18,7 @@ use crate::users::{EffectiveSettings, LockState, User};
 
 pub mod limits;
 pub mod locking;
+pub mod response;
 pub mod usage;
 pub mod windows;
 

@@ -6,7 +6,8 @@
 //! and the counting happen in the same serialised transaction.
 //!
 //! The same transaction updates the sender's behaviour profile and decides
-//! the message's fate (`response::decide`): queued, held in the quarantine,
+//! the message's fate with the rule the caller hands in
+//! (`submission::fate::decide`, see `Decide`): queued, held in the quarantine,
 //! or held with the user locked. So a crash never leaves a profile that
 //! counted a message the store does not have, or the reverse.
 
@@ -26,8 +27,8 @@ use super::{
 };
 use crate::behaviour::{Assessment, Observation, assess};
 use crate::clock::Clock;
+use crate::policy::response::{self, Decision, Fate, Held, Policy};
 use crate::policy::{self, Ask, locking};
-use crate::response::{self, Fate, Held};
 use crate::scan::{Class, Verdict};
 use crate::settings;
 use crate::users::User;
@@ -35,6 +36,14 @@ use crate::users::User;
 pub(super) const QUEUE_SEQ: &str = "queue_id";
 /// Submissions taken into one commit at most.
 const MAX_BATCH: usize = 128;
+
+/// The fate rule: from the content verdict, the behaviour assessment, the
+/// user's holds in the window (this message not included), the response
+/// settings and whether automatic lock is on. The committer applies it
+/// inside its transaction, where the profile and the holds are exact; the
+/// rule itself belongs to `submission` (above `store` in the import
+/// order), which passes it to `Committer::accept`.
+pub type Decide = fn(&Verdict, &Assessment, u32, &Policy, bool) -> Decision;
 
 /// A message at the end of DATA, ready to be queued.
 #[derive(Debug)]
@@ -79,6 +88,7 @@ pub enum AcceptError {
 
 struct Job {
     submission: Submission,
+    decide: Decide,
     done: oneshot::Sender<std::result::Result<Accepted, AcceptError>>,
 }
 
@@ -131,15 +141,21 @@ impl Committer {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Queues the message durably; returns once it is on disk.
+    /// Queues the message durably, its fate decided by `decide`; returns
+    /// once it is on disk.
     pub async fn accept(
         &self,
         submission: Submission,
+        decide: Decide,
     ) -> std::result::Result<Accepted, AcceptError> {
         let (done, wait) = oneshot::channel();
         let gone = || AcceptError::Store(StoreError("committer stopped".into()));
         self.jobs
-            .send(Job { submission, done })
+            .send(Job {
+                submission,
+                decide,
+                done,
+            })
             .await
             .map_err(|_| gone())?;
         wait.await.map_err(|_| gone())?
@@ -237,7 +253,7 @@ fn commit_batch(
                 continue;
             }
             adding += size;
-            results.push(accept_one(&txn, settings, clock, grant, &job.submission)?);
+            results.push(accept_one(&txn, settings, clock, grant, job)?);
         }
         txn.commit()?;
         // Counted ahead but not queued: given back below.
@@ -355,8 +371,9 @@ fn accept_one(
     settings: &settings::Shared,
     clock: &Clock,
     fleet_grant: &mut Option<std::result::Result<Counted, AcceptError>>,
-    s: &Submission,
+    job: &Job,
 ) -> Result<std::result::Result<Accepted, AcceptError>> {
+    let s = &job.submission;
     let now = clock.now();
     let user: Option<User> = txn
         .open_table(USERS)?
@@ -366,6 +383,7 @@ fn accept_one(
     let Some(mut user) = user else {
         return Ok(Err(AcceptError::NoUser));
     };
+    let was_locked = super::users::locked(&user);
     let (defaults, tz, rules, quarantine) = settings.read(|c| {
         (
             c.settings.defaults.clone(),
@@ -409,7 +427,7 @@ fn accept_one(
         Assessment::default()
     };
     let recent = profile.recent_holds(now, rules.hold_window_minutes);
-    let decision = response::decide(&s.content, &assessment, recent, &rules, eff.auto_lock);
+    let decision = (job.decide)(&s.content, &assessment, recent, &rules, eff.auto_lock);
     if decision.fate == Fate::Allow {
         // Counted fleet-wide ahead (`fleet_asks`); taking the grant
         // marks it used.
@@ -491,6 +509,7 @@ fn accept_one(
     };
     txn.open_table(USERS)?
         .insert(s.user.as_str(), to_json(&user)?.as_slice())?;
+    super::users::count_lock(txn, was_locked, super::users::locked(&user))?;
     Ok(Ok(Accepted::Held(Held {
         fate: decision.fate,
         reasons: decision.reasons,

@@ -27,7 +27,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use accept::{AcceptError, Accepted, Committer, Submission};
+pub use accept::{AcceptError, Accepted, Committer, Decide, Submission};
 pub use admin::AuditEntry;
 pub use health::Health;
 pub use observer::{Change, ProfileChange};
@@ -147,6 +147,7 @@ impl Store {
             txn.open_table(QBODIES)?;
             queue::create(&txn)?;
             behaviour::create(&txn)?;
+            users::recount_locked(&txn)?;
         }
         txn.commit()?;
         Ok(Store {

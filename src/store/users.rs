@@ -1,12 +1,19 @@
-//! Persistence of outgoing users and the index of IP-authorised ones.
+//! Persistence of outgoing users and the index of IP-authorised ones,
+//! and the count of locked users (`LOCKED` in `meta`), kept by every
+//! write of a user record in the same transaction (`count_lock`) and
+//! recounted when the store is opened (`recount_locked`).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{NETWORKS, Result, Store, USAGE, USERS, from_json, to_json};
-use crate::users::{User, UserName};
+use super::{META, NETWORKS, Result, Store, USAGE, USERS, from_json, to_json};
+use crate::users::{LockState, User, UserName};
+
+/// `meta` key: how many users have a lock stored (any lock but `Active`;
+/// an expired timed lock counts until housekeeping ends it).
+const LOCKED: &str = "locked_users";
 
 /// Outcome of a bulk import.
 #[derive(Debug, Default, serde::Serialize)]
@@ -48,6 +55,13 @@ impl Store {
             let u: User = from_json(v)?;
             Ok(keep(&u).then_some(u))
         })
+    }
+
+    /// How many users are locked (see `LOCKED`), without reading them.
+    pub fn locked_users(&self) -> Result<u64> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(LOCKED)?.map(|v| v.value()).unwrap_or(0))
     }
 
     /// Which of `names` are users already, in one read transaction.
@@ -99,8 +113,10 @@ impl Store {
             match current {
                 None => None,
                 Some(mut user) => {
+                    let was = locked(&user);
                     change(&mut user);
                     table.insert(name, to_json(&user)?.as_slice())?;
+                    count_lock(&txn, was, locked(&user))?;
                     Some(user)
                 }
             }
@@ -115,7 +131,13 @@ impl Store {
     /// Deletes a user and its counters; `Ok(false)` if there was none.
     pub fn delete_user(&self, name: &str) -> Result<bool> {
         let txn = self.write()?;
-        let existed = txn.open_table(USERS)?.remove(name)?.is_some();
+        let removed: Option<User> = txn
+            .open_table(USERS)?
+            .remove(name)?
+            .map(|v| from_json(v.value()))
+            .transpose()?;
+        let existed = removed.is_some();
+        count_lock(&txn, removed.as_ref().is_some_and(locked), false)?;
         txn.open_table(USAGE)?.remove(name)?;
         txn.open_table(NETWORKS)?.remove(name)?;
         txn.open_table(super::behaviour::BEHAVIOUR)?.remove(name)?;
@@ -171,6 +193,13 @@ impl Store {
         let changed = {
             let mut users = txn.open_table(USERS)?;
             let current = users.get(name)?.map(|v| v.value().to_vec());
+            // A record this box cannot read counts as not locked, as the
+            // recount at open would count it.
+            let was = current
+                .as_deref()
+                .and_then(|b| from_json::<User>(b).ok())
+                .is_some_and(|u| locked(&u));
+            count_lock(&txn, was, user.is_some_and(locked))?;
             match user {
                 None if current.is_none() => false,
                 None => {
@@ -205,8 +234,136 @@ fn insert_new(txn: &WriteTransaction, user: &User) -> Result<bool> {
         return Ok(false);
     }
     users.insert(user.name.as_str(), to_json(user)?.as_slice())?;
+    count_lock(txn, false, locked(user))?;
     if user.is_network() {
         txn.open_table(NETWORKS)?.insert(user.name.as_str(), ())?;
     }
     Ok(true)
+}
+
+/// Whether `user` counts as locked in `LOCKED`.
+pub(super) fn locked(user: &User) -> bool {
+    user.lock != LockState::Active
+}
+
+/// Keeps `LOCKED` right when a user record goes from locked `was` to
+/// locked `now`, in the transaction that writes it.
+pub(super) fn count_lock(txn: &WriteTransaction, was: bool, now: bool) -> Result<()> {
+    if was == now {
+        return Ok(());
+    }
+    let mut meta = txn.open_table(META)?;
+    let n = meta.get(LOCKED)?.map(|v| v.value()).unwrap_or(0);
+    let n = if now { n + 1 } else { n.saturating_sub(1) };
+    meta.insert(LOCKED, n)?;
+    Ok(())
+}
+
+/// Counts the locked users afresh (at open): the count is then right even
+/// if the store was written by a version that did not keep it (a
+/// firmware rollback and update again), at the cost of one pass over the
+/// users per start.
+pub(super) fn recount_locked(txn: &WriteTransaction) -> Result<()> {
+    let mut n = 0u64;
+    for row in txn.open_table(USERS)?.iter()? {
+        let (_, v) = row?;
+        n += u64::from(from_json::<User>(v.value()).is_ok_and(|u| locked(&u)));
+    }
+    txn.open_table(META)?.insert(LOCKED, n)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::{SignedDuration, Timestamp};
+
+    fn user(name: &str, now: Timestamp) -> User {
+        User::new(&UserName::parse(name).unwrap(), None, now)
+    }
+
+    /// The count on a real redb file follows every write of a user record
+    /// and is the same after the file is opened again.
+    #[test]
+    fn locked_count_follows_the_users_and_survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("og-locked-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.redb");
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.locked_users().unwrap(), 0);
+        for n in ["a@example.com", "b@example.com", "c@example.com"] {
+            assert!(store.add_user(&user(n, now)).unwrap());
+        }
+        // Imported already locked: counted in the import's transaction.
+        let mut d = user("d@example.com", now);
+        d.lock = LockState::LockedByAdmin {
+            since: now,
+            reason: "imported".into(),
+        };
+        let out = store
+            .import_users(&[d, user("a@example.com", now)])
+            .unwrap();
+        assert_eq!((out.added.len(), out.existing.len()), (1, 1));
+        assert_eq!(store.locked_users().unwrap(), 1);
+
+        let timed = |u: &mut User| {
+            u.lock = LockState::LockedUntil {
+                until: now + SignedDuration::from_mins(10),
+                reason: "spam".into(),
+            }
+        };
+        store.update_user("a@example.com", timed).unwrap();
+        store.update_user("b@example.com", timed).unwrap();
+        store
+            .update_user("c@example.com", |u| {
+                u.lock = LockState::LockedByAdmin {
+                    since: now,
+                    reason: "by hand".into(),
+                }
+            })
+            .unwrap();
+        assert_eq!(store.locked_users().unwrap(), 4);
+        // Locking a locked user again counts it once.
+        store.update_user("a@example.com", timed).unwrap();
+        assert_eq!(store.locked_users().unwrap(), 4);
+
+        // Unlock by an admin.
+        store
+            .update_user("c@example.com", |u| u.lock = LockState::Active)
+            .unwrap();
+        assert_eq!(store.locked_users().unwrap(), 3);
+        // Timed unlock, as housekeeping does it.
+        let later = now + SignedDuration::from_mins(11);
+        let mut unlocked = store.expire_locks(later).unwrap();
+        unlocked.sort();
+        assert_eq!(unlocked, ["a@example.com", "b@example.com"]);
+        assert_eq!(store.locked_users().unwrap(), 1);
+        // Deleting a locked user, and an unlocked one.
+        assert!(store.delete_user("d@example.com").unwrap());
+        assert!(store.delete_user("c@example.com").unwrap());
+        assert_eq!(store.locked_users().unwrap(), 0);
+        store.update_user("b@example.com", timed).unwrap();
+        assert_eq!(store.locked_users().unwrap(), 1);
+
+        // A user written by the fleet: locked there, then deleted there.
+        let mut e = user("e@example.com", now);
+        e.lock = LockState::LockedByAdmin {
+            since: now,
+            reason: "fleet".into(),
+        };
+        assert!(store.apply_remote_user("e@example.com", Some(&e)).unwrap());
+        assert_eq!(store.locked_users().unwrap(), 2);
+        assert!(store.apply_remote_user("e@example.com", None).unwrap());
+        assert_eq!(store.locked_users().unwrap(), 1);
+
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.locked_users().unwrap(), 1);
+        let counted = store.users().unwrap().iter().filter(|u| locked(u)).count();
+        assert_eq!(counted, 1);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,13 +1,15 @@
 //! A message's fate once the session has read and screened it: handed to
 //! the committer, which re-checks the sender's standing (`policy::admit`)
 //! and decides from the content verdict and the sender's behaviour
-//! (`response::decide`) whether it is queued, held, or held with the user
+//! (`fate::decide`, the rule this module hands it) whether it is queued, held, or held with the user
 //! locked; then the outcome: the day's counters, the log line, the admin
 //! notice of a hold or lock, and the answer the user's quarantine
 //! response calls for. The session only turns the `Answer` into its reply.
 
+pub mod fate;
+
 use crate::app::{App, Stats};
-use crate::response::Held;
+use crate::policy::response::{self, Held};
 use crate::scan::Class;
 use crate::store::{AcceptError, Accepted, Refusal, Submission, queue_id};
 use crate::users::QuarantineResponse;
@@ -39,7 +41,7 @@ pub async fn submit(app: &App, submission: Submission, summary: &str) -> Answer 
     let rcpts = submission.recipients.len();
     let size = submission.message.len();
     let class = submission.content.class;
-    let answer = match app.committer.accept(submission).await {
+    let answer = match app.committer.accept(submission, fate::decide).await {
         Ok(Accepted::Queued(id)) => {
             Stats::bump(&app.stats.accepted);
             tracing::info!(ip = %ip, user, id = %queue_id(id), recipients = rcpts, size, "message accepted");
@@ -88,7 +90,7 @@ fn held(
             eff.quarantine_response,
         )
     });
-    tracing::warn!(ip = %ip, user, id = %queue_id(id), %class, fate = %held.fate, reasons = %crate::response::summary(&held.reasons), "message caught");
+    tracing::warn!(ip = %ip, user, id = %queue_id(id), %class, fate = %held.fate, reasons = %response::summary(&held.reasons), "message caught");
     app.announce_held(&admin, user, held, &tz);
     quarantine_answer(response, class, summary, id)
 }

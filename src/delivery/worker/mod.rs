@@ -42,7 +42,11 @@ pub struct Prepared {
 
 impl Prepared {
     /// `data_dir` holds `capture/` in capture mode.
-    pub fn load(cfg: &DeliveryConfig, data_dir: &Path) -> Result<Prepared, String> {
+    pub fn load(
+        _root: &crate::privilege::Privileged,
+        cfg: &DeliveryConfig,
+        data_dir: &Path,
+    ) -> Result<Prepared, String> {
         cfg.validate()?;
         let read = |p: &std::path::Path| {
             std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))

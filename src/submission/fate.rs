@@ -1,6 +1,10 @@
-//! The graded response to a submitted message, from its content verdict
-//! and the sender's behaviour: let it through, hold it in the quarantine
-//! for review (the user stays able to send), or hold it and lock the user.
+//! The fate of a submitted message, from its content verdict and the
+//! sender's behaviour: let it through, hold it in the quarantine for
+//! review (the user stays able to send), or hold it and lock the user.
+//! `submission::submit` hands this rule to the committer
+//! (`store::Committer::accept`), which applies it inside the accepting
+//! transaction, where the behaviour profile and the recent holds are
+//! exact; the rule's settings and results are `policy::response`.
 //!
 //! A lock needs confidence. Content alone locks only when it is certain:
 //! malware (EICAR, hash signatures, blocked attachments), or a score at or
@@ -10,99 +14,9 @@
 //! below the lock score, or behaviour alone that is far from the user's
 //! usual, holds. Automatic lock off turns every lock into a hold.
 
-use serde::{Deserialize, Serialize};
-
 use crate::behaviour::Assessment;
+use crate::policy::response::{Decision, Fate, Policy};
 use crate::scan::{Class, Verdict};
-use crate::users::LockState;
-
-/// The response settings (`response` in the system settings).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Policy {
-    /// Use the behaviour model (off: content alone decides, and a spam
-    /// verdict below the lock score holds).
-    pub behaviour: bool,
-    /// Content score at or above which a spam verdict locks by itself.
-    pub content_lock_score: f64,
-    /// Behaviour points at which a message with clean content is held.
-    pub hold_points: u32,
-    /// Behaviour points at which a spam verdict below the lock score
-    /// locks instead of holding.
-    pub spam_lock_points: u32,
-    /// Holds within the window that lock the user (0: holds never lock).
-    pub holds_to_lock: u32,
-    pub hold_window_minutes: u32,
-}
-
-// content_lock_score is validated finite, so equality is total.
-impl Eq for Policy {}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            behaviour: true,
-            content_lock_score: 10.0,
-            hold_points: 3,
-            spam_lock_points: 2,
-            holds_to_lock: 3,
-            hold_window_minutes: 1440,
-        }
-    }
-}
-
-impl Policy {
-    pub fn validate(&self) -> Result<(), String> {
-        let s = self.content_lock_score;
-        if !s.is_finite() || !(0.0..=10_000.0).contains(&s) {
-            return Err(format!(
-                "response.content_lock_score must be between 0 and 10000, not {s}"
-            ));
-        }
-        if !(1..=100).contains(&self.hold_points) {
-            return Err("response.hold_points must be between 1 and 100".into());
-        }
-        if !(1..=100).contains(&self.spam_lock_points) {
-            return Err("response.spam_lock_points must be between 1 and 100".into());
-        }
-        if self.holds_to_lock > crate::behaviour::profile::HOLDS as u32 {
-            return Err(format!(
-                "response.holds_to_lock must be between 0 and {}",
-                crate::behaviour::profile::HOLDS
-            ));
-        }
-        if !(1..=10_080).contains(&self.hold_window_minutes) {
-            return Err("response.hold_window_minutes must be between 1 and 10080".into());
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fate {
-    Allow,
-    Hold,
-    Lock,
-}
-
-impl std::fmt::Display for Fate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Fate::Allow => "allow",
-            Fate::Hold => "hold",
-            Fate::Lock => "lock",
-        })
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Decision {
-    pub fate: Fate,
-    /// First the rule that decided, then the content and behaviour
-    /// reasons behind it. Empty when allowed.
-    pub reasons: Vec<String>,
-}
 
 /// Decides the fate of one message. `recent_holds`: the user's holds in
 /// the window, this message not included.
@@ -177,37 +91,6 @@ pub fn decide(
     Decision { fate, reasons }
 }
 
-/// One line for a lock reason, a log field or a notice subject: the rule
-/// that decided and the first reasons, bounded.
-pub fn summary(reasons: &[String]) -> String {
-    let mut s = reasons
-        .iter()
-        .take(4)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    if s.len() > 300 {
-        let cut = (0..=300)
-            .rev()
-            .find(|&i| s.is_char_boundary(i))
-            .unwrap_or(0);
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
-}
-
-/// A message held or locked, as the committer reports it.
-#[derive(Debug, Clone)]
-pub struct Held {
-    pub fate: Fate,
-    pub reasons: Vec<String>,
-    /// The quarantine id, when the message was kept.
-    pub kept: Option<u64>,
-    /// The lock set, if this message locked the user.
-    pub lock: Option<LockState>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,30 +160,5 @@ mod tests {
         };
         let v = decide(&verdict(Class::Clean, 0.0), &behaviour(50), 0, &p, true);
         assert_eq!(v.fate, Fate::Allow);
-    }
-
-    #[test]
-    fn validation() {
-        assert!(Policy::default().validate().is_ok());
-        for bad in [
-            Policy {
-                content_lock_score: -1.0,
-                ..Policy::default()
-            },
-            Policy {
-                hold_points: 0,
-                ..Policy::default()
-            },
-            Policy {
-                holds_to_lock: 99,
-                ..Policy::default()
-            },
-            Policy {
-                hold_window_minutes: 0,
-                ..Policy::default()
-            },
-        ] {
-            assert!(bad.validate().is_err(), "{bad:?}");
-        }
     }
 }
