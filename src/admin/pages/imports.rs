@@ -414,3 +414,27 @@ pub fn import_incoming_csv(c: &Ctx) -> Resp {
         "/incoming",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_and_line_errors_are_escaped() {
+        let list = json!(["<script>x</script>", {"name": "<i>n</i>", "line": 3}]);
+        assert_eq!(
+            names(&list).into_string(),
+            "<ul><li>&lt;script&gt;x&lt;/script&gt;</li>\
+             <li>&lt;i&gt;n&lt;/i&gt; <span class=\"muted\">(line 3)</span></li></ul>"
+        );
+        assert_eq!(
+            names(&json!([])).into_string(),
+            "<p class=\"muted\">none</p>"
+        );
+        let errs = json!({"errors": [{"line": 2, "message": "bad <script>"}]});
+        assert_eq!(
+            super::super::line_errors(&errs).into_string(),
+            "<ul class=\"errors\" id=\"line-errors\"><li>Line 2: bad &lt;script&gt;</li></ul>"
+        );
+    }
+}

@@ -496,3 +496,37 @@ pub fn logs(c: &Ctx) -> Resp {
     };
     c.render("Logs", "/logs", body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_message_fields_are_escaped() {
+        let e = json!({
+            "user": "<script>alert(1)</script>@x.example",
+            "sender": "\"><img src=x onerror=alert(1)>",
+            "headers": "Subject: <b>hi</b>",
+            "<k>": ["<v>"],
+        });
+        let who = who_sent(&e).into_string();
+        assert_eq!(
+            who,
+            "&lt;script&gt;alert(1)&lt;/script&gt;@x.example<br>\
+             <span class=\"muted\">from &quot;&gt;&lt;img src=x onerror=alert(1)&gt;</span>"
+        );
+        let table = object_table(&e).into_string();
+        assert!(table.contains("<th>&lt;k&gt;</th>"), "{table}");
+        assert!(table.contains("&quot;&lt;v&gt;&quot;"), "{table}");
+        assert!(!table.contains("<script>") && !table.contains("<b>") && !table.contains("<img"));
+        // The null sender is shown as text too.
+        let bounce = who_sent(&json!({"user": "u@x.example", "sender": ""})).into_string();
+        assert!(bounce.ends_with("from &lt;&gt;</span>"), "{bounce}");
+        let fleet = fleet_line(&json!({"store": "<s>", "box_id": "<i>", "degraded": false}));
+        assert!(
+            fleet
+                .into_string()
+                .contains("shared store &lt;s&gt; reachable")
+        );
+    }
+}
