@@ -6,9 +6,10 @@ use hyper::Method;
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
-use super::{Ctx, cell, error_text, line_errors, ok};
+use super::{Ctx, cell, error_text, line_errors, ok, pager_links};
 use crate::admin::html::{button, csrf_field, seg};
 use crate::admin::server::{self, Resp};
+use crate::control::Answer;
 
 /// The CSV of a submitted form: the uploaded file if one was chosen,
 /// else the text area.
@@ -268,17 +269,25 @@ pub fn incoming_post(c: &Ctx) -> Resp {
     )
 }
 
+/// The protected domains and the incoming users: one page of each list,
+/// each with its own cursor (`domains_after`, `users_after`).
 pub fn incoming(c: &Ctx) -> Resp {
-    let (d, u) = (c.get("/v1/incoming/domains"), c.get("/v1/incoming/users"));
+    let q = c.query();
+    let cursor = |param: &str| q.text(param).filter(|a| !a.is_empty());
+    let list = |api: &str, param: &str| match cursor(param) {
+        Some(after) => c.get(&format!("{api}?after={}", seg(after))),
+        None => c.get(api),
+    };
+    let d = list("/v1/incoming/domains", "domains_after");
+    let u = list("/v1/incoming/users", "users_after");
     for a in [&d, &u] {
         if !ok(a) {
             return c.failed("Incoming", "/incoming", a, "/dashboard");
         }
     }
-    let rows = |list: &Value, kind: &str| {
-        let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows = |list: &Answer, kind: &str| {
         html! {
-            @for x in list {
+            @for x in super::items(list) {
                 @let n = cell(&x["name"]);
                 tr {
                     td { (n) }
@@ -310,8 +319,9 @@ pub fn incoming(c: &Ctx) -> Resp {
         }
         table #domains {
             thead { tr { th { "Domain" } th { "Added" } th {} } }
-            tbody { (rows(&d.body, "domains")) }
+            tbody { (rows(&d, "domains")) }
         }
+        (pager_links("/incoming", "domains_after", "domains", cursor("domains_after").is_some(), &d))
         p.hint { "Deleting a domain deletes its incoming users too." }
         h2 { "Incoming users" }
         form method="post" action="/incoming/users" .toolbar {
@@ -321,8 +331,9 @@ pub fn incoming(c: &Ctx) -> Resp {
         }
         table #incoming-users {
             thead { tr { th { "User" } th { "Added" } th {} } }
-            tbody { (rows(&u.body, "users")) }
+            tbody { (rows(&u, "users")) }
         }
+        (pager_links("/incoming", "users_after", "users", cursor("users_after").is_some(), &u))
         h2 { "Import incoming users from CSV" }
         p {
             "One user a line: " code { "user@domain" } " or " code { "user,domain" }

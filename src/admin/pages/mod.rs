@@ -59,21 +59,8 @@ impl Ctx<'_> {
     /// The "First page" and "Next page" links under a paged list: `base`
     /// is the page with its filters (its query string, if any, escaped).
     pub fn pager(&self, base: &str, a: &Answer) -> Markup {
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let first = self.query().text("after").is_some();
-        let next = a.body["next"].as_str();
-        html! {
-            @if first || next.is_some() {
-                nav.pager {
-                    @if first {
-                        a.btn.secondary.small #page-first href=(base) { "First page" } " "
-                    }
-                    @if let Some(next) = next {
-                        a.btn.secondary.small #page-next href={ (base) (sep) "after=" (html::seg(next)) } { "Next page" }
-                    }
-                }
-            }
-        }
+        let later = self.query().text("after").is_some();
+        pager_links(base, "after", "page", later, a)
     }
 
     pub fn send(&self, method: Method, uri: &str, body: &Value) -> Answer {
@@ -131,6 +118,27 @@ impl Ctx<'_> {
             p { a href=(back) { "Back" } }
         };
         self.render_with(status_of(a), title, active, Some(&error_text(a)), body)
+    }
+}
+
+/// The "First page" and "Next page" links of one paged list whose cursor
+/// is the query parameter `param` of `base`; `id` prefixes the links' ids.
+/// `later` says the list shown is not the first page.
+pub fn pager_links(base: &str, param: &str, id: &str, later: bool, a: &Answer) -> Markup {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let next = a.body["next"].as_str();
+    html! {
+        @if later || next.is_some() {
+            nav.pager {
+                @if later {
+                    a.btn.secondary.small id={ (id) "-first" } href=(base) { "First page" } " "
+                }
+                @if let Some(next) = next {
+                    a.btn.secondary.small id={ (id) "-next" }
+                        href={ (base) (sep) (param) "=" (html::seg(next)) } { "Next page" }
+                }
+            }
+        }
     }
 }
 
