@@ -1,21 +1,16 @@
-//! HTML building: every piece of data goes through `esc`, and pages share
-//! one layout (navigation, flash message, logout form).
+//! HTML building with maud: the `html!` templates escape every value they
+//! insert (text and attributes alike) and are checked when compiled, and
+//! pages share one layout (navigation, flash message, logout form).
 
 use std::fmt::Write as _;
 
-/// Escapes text for HTML content and double-quoted attributes.
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+/// Escapes text for HTML content and double-quoted attributes, for the
+/// login and refusal pages that admin/server.rs still builds as text.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    let _ = maud::Escaper::new(&mut out).write_str(s);
     out
 }
 
@@ -36,22 +31,18 @@ pub fn seg(s: &str) -> String {
     out
 }
 
-pub fn csrf_field(token: &str) -> String {
-    format!(
-        r#"<input type="hidden" name="csrf" value="{}">"#,
-        esc(token)
-    )
+pub fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
 }
 
 /// A one-button form posting to `action` (no JavaScript needed).
-pub fn button(action: &str, label: &str, csrf: &str, class: &str) -> String {
-    format!(
-        r#"<form method="post" action="{}" class="inline">{}<button type="submit" class="{}">{}</button></form>"#,
-        esc(action),
-        csrf_field(csrf),
-        esc(class),
-        esc(label)
-    )
+pub fn button(action: &str, label: &str, csrf: &str, class: &str) -> Markup {
+    html! {
+        form method="post" action=(action) class="inline" {
+            (csrf_field(csrf))
+            button type="submit" class=(class) { (label) }
+        }
+    }
 }
 
 const NAV: [(&str, &str); 12] = [
@@ -75,6 +66,47 @@ pub struct Flash<'a> {
 }
 
 /// A whole page. `csrf` is `None` on the login page (no session).
+pub fn page(
+    title: &str,
+    active: &str,
+    csrf: Option<&str>,
+    flash: Option<Flash<'_>>,
+    body: Markup,
+) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Outguard" }
+                link rel="stylesheet" href="/style.css";
+            }
+            body {
+                @if let Some(token) = csrf {
+                    nav {
+                        span.brand { "Outguard" }
+                        @for (href, label) in NAV {
+                            a href=(href) class=[(href == active).then_some("on")] { (label) }
+                        }
+                        (button("/logout", "Log out", token, "link"))
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    @if let Some(f) = flash {
+                        p.flash.error[f.error] role="status" { (f.text) }
+                    }
+                    (body)
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// [`page`] around a body that is already HTML text: for the login and
+/// refusal pages of admin/server.rs, which build their body themselves.
 pub fn layout(
     title: &str,
     active: &str,
@@ -82,36 +114,7 @@ pub fn layout(
     flash: Option<Flash<'_>>,
     body: &str,
 ) -> String {
-    let mut nav = String::new();
-    if let Some(token) = csrf {
-        nav.push_str("<nav><span class=\"brand\">Outguard</span>");
-        for (href, label) in NAV {
-            let cls = if href == active { " class=\"on\"" } else { "" };
-            let _ = write!(nav, r#"<a href="{href}"{cls}>{label}</a>"#);
-        }
-        nav.push_str(&button("/logout", "Log out", token, "link"));
-        nav.push_str("</nav>");
-    }
-    let flash = flash
-        .map(|f| {
-            format!(
-                r#"<p class="flash{}" role="status">{}</p>"#,
-                if f.error { " error" } else { "" },
-                esc(f.text)
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{} · Outguard</title>
-<link rel="stylesheet" href="/style.css">
-</head><body>{nav}<main><h1>{}</h1>{flash}{body}</main></body></html>
-"#,
-        esc(title),
-        esc(title)
-    )
+    page(title, active, csrf, flash, PreEscaped(body.to_string()))
 }
 
 #[cfg(test)]
@@ -121,14 +124,26 @@ mod tests {
     #[test]
     fn escapes_everything_dangerous() {
         assert_eq!(
-            esc(r#"<a href="x" onclick='y'>&</a>"#),
-            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+            esc(r#"<a href="x">&</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
         );
         assert_eq!(seg("10.0.0.0/24"), "10.0.0.0%2F24");
         assert_eq!(seg("a@b.c"), "a%40b.c");
-        let page = layout("<t>", "/users", Some("\"tok"), None, "");
-        assert!(page.contains("&lt;t&gt;"));
+        let flash = Flash {
+            text: "<script>alert(1)</script>",
+            error: true,
+        };
+        let body = button("/x\"><script>", "<b>", "\"tok", "a\"b");
+        let page = page("<t>", "/users", Some("\"tok"), Some(flash), body);
+        assert!(page.contains("<title>&lt;t&gt; · Outguard</title>"));
+        assert!(page.contains("<h1>&lt;t&gt;</h1>"));
         assert!(page.contains("value=\"&quot;tok\""));
-        assert!(!page.contains("<t>"));
+        assert!(page.contains("action=\"/x&quot;&gt;&lt;script&gt;\""));
+        assert!(page.contains("class=\"a&quot;b\">&lt;b&gt;</button>"));
+        assert!(page.contains(
+            "<p class=\"flash error\" role=\"status\">&lt;script&gt;alert(1)&lt;/script&gt;</p>"
+        ));
+        assert!(page.contains("<a href=\"/users\" class=\"on\">Outgoing users</a>"));
+        assert!(!page.contains("<t>") && !page.contains("<script>"));
     }
 }

@@ -380,3 +380,34 @@ def test_hold_reasons_and_behaviour_on_the_pages(og, api):
     assert "held: spam score" in page and "at or above the lock score" in page
     api.delete(og.url + "/v1/quarantine/" + q["id"])
     api.delete(og.url + "/v1/users/" + name)
+
+
+def test_incoming_page_lists_domains_and_users_a_page_at_a_time(og, api):
+    """The incoming page shows the protected domains and the incoming users
+    (each with its Delete form), 100 a page, each list with its own links."""
+    import html
+
+    def rows(page, table):
+        body = re.search(rf'<table id="{table}">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
+        return re.findall(r"<tr><td>([^<]*)</td>", body)
+
+    def link(page, id):
+        tag = re.search(rf'<a [^>]*id="{id}"[^>]*>', page)
+        return tag and html.unescape(re.search(r'href="([^"]*)"', tag.group(0)).group(1))
+
+    assert api.post(og.url + "/v1/incoming/domains", json={"domain": "inc-page.example"}).status_code == 201
+    want = [f"u{i:03d}@inc-page.example" for i in range(105)]
+    assert api.post(og.url + "/v1/incoming/users/import", data="".join(n + "\n" for n in want)).status_code == 200
+    page = api.get(og.url + "/incoming").text
+    assert "inc-page.example" in rows(page, "domains")
+    assert 'action="/incoming/domains/inc-page.example/delete"' in page
+    assert 'action="/incoming/users/u000%40inc-page.example/delete"' in page
+    first = rows(page, "incoming-users")
+    assert len(first) == 100 and first == sorted(first)
+    assert link(page, "users-first") is None and link(page, "domains-next") is None
+    page2 = api.get(og.url + link(page, "users-next")).text
+    second = rows(page2, "incoming-users")
+    assert second and not set(first) & set(second) and set(want) <= set(first) | set(second)
+    assert link(page2, "users-first") == "/incoming"
+    assert "inc-page.example" in rows(page2, "domains")
+    api.delete(og.url + "/v1/incoming/domains/inc-page.example")

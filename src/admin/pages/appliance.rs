@@ -2,10 +2,11 @@
 //! the factory reset (confirmed by typing the hostname).
 
 use hyper::{Method, StatusCode};
+use maud::html;
 use serde_json::{Value, json};
 
 use super::{Ctx, error_text, ok};
-use crate::admin::html::{csrf_field, esc};
+use crate::admin::html::csrf_field;
 use crate::admin::server::Resp;
 
 pub fn page(c: &Ctx, error: Option<&str>) -> Resp {
@@ -15,41 +16,54 @@ pub fn page(c: &Ctx, error: Option<&str>) -> Resp {
     }
     let s = &a.body;
     let clock = match s["clock"]["synchronised"].as_bool() {
-        Some(true) => "<span id=\"clock\" class=\"ok\">synchronised</span>".to_string(),
-        Some(false) => "<span id=\"clock\" class=\"bad\">NOT synchronised</span>: set NTP servers below (or in provisioning); mail dates and limits windows follow this clock".to_string(),
-        None => "<span id=\"clock\">unknown</span>".to_string(),
+        Some(true) => html! { span #clock .ok { "synchronised" } },
+        Some(false) => html! {
+            span #clock .bad { "NOT synchronised" }
+            ": set NTP servers below (or in provisioning); mail dates and limits windows follow this clock"
+        },
+        None => html! { span #clock { "unknown" } },
     };
     let servers: Vec<&str> = s["ntp_servers"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let host = s["hostname"].as_str().unwrap_or("");
-    let pending = if s["factory_reset_pending"].as_bool() == Some(true) {
-        "<p class=\"bad\" id=\"reset-pending\">A factory reset is under way.</p>"
-    } else {
-        ""
+    let body = html! {
+        p { "Clock: " (clock) "." }
+        @if s["factory_reset_pending"].as_bool() == Some(true) {
+            p.bad #reset-pending { "A factory reset is under way." }
+        }
+        form method="post" action="/appliance/ntp" {
+            (csrf_field(c.csrf()))
+            fieldset {
+                legend { "NTP servers" }
+                label {
+                    "Host names or addresses, separated by spaces or commas (at most 8)"
+                    input type="text" name="servers" #ntp-servers value=(servers.join(" "));
+                }
+                p.hint { "Empty: the servers given at provisioning apply (none: no NTP traffic)." }
+            }
+            p.actions { button type="submit" { "Save NTP servers" } }
+        }
+        form method="post" action="/appliance/factory-reset" {
+            (csrf_field(c.csrf()))
+            fieldset {
+                legend { "Factory reset" }
+                p { "Deletes every user, queued message, key, certificate and setting, then reboots into an unprovisioned appliance. This cannot be undone." }
+                label {
+                    "Type the hostname " code { (host) } " to confirm"
+                    input type="text" name="confirm" #reset-confirm autocomplete="off" required;
+                }
+            }
+            p.actions { button type="submit" .danger { "Factory reset" } }
+        }
     };
-    let body = format!(
-        r#"<p>Clock: {clock}.</p>{pending}
-<form method="post" action="/appliance/ntp">{}<fieldset><legend>NTP servers</legend>
-<label>Host names or addresses, separated by spaces or commas (at most 8)<input type="text" name="servers" id="ntp-servers" value="{}"></label>
-<p class="hint">Empty: the servers given at provisioning apply (none: no NTP traffic).</p></fieldset>
-<p class="actions"><button type="submit">Save NTP servers</button></p></form>
-<form method="post" action="/appliance/factory-reset">{}<fieldset><legend>Factory reset</legend>
-<p>Deletes every user, queued message, key, certificate and setting, then reboots into an unprovisioned appliance. This cannot be undone.</p>
-<label>Type the hostname <code>{}</code> to confirm<input type="text" name="confirm" id="reset-confirm" autocomplete="off" required></label></fieldset>
-<p class="actions"><button type="submit" class="danger">Factory reset</button></p></form>"#,
-        csrf_field(c.csrf()),
-        esc(&servers.join(" ")),
-        csrf_field(c.csrf()),
-        esc(host),
-    );
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    c.render_with(status, "Appliance", "/appliance", error, &body)
+    c.render_with(status, "Appliance", "/appliance", error, body)
 }
 
 pub fn set_ntp(c: &Ctx) -> Resp {

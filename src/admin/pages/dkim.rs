@@ -1,13 +1,12 @@
 //! The DKIM page: each sender domain's keys with the DNS TXT records to
 //! publish, and the forms for generate, rotate, activate and delete.
 
-use std::fmt::Write as _;
-
 use hyper::Method;
+use maud::html;
 use serde_json::{Value, json};
 
 use super::{Ctx, cell, ok};
-use crate::admin::html::{button, csrf_field, esc, seg};
+use crate::admin::html::{button, csrf_field, seg};
 use crate::admin::server::Resp;
 
 const ACTIVE: &str = "/dkim";
@@ -18,75 +17,81 @@ pub fn page(c: &Ctx) -> Resp {
         return c.failed("DKIM", ACTIVE, &a, "/dashboard");
     }
     let csrf = c.csrf();
-    let mut rows = String::new();
-    for d in a.body.as_array().into_iter().flatten() {
+    let roles = [
+        ("active", "signing now"),
+        ("next", "publish this record, then activate"),
+        ("retired", "remove this record, then delete the key"),
+    ];
+    let row = |d: &Value| {
         let domain = cell(&d["domain"]);
         let base = format!("/dkim/{}", seg(&domain));
-        let mut records = String::new();
-        let mut actions = String::new();
-        for (role, note) in [
-            ("active", "signing now"),
-            ("next", "publish this record, then activate"),
-            ("retired", "remove this record, then delete the key"),
-        ] {
-            let k = &d[role];
-            if k.is_null() {
-                continue;
-            }
-            let _ = write!(
-                records,
-                "<p><strong>{role}</strong> ({}, {}): {note}</p><pre class=\"dkim-record\">{}</pre>",
-                esc(&cell(&k["selector"])),
-                esc(&cell(&k["algorithm"])),
-                esc(&cell(&k["zone"]))
-            );
-            if role != "active" {
-                actions += &button(
-                    &format!("{base}/delete?selector={}", seg(&cell(&k["selector"]))),
-                    &format!("Delete {role} key"),
-                    csrf,
-                    "danger small",
-                );
+        let keys: Vec<_> = roles
+            .iter()
+            .filter(|(role, _)| !d[*role].is_null())
+            .map(|(role, note)| (*role, *note, &d[*role]))
+            .collect();
+        html! {
+            tr {
+                td { (domain) }
+                td {
+                    @for (role, note, k) in &keys {
+                        p {
+                            strong { (role) }
+                            " (" (cell(&k["selector"])) ", " (cell(&k["algorithm"])) "): " (note)
+                        }
+                        pre.dkim-record { (cell(&k["zone"])) }
+                    }
+                }
+                td {
+                    @for (role, _, k) in &keys {
+                        @if *role != "active" {
+                            (button(
+                                &format!("{base}/delete?selector={}", seg(&cell(&k["selector"]))),
+                                &format!("Delete {role} key"),
+                                csrf,
+                                "danger small",
+                            ))
+                        }
+                    }
+                    @if d["next"].is_null() {
+                        (button(&format!("{base}/rotate"), "Rotate (generate next)", csrf, "small"))
+                    } @else {
+                        (button(&format!("{base}/activate"), "Activate next key", csrf, "small"))
+                    }
+                    (button(&format!("{base}/delete"), "Delete all keys", csrf, "danger small"))
+                }
             }
         }
-        if d["next"].is_null() {
-            actions += &button(
-                &format!("{base}/rotate"),
-                "Rotate (generate next)",
-                csrf,
-                "small",
-            );
-        } else {
-            actions += &button(
-                &format!("{base}/activate"),
-                "Activate next key",
-                csrf,
-                "small",
-            );
+    };
+    let body = html! {
+        p { "Mail whose From: domain has a key is DKIM-signed (relaxed/relaxed) when it is delivered. Publish each record in the domain's DNS. To rotate: generate the next key, publish its record, wait for the DNS TTL, activate it; remove the retired record later." }
+        form method="post" action="/dkim" .toolbar {
+            (csrf_field(csrf))
+            label { "Domain" input type="text" name="domain" #dkim-domain required; }
+            " "
+            label {
+                "Algorithm"
+                select name="algorithm" #dkim-algorithm {
+                    option value="ed25519" { "Ed25519" }
+                    option value="rsa" { "RSA-2048" }
+                }
+            }
+            " "
+            label { "Selector" input type="text" name="selector" #dkim-selector placeholder="outguard1"; }
+            " "
+            button type="submit" #dkim-generate { "Generate key" }
         }
-        actions += &button(
-            &format!("{base}/delete"),
-            "Delete all keys",
-            csrf,
-            "danger small",
-        );
-        let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{records}</td><td>{actions}</td></tr>",
-            esc(&domain)
-        );
-    }
-    let body = format!(
-        r#"<p>Mail whose From: domain has a key is DKIM-signed (relaxed/relaxed) when it is delivered. Publish each record in the domain's DNS. To rotate: generate the next key, publish its record, wait for the DNS TTL, activate it; remove the retired record later.</p>
-<form method="post" action="/dkim" class="toolbar">{}<label>Domain<input type="text" name="domain" id="dkim-domain" required></label>
-<label>Algorithm<select name="algorithm" id="dkim-algorithm"><option value="ed25519">Ed25519</option><option value="rsa">RSA-2048</option></select></label>
-<label>Selector<input type="text" name="selector" id="dkim-selector" placeholder="outguard1"></label>
-<button type="submit" id="dkim-generate">Generate key</button></form>
-<table id="dkim"><thead><tr><th>Domain</th><th>DNS records</th><th></th></tr></thead><tbody>{rows}</tbody></table>
-<p class="hint">Ed25519 (RFC 8463) keys are short; not every receiver checks them yet. RSA-2048 is understood everywhere; its record is split into 255-octet strings as DNS requires.</p>"#,
-        csrf_field(csrf)
-    );
-    c.render("DKIM signing keys", ACTIVE, &body)
+        table #dkim {
+            thead { tr { th { "Domain" } th { "DNS records" } th {} } }
+            tbody {
+                @for d in a.body.as_array().into_iter().flatten() {
+                    (row(d))
+                }
+            }
+        }
+        p.hint { "Ed25519 (RFC 8463) keys are short; not every receiver checks them yet. RSA-2048 is understood everywhere; its record is split into 255-octet strings as DNS requires." }
+    };
+    c.render("DKIM signing keys", ACTIVE, body)
 }
 
 pub fn generate(c: &Ctx) -> Resp {

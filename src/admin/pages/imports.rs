@@ -2,14 +2,14 @@
 //! fix, import), 'Import from incoming users', and the directory of
 //! incoming domains and users.
 
-use std::fmt::Write as _;
-
 use hyper::Method;
+use maud::{Markup, html};
 use serde_json::{Value, json};
 
-use super::{Ctx, cell, error_text, line_errors, ok};
-use crate::admin::html::{button, csrf_field, esc, seg};
+use super::{Ctx, cell, error_text, line_errors, ok, pager_links};
+use crate::admin::html::{button, csrf_field, seg};
 use crate::admin::server::{self, Resp};
+use crate::control::Answer;
 
 /// The CSV of a submitted form: the uploaded file if one was chosen,
 /// else the text area.
@@ -22,57 +22,66 @@ fn csv_of(c: &Ctx) -> Vec<u8> {
     }
 }
 
-fn upload_form(c: &Ctx, action: &str, csv: &str, buttons: &str) -> String {
-    format!(
-        r#"<form method="post" action="{}" enctype="multipart/form-data" id="csv-form">{}
-<fieldset><legend>CSV file</legend>
-<label for="file">Upload a file<input type="file" name="file" id="file" accept=".csv,text/csv,text/plain"></label>
-<label for="csv">or edit the lines here<textarea name="csv" id="csv" spellcheck="false">{}</textarea></label>
-</fieldset><p class="actions">{buttons}</p></form>"#,
-        esc(action),
-        csrf_field(c.csrf()),
-        esc(csv)
-    )
+fn upload_form(c: &Ctx, action: &str, csv: &str, buttons: Markup) -> Markup {
+    html! {
+        form method="post" action=(action) enctype="multipart/form-data" #csv-form {
+            (csrf_field(c.csrf()))
+            fieldset {
+                legend { "CSV file" }
+                label for="file" {
+                    "Upload a file"
+                    input type="file" name="file" #file accept=".csv,text/csv,text/plain";
+                }
+                label for="csv" {
+                    "or edit the lines here"
+                    textarea name="csv" #csv spellcheck="false" { (csv) }
+                }
+            }
+            p.actions { (buttons) }
+        }
+    }
 }
 
 pub fn csv_form(c: &Ctx) -> Resp {
-    let body = format!(
-        "<p>One user a line: <code>user,domainname,password</code>. An IP address or network \
-with an empty password makes an IP address user (<code>192.168.1.10,,</code>).</p>{}",
-        upload_form(
-            c,
-            "/users/import",
-            "",
-            r#"<button type="submit" name="action" value="preview" id="preview">Upload and preview</button> <a class="btn secondary" href="/users">Cancel</a>"#
-        )
-    );
-    c.render("Import from CSV file", "/users", &body)
+    let buttons = html! {
+        button type="submit" name="action" value="preview" #preview { "Upload and preview" }
+        " "
+        a.btn.secondary href="/users" { "Cancel" }
+    };
+    let body = html! {
+        p {
+            "One user a line: " code { "user,domainname,password" } ". An IP address or network \
+    with an empty password makes an IP address user (" code { "192.168.1.10,," } ")."
+        }
+        (upload_form(c, "/users/import", "", buttons))
+    };
+    c.render("Import from CSV file", "/users", body)
 }
 
-fn names(list: &Value) -> String {
-    let items: String = list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            let name = if e.is_string() {
-                cell(e)
-            } else {
-                cell(&e["name"])
-            };
-            match e.get("line") {
-                Some(l) => format!(
-                    "<li>{} <span class=\"muted\">(line {l})</span></li>",
-                    esc(&name)
-                ),
-                None => format!("<li>{}</li>", esc(&name)),
+fn names(list: &Value) -> Markup {
+    let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    let name = |e: &Value| {
+        if e.is_string() {
+            cell(e)
+        } else {
+            cell(&e["name"])
+        }
+    };
+    html! {
+        @if list.is_empty() {
+            p.muted { "none" }
+        } @else {
+            ul {
+                @for e in list {
+                    li {
+                        (name(e))
+                        @if let Some(l) = e.get("line") {
+                            " " span.muted { "(line " (cell(l)) ")" }
+                        }
+                    }
+                }
             }
-        })
-        .collect();
-    if items.is_empty() {
-        "<p class=\"muted\">none</p>".into()
-    } else {
-        format!("<ul>{items}</ul>")
+        }
     }
 }
 
@@ -141,11 +150,14 @@ pub fn progress(c: &Ctx, id: &str) -> Resp {
         Some("running") => c.render(
             "Importing users",
             "/users",
-            &format!(
-                r#"<meta http-equiv="refresh" content="2">
-<p><progress id="import-progress" value="{done}" max="{total}"></progress> {done} of {total} user(s) done.</p>
-<p class="muted">Users are committed 1,000 at a time. If the import stops, the users committed so far stay; importing the same file again resumes it.</p>"#
-            ),
+            html! {
+                meta http-equiv="refresh" content="2";
+                p {
+                    progress #import-progress value=(done) max=(total) {}
+                    " " (done) " of " (total) " user(s) done."
+                }
+                p.muted { "Users are committed 1,000 at a time. If the import stops, the users committed so far stay; importing the same file again resumes it." }
+            },
         ),
         _ => c.render_with(
             hyper::StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,7 +167,7 @@ pub fn progress(c: &Ctx, id: &str) -> Resp {
                 "The import stopped after {done} of {total} user(s): {}. The users committed so far stay; import the same file again to resume.",
                 p["error"].as_str().unwrap_or("unknown error")
             )),
-            r#"<p><a href="/users/import">Back</a></p>"#,
+            html! { p { a href="/users/import" { "Back" } } },
         ),
     }
 }
@@ -173,53 +185,75 @@ fn preview(c: &Ctx, text: &str, error: Option<&str>) -> Resp {
     let adds = a.body["add"].as_array().map_or(0, Vec::len);
     let (summary, buttons) = if errs > 0 {
         (
-            format!(
-                "<p><strong>{errs} line(s) have errors.</strong> Fix them below and preview again, or import only the valid lines.</p>{}",
-                line_errors(&a.body)
-            ),
-            r#"<button type="submit" name="action" value="preview" id="preview">Preview again</button>
-<button type="submit" name="action" value="import_valid" class="secondary" id="import-valid">Import the valid lines only</button>"#,
+            html! {
+                p {
+                    strong { (errs) " line(s) have errors." }
+                    " Fix them below and preview again, or import only the valid lines."
+                }
+                (line_errors(&a.body))
+            },
+            html! {
+                button type="submit" name="action" value="preview" #preview { "Preview again" }
+                " "
+                button type="submit" name="action" value="import_valid" .secondary #import-valid { "Import the valid lines only" }
+            },
         )
     } else {
         (
-            format!("<p>No errors. {adds} user(s) will be added.</p>"),
-            r#"<button type="submit" name="action" value="import" id="import">Import</button>
-<button type="submit" name="action" value="preview" class="secondary" id="preview">Preview again</button>"#,
+            html! { p { "No errors. " (adds) " user(s) will be added." } },
+            html! {
+                button type="submit" name="action" value="import" #import { "Import" }
+                " "
+                button type="submit" name="action" value="preview" .secondary #preview { "Preview again" }
+            },
         )
     };
-    let body = format!(
-        r#"{summary}<div class="grid"><div><h2>Will be added</h2>{}</div><div><h2>Already exist (kept as they are)</h2>{}</div></div>
-{}"#,
-        names(&a.body["add"]),
-        names(&a.body["existing"]),
-        upload_form(c, "/users/import", text, buttons)
-    );
+    let body = html! {
+        (summary)
+        div.grid {
+            div { h2 { "Will be added" } (names(&a.body["add"])) }
+            div { h2 { "Already exist (kept as they are)" } (names(&a.body["existing"])) }
+        }
+        (upload_form(c, "/users/import", text, buttons))
+    };
     c.render_with(
         hyper::StatusCode::OK,
         "Import from CSV file: preview",
         "/users",
         error,
-        &body,
+        body,
     )
 }
 
-const NO_PASSWORD_NOTE: &str = "New users get the default settings and <strong>no password</strong>: \
-they cannot authenticate until a password is set for each (edit the user). Users that already exist are kept as they are.";
+/// New users get the default settings and no password.
+fn no_password_note() -> Markup {
+    html! {
+        "New users get the default settings and " strong { "no password" } ": \
+    they cannot authenticate until a password is set for each (edit the user). Users that already exist are kept as they are."
+    }
+}
 
 pub fn incoming_preview(c: &Ctx) -> Resp {
     let a = c.call(Method::POST, "/v1/users/import-incoming?preview=true", b"");
     if !ok(&a) {
         return c.failed("Import from incoming users", "/users", &a, "/users");
     }
-    let body = format!(
-        r#"<p>{NO_PASSWORD_NOTE}</p><div class="grid"><div><h2>Will be added</h2>{}</div><div><h2>Already exist</h2>{}</div></div>
-<form method="post" action="/users/import-incoming">{}<p class="actions"><button type="submit" id="import">Import all incoming users</button>
-<a class="btn secondary" href="/incoming">Edit the incoming users</a></p></form>"#,
-        names(&a.body["added"]),
-        names(&a.body["existing"]),
-        csrf_field(c.csrf())
-    );
-    c.render("Import from incoming users", "/users", &body)
+    let body = html! {
+        p { (no_password_note()) }
+        div.grid {
+            div { h2 { "Will be added" } (names(&a.body["added"])) }
+            div { h2 { "Already exist" } (names(&a.body["existing"])) }
+        }
+        form method="post" action="/users/import-incoming" {
+            (csrf_field(c.csrf()))
+            p.actions {
+                button type="submit" #import { "Import all incoming users" }
+                " "
+                a.btn.secondary href="/incoming" { "Edit the incoming users" }
+            }
+        }
+    };
+    c.render("Import from incoming users", "/users", body)
 }
 
 pub fn incoming_post(c: &Ctx) -> Resp {
@@ -235,65 +269,84 @@ pub fn incoming_post(c: &Ctx) -> Resp {
     )
 }
 
+/// The protected domains and the incoming users: one page of each list,
+/// each with its own cursor (`domains_after`, `users_after`).
 pub fn incoming(c: &Ctx) -> Resp {
-    let (d, u) = (c.get("/v1/incoming/domains"), c.get("/v1/incoming/users"));
+    let q = c.query();
+    let cursor = |param: &str| q.text(param).filter(|a| !a.is_empty());
+    let list = |api: &str, param: &str| match cursor(param) {
+        Some(after) => c.get(&format!("{api}?after={}", seg(after))),
+        None => c.get(api),
+    };
+    let d = list("/v1/incoming/domains", "domains_after");
+    let u = list("/v1/incoming/users", "users_after");
     for a in [&d, &u] {
         if !ok(a) {
             return c.failed("Incoming", "/incoming", a, "/dashboard");
         }
     }
-    let mut domains = String::new();
-    for x in d.body.as_array().into_iter().flatten() {
-        let n = cell(&x["name"]);
-        let _ = write!(
-            domains,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&n),
-            esc(&super::when(&x["added"])),
-            button(
-                &format!("/incoming/domains/{}/delete", seg(&n)),
-                "Delete",
-                c.csrf(),
-                "danger small"
-            )
-        );
-    }
-    let mut users = String::new();
-    for x in u.body.as_array().into_iter().flatten() {
-        let n = cell(&x["name"]);
-        let _ = write!(
-            users,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&n),
-            esc(&super::when(&x["added"])),
-            button(
-                &format!("/incoming/users/{}/delete", seg(&n)),
-                "Delete",
-                c.csrf(),
-                "danger small"
-            )
-        );
-    }
+    let rows = |list: &Answer, kind: &str| {
+        html! {
+            @for x in super::items(list) {
+                @let n = cell(&x["name"]);
+                tr {
+                    td { (n) }
+                    td { (super::when(&x["added"])) }
+                    td {
+                        (button(
+                            &format!("/incoming/{kind}/{}/delete", seg(&n)),
+                            "Delete",
+                            c.csrf(),
+                            "danger small"
+                        ))
+                    }
+                }
+            }
+        }
+    };
     let csrf = csrf_field(c.csrf());
-    let body = format!(
-        r#"<p>The protected domains and their incoming users. <a href="/users/import-incoming">Import from incoming users</a> adds them all as outgoing users.</p>
-<h2>Protected domains</h2>
-<form method="post" action="/incoming/domains" class="toolbar">{csrf}<label>Domain<input type="text" name="domain" id="new-domain" required></label><button type="submit" id="add-domain">Add domain</button></form>
-<table id="domains"><thead><tr><th>Domain</th><th>Added</th><th></th></tr></thead><tbody>{domains}</tbody></table>
-<p class="hint">Deleting a domain deletes its incoming users too.</p>
-<h2>Incoming users</h2>
-<form method="post" action="/incoming/users" class="toolbar">{csrf}<label>User (user@domain)<input type="text" name="name" id="new-incoming" required></label><button type="submit" id="add-incoming">Add user</button></form>
-<table id="incoming-users"><thead><tr><th>User</th><th>Added</th><th></th></tr></thead><tbody>{users}</tbody></table>
-<h2>Import incoming users from CSV</h2><p>One user a line: <code>user@domain</code> or <code>user,domain</code>. Domains not yet protected are added.</p>
-{}"#,
-        upload_form(
+    let body = html! {
+        p {
+            "The protected domains and their incoming users. "
+            a href="/users/import-incoming" { "Import from incoming users" }
+            " adds them all as outgoing users."
+        }
+        h2 { "Protected domains" }
+        form method="post" action="/incoming/domains" .toolbar {
+            (csrf)
+            label { "Domain" input type="text" name="domain" #new-domain required; }
+            button type="submit" #add-domain { "Add domain" }
+        }
+        table #domains {
+            thead { tr { th { "Domain" } th { "Added" } th {} } }
+            tbody { (rows(&d, "domains")) }
+        }
+        (pager_links("/incoming", "domains_after", "domains", cursor("domains_after").is_some(), &d))
+        p.hint { "Deleting a domain deletes its incoming users too." }
+        h2 { "Incoming users" }
+        form method="post" action="/incoming/users" .toolbar {
+            (csrf)
+            label { "User (user@domain)" input type="text" name="name" #new-incoming required; }
+            button type="submit" #add-incoming { "Add user" }
+        }
+        table #incoming-users {
+            thead { tr { th { "User" } th { "Added" } th {} } }
+            tbody { (rows(&u, "users")) }
+        }
+        (pager_links("/incoming", "users_after", "users", cursor("users_after").is_some(), &u))
+        h2 { "Import incoming users from CSV" }
+        p {
+            "One user a line: " code { "user@domain" } " or " code { "user,domain" }
+            ". Domains not yet protected are added."
+        }
+        (upload_form(
             c,
             "/incoming/import",
             "",
-            r#"<button type="submit" id="import-incoming-csv">Import</button>"#
-        )
-    );
-    c.render("Incoming domains and users", "/incoming", &body)
+            html! { button type="submit" #import-incoming-csv { "Import" } },
+        ))
+    };
+    c.render("Incoming domains and users", "/incoming", body)
 }
 
 pub fn add_domain(c: &Ctx) -> Resp {
@@ -371,4 +424,28 @@ pub fn import_incoming_csv(c: &Ctx) -> Resp {
         ),
         "/incoming",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_and_line_errors_are_escaped() {
+        let list = json!(["<script>x</script>", {"name": "<i>n</i>", "line": 3}]);
+        assert_eq!(
+            names(&list).into_string(),
+            "<ul><li>&lt;script&gt;x&lt;/script&gt;</li>\
+             <li>&lt;i&gt;n&lt;/i&gt; <span class=\"muted\">(line 3)</span></li></ul>"
+        );
+        assert_eq!(
+            names(&json!([])).into_string(),
+            "<p class=\"muted\">none</p>"
+        );
+        let errs = json!({"errors": [{"line": 2, "message": "bad <script>"}]});
+        assert_eq!(
+            super::super::line_errors(&errs).into_string(),
+            "<ul class=\"errors\" id=\"line-errors\"><li>Line 2: bad &lt;script&gt;</li></ul>"
+        );
+    }
 }

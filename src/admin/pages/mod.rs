@@ -5,16 +5,18 @@
 mod appliance;
 mod dkim;
 mod imports;
+mod settings;
 mod system;
 mod update;
 mod users;
 
 use hyper::{Method, StatusCode};
+use maud::{Markup, html};
 use serde_json::Value;
 
 use super::Admin;
 use super::form::Form;
-use super::html::{self, Flash, esc};
+use super::html::{self, Flash};
 use super::server::{self, Req, Resp};
 use super::session::Session;
 use crate::control::Answer;
@@ -56,25 +58,9 @@ impl Ctx<'_> {
 
     /// The "First page" and "Next page" links under a paged list: `base`
     /// is the page with its filters (its query string, if any, escaped).
-    pub fn pager(&self, base: &str, a: &Answer) -> String {
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let mut links = String::new();
-        if self.query().text("after").is_some() {
-            links.push_str(&format!(
-                "<a class=\"btn secondary small\" id=\"page-first\" href=\"{}\">First page</a> ",
-                esc(base)
-            ));
-        }
-        if let Some(next) = a.body["next"].as_str() {
-            links.push_str(&format!(
-                "<a class=\"btn secondary small\" id=\"page-next\" href=\"{}\">Next page</a>",
-                esc(&format!("{base}{sep}after={}", html::seg(next)))
-            ));
-        }
-        if links.is_empty() {
-            return links;
-        }
-        format!("<nav class=\"pager\">{links}</nav>")
+    pub fn pager(&self, base: &str, a: &Answer) -> Markup {
+        let later = self.query().text("after").is_some();
+        pager_links(base, "after", "page", later, a)
     }
 
     pub fn send(&self, method: Method, uri: &str, body: &Value) -> Answer {
@@ -90,7 +76,7 @@ impl Ctx<'_> {
         super::form::urlencoded(self.req.query.as_bytes())
     }
 
-    pub fn render(&self, title: &str, active: &str, body: &str) -> Resp {
+    pub fn render(&self, title: &str, active: &str, body: Markup) -> Resp {
         self.render_with(StatusCode::OK, title, active, None, body)
     }
 
@@ -100,7 +86,7 @@ impl Ctx<'_> {
         title: &str,
         active: &str,
         error: Option<&str>,
-        body: &str,
+        body: Markup,
     ) -> Resp {
         let flash = match (error, &self.session.flash) {
             (Some(e), _) => Some(Flash {
@@ -115,7 +101,7 @@ impl Ctx<'_> {
         };
         server::page(
             status,
-            html::layout(title, active, Some(self.csrf()), flash, body),
+            html::page(title, active, Some(self.csrf()), flash, body),
         )
     }
 
@@ -127,12 +113,32 @@ impl Ctx<'_> {
 
     /// A page showing what went wrong with an API call.
     pub fn failed(&self, title: &str, active: &str, a: &Answer, back: &str) -> Resp {
-        let body = format!(
-            "{}<p><a href=\"{}\">Back</a></p>",
-            line_errors(&a.body),
-            esc(back)
-        );
-        self.render_with(status_of(a), title, active, Some(&error_text(a)), &body)
+        let body = html! {
+            (line_errors(&a.body))
+            p { a href=(back) { "Back" } }
+        };
+        self.render_with(status_of(a), title, active, Some(&error_text(a)), body)
+    }
+}
+
+/// The "First page" and "Next page" links of one paged list whose cursor
+/// is the query parameter `param` of `base`; `id` prefixes the links' ids.
+/// `later` says the list shown is not the first page.
+pub fn pager_links(base: &str, param: &str, id: &str, later: bool, a: &Answer) -> Markup {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let next = a.body["next"].as_str();
+    html! {
+        @if later || next.is_some() {
+            nav.pager {
+                @if later {
+                    a.btn.secondary.small id={ (id) "-first" } href=(base) { "First page" } " "
+                }
+                @if let Some(next) = next {
+                    a.btn.secondary.small id={ (id) "-next" }
+                        href={ (base) (sep) (param) "=" (html::seg(next)) } { "Next page" }
+                }
+            }
+        }
     }
 }
 
@@ -161,21 +167,17 @@ pub fn error_text(a: &Answer) -> String {
 }
 
 /// Line-numbered CSV errors as a list, if the answer has any.
-pub fn line_errors(body: &Value) -> String {
-    let Some(errs) = body["errors"].as_array().filter(|e| !e.is_empty()) else {
-        return String::new();
-    };
-    let items: String = errs
-        .iter()
-        .map(|e| {
-            format!(
-                "<li>Line {}: {}</li>",
-                e["line"],
-                esc(e["message"].as_str().unwrap_or(""))
-            )
-        })
-        .collect();
-    format!("<ul class=\"errors\" id=\"line-errors\">{items}</ul>")
+pub fn line_errors(body: &Value) -> Markup {
+    let errs = body["errors"].as_array().filter(|e| !e.is_empty());
+    html! {
+        @if let Some(errs) = errs {
+            ul.errors #line-errors {
+                @for e in errs {
+                    li { "Line " (cell(&e["line"])) ": " (e["message"].as_str().unwrap_or("")) }
+                }
+            }
+        }
+    }
 }
 
 /// An RFC 3339 time as `2026-11-27 12:08:10 UTC`, for tables.
@@ -249,9 +251,9 @@ pub fn handle(
         (false, ["quarantine", id]) => system::quarantine_entry(&c, id),
         (true, ["quarantine", id, "release"]) => system::quarantine_action(&c, id, true),
         (true, ["quarantine", id, "delete"]) => system::quarantine_action(&c, id, false),
-        (false, ["settings"]) => system::settings(&c, None),
-        (true, ["settings"]) => system::save_settings(&c),
-        (true, ["settings", "password"]) => system::admin_password(&c),
+        (false, ["settings"]) => settings::settings(&c, None),
+        (true, ["settings"]) => settings::save_settings(&c),
+        (true, ["settings", "password"]) => settings::admin_password(&c),
         (false, ["dkim"]) => dkim::page(&c),
         (true, ["dkim"]) => dkim::generate(&c),
         (true, ["dkim", d, action @ ("rotate" | "activate" | "delete")]) => {
@@ -271,7 +273,7 @@ pub fn handle(
             "Not found",
             "",
             Some("There is no such page."),
-            "<p><a href=\"/dashboard\">Dashboard</a></p>",
+            html! { p { a href="/dashboard" { "Dashboard" } } },
         ),
     }
 }

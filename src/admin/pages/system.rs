@@ -1,22 +1,96 @@
-//! Dashboard, queue, quarantine, system settings, certificate, audit log
-//! and log search.
-
-use std::fmt::Write as _;
+//! Dashboard, queue, quarantine, certificate, audit log and log search
+//! (the system settings are in settings.rs).
 
 use hyper::{Method, StatusCode};
-use serde_json::{Map, Value, json};
+use maud::{Markup, html};
+use serde_json::{Value, json};
 
 use super::{Ctx, cell, error_text, items, ok, when};
-use crate::admin::html::{button, csrf_field, esc, seg};
+use crate::admin::html::{button, csrf_field, seg};
 use crate::admin::server::{self, Resp};
-use crate::users::spec::{self, Kind, SettingSpec};
 
-fn card(n: &Value, label: &str, id: &str) -> String {
-    format!(
-        "<div class=\"card\" id=\"{id}\"><div class=\"n\">{}</div><div class=\"l\">{}</div></div>",
-        esc(&cell(n)),
-        esc(label)
-    )
+/// The dashboard's counters: where each is in `GET /v1/dashboard` (a
+/// JSON pointer), its label and its element id.
+type Card = (&'static str, &'static str, &'static str);
+
+const TODAY: [Card; 7] = [
+    (
+        "/messages_accepted_today",
+        "messages accepted today",
+        "accepted-today",
+    ),
+    (
+        "/messages_refused_today",
+        "messages refused today",
+        "refused-today",
+    ),
+    (
+        "/messages_caught_today",
+        "spam and malware caught today",
+        "caught-today",
+    ),
+    (
+        "/messages_quarantined_today",
+        "caught today, still in quarantine",
+        "quarantined-today",
+    ),
+    ("/locked_users", "locked users", "locked-users"),
+    ("/queue_size", "messages in the queue", "queue-size"),
+    (
+        "/quarantine_size",
+        "messages in quarantine",
+        "quarantine-size",
+    ),
+];
+
+const SINCE_START: [Card; 8] = [
+    (
+        "/since_start/messages_accepted",
+        "messages accepted",
+        "accepted",
+    ),
+    (
+        "/since_start/messages_refused",
+        "messages refused (limits, locks, policy)",
+        "refused",
+    ),
+    (
+        "/since_start/messages_caught",
+        "spam and malware caught",
+        "caught",
+    ),
+    ("/delivery/delivered", "recipients delivered", "delivered"),
+    ("/delivery/bounced", "recipients bounced", "bounced"),
+    ("/since_start/sessions", "SMTP sessions", "sessions"),
+    (
+        "/since_start/auth_failures",
+        "authentication failures",
+        "auth-failures",
+    ),
+    (
+        "/since_start/sessions_refused",
+        "sessions refused",
+        "sessions-refused",
+    ),
+];
+
+const DIRECTORY: [Card; 3] = [
+    ("/users", "outgoing users", "users"),
+    ("/incoming_domains", "protected domains", "incoming-domains"),
+    ("/incoming_users", "incoming users", "incoming-users"),
+];
+
+fn cards(s: &Value, cards: &[Card]) -> Markup {
+    html! {
+        div.cards {
+            @for (pointer, label, id) in cards {
+                div.card id=(id) {
+                    div.n { (s.pointer(pointer).map(cell).unwrap_or_default()) }
+                    div.l { (label) }
+                }
+            }
+        }
+    }
 }
 
 pub fn dashboard(c: &Ctx) -> Resp {
@@ -25,109 +99,47 @@ pub fn dashboard(c: &Ctx) -> Resp {
         return c.failed("Dashboard", "/dashboard", &a, "/dashboard");
     }
     let s = &a.body;
-    let st = &s["since_start"];
-    let today = [
-        card(
-            &s["messages_accepted_today"],
-            "messages accepted today",
-            "accepted-today",
-        ),
-        card(
-            &s["messages_refused_today"],
-            "messages refused today",
-            "refused-today",
-        ),
-        card(
-            &s["messages_caught_today"],
-            "spam and malware caught today",
-            "caught-today",
-        ),
-        card(
-            &s["messages_quarantined_today"],
-            "caught today, still in quarantine",
-            "quarantined-today",
-        ),
-        card(&s["locked_users"], "locked users", "locked-users"),
-        card(&s["queue_size"], "messages in the queue", "queue-size"),
-        card(
-            &s["quarantine_size"],
-            "messages in quarantine",
-            "quarantine-size",
-        ),
-    ];
-    let since = [
-        card(&st["messages_accepted"], "messages accepted", "accepted"),
-        card(
-            &st["messages_refused"],
-            "messages refused (limits, locks, policy)",
-            "refused",
-        ),
-        card(&st["messages_caught"], "spam and malware caught", "caught"),
-        card(
-            &s["delivery"]["delivered"],
-            "recipients delivered",
-            "delivered",
-        ),
-        card(&s["delivery"]["bounced"], "recipients bounced", "bounced"),
-        card(&st["sessions"], "SMTP sessions", "sessions"),
-        card(
-            &st["auth_failures"],
-            "authentication failures",
-            "auth-failures",
-        ),
-        card(
-            &st["sessions_refused"],
-            "sessions refused",
-            "sessions-refused",
-        ),
-    ];
-    let directory = [
-        card(&s["users"], "outgoing users", "users"),
-        card(
-            &s["incoming_domains"],
-            "protected domains",
-            "incoming-domains",
-        ),
-        card(&s["incoming_users"], "incoming users", "incoming-users"),
-    ];
     let system = c.get("/v1/system");
-    let running = if ok(&system) {
-        format!(
-            "<p class=\"muted\" id=\"running\">{} (<a href=\"/update\">update</a>)</p>",
-            esc(&super::update::summary(&system.body))
-        )
-    } else {
-        String::new()
+    let body = html! {
+        @if ok(&system) {
+            p.muted #running {
+                (super::update::summary(&system.body))
+                " (" a href="/update" { "update" } ")"
+            }
+        }
+        p.muted { "Today is " (cell(&s["today"])) " in the appliance's timezone." }
+        (fleet_line(&s["fleet"]))
+        (cards(s, &TODAY))
+        h2 { "Since the daemon started" }
+        (cards(s, &SINCE_START))
+        h2 { "Directory" }
+        (cards(s, &DIRECTORY))
     };
-    let body = format!(
-        r#"{running}<p class="muted">Today is {} in the appliance's timezone.</p>{}<div class="cards">{}</div>
-<h2>Since the daemon started</h2><div class="cards">{}</div>
-<h2>Directory</h2><div class="cards">{}</div>"#,
-        esc(&cell(&s["today"])),
-        fleet_line(&s["fleet"]),
-        today.concat(),
-        since.concat(),
-        directory.concat()
-    );
-    c.render("Dashboard", "/dashboard", &body)
+    c.render("Dashboard", "/dashboard", body)
 }
 
 /// The fleet's state, for a box with `[store] shared`.
-fn fleet_line(f: &Value) -> String {
+fn fleet_line(f: &Value) -> Markup {
     if !f.is_object() {
-        return String::new();
+        return html! {};
     }
-    let store = esc(f["store"].as_str().unwrap_or_default());
-    let id = esc(f["box_id"].as_str().unwrap_or_default());
+    let store = f["store"].as_str().unwrap_or_default();
+    let id = f["box_id"].as_str().unwrap_or_default();
     if f["degraded"].as_bool().unwrap_or(true) {
         let pct = f["degraded_fraction"].as_f64().unwrap_or(0.0) * 100.0;
-        format!(
-            r#"<p class="flash error" id="fleet">Fleet: DEGRADED: the shared store {store} is unreachable; this box (id {id}) enforces each limit at {pct:.0}% for what it accepts on its own until it is back.</p>"#
-        )
+        html! {
+            p.flash.error #fleet {
+                "Fleet: DEGRADED: the shared store " (store) " is unreachable; this box (id " (id)
+                ") enforces each limit at " (format!("{pct:.0}")) "% for what it accepts on its own until it is back."
+            }
+        }
     } else {
-        format!(
-            r#"<p class="muted" id="fleet">Fleet: shared store {store} reachable; users, locks, settings and limits are shared (this box: {id}).</p>"#
-        )
+        html! {
+            p.muted #fleet {
+                "Fleet: shared store " (store) " reachable; users, locks, settings and limits are shared (this box: "
+                (id) ")."
+            }
+        }
     }
 }
 
@@ -153,8 +165,7 @@ pub fn queue(c: &Ctx) -> Resp {
     if !ok(&a) {
         return c.failed("Queue", "/queue", &a, "/dashboard");
     }
-    let mut rows = String::new();
-    for e in items(&a) {
+    let row = |e: &Value| {
         let id = cell(&e["id"]);
         let rcpts: Vec<String> = e["recipients"]
             .as_array()
@@ -162,55 +173,46 @@ pub fn queue(c: &Ctx) -> Resp {
             .flatten()
             .map(|r| format!("{} ({})", cell(&r["address"]), cell(&r["state"])))
             .collect();
-        let _ = write!(
-            rows,
-            "<tr data-id=\"{}\"><td><a href=\"/queue/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"nowrap\">{}</td></tr>",
-            esc(&id),
-            seg(&id),
-            esc(&id),
-            esc(&when(&e["received"])),
-            who_sent(e),
-            esc(&rcpts.join(", ")),
-            esc(&cell(&e["size"])),
-            esc(&cell(&e["state"])),
-            esc(&when(&e["next_attempt"])),
-            queue_buttons(c, &id, e["state"] == "queued"),
-        );
-    }
-    let body = format!(
-        r#"<p class="muted">Retry tries delivery now; Bounce gives up and returns the message to its sender; Delete drops it silently.</p>
-<table id="queue"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th class="num">Size</th><th>State</th><th>Next attempt</th><th></th></tr></thead><tbody>{rows}</tbody></table>{}"#,
-        c.pager("/queue", &a)
-    );
-    c.render("Queue", "/queue", &body)
+        html! {
+            tr data-id=(id) {
+                td { a href={ "/queue/" (seg(&id)) } { (id) } }
+                td { (when(&e["received"])) }
+                td { (who_sent(e)) }
+                td { (rcpts.join(", ")) }
+                td.num { (cell(&e["size"])) }
+                td { (cell(&e["state"])) }
+                td { (when(&e["next_attempt"])) }
+                td.nowrap { (queue_buttons(c, &id, e["state"] == "queued")) }
+            }
+        }
+    };
+    let body = html! {
+        p.muted { "Retry tries delivery now; Bounce gives up and returns the message to its sender; Delete drops it silently." }
+        table #queue {
+            thead {
+                tr {
+                    th { "Id" } th { "Received" } th { "User" } th { "Recipients" } th.num { "Size" }
+                    th { "State" } th { "Next attempt" } th {}
+                }
+            }
+            tbody { @for e in items(&a) { (row(e)) } }
+        }
+        (c.pager("/queue", &a))
+    };
+    c.render("Queue", "/queue", body)
 }
 
-fn queue_buttons(c: &Ctx, id: &str, waiting: bool) -> String {
+fn queue_buttons(c: &Ctx, id: &str, waiting: bool) -> Markup {
     let href = format!("/queue/{}", seg(id));
-    let mut out = String::new();
-    if waiting {
-        out.push_str(&button(
-            &format!("{href}/retry"),
-            "Retry",
-            c.csrf(),
-            "small",
-        ));
-        out.push(' ');
-        out.push_str(&button(
-            &format!("{href}/bounce"),
-            "Bounce",
-            c.csrf(),
-            "secondary small",
-        ));
-        out.push(' ');
+    html! {
+        @if waiting {
+            (button(&format!("{href}/retry"), "Retry", c.csrf(), "small"))
+            " "
+            (button(&format!("{href}/bounce"), "Bounce", c.csrf(), "secondary small"))
+            " "
+        }
+        (button(&format!("{href}/delete"), "Delete", c.csrf(), "danger small"))
     }
-    out.push_str(&button(
-        &format!("{href}/delete"),
-        "Delete",
-        c.csrf(),
-        "danger small",
-    ));
-    out
 }
 
 pub fn queue_action(c: &Ctx, id: &str, action: &str) -> Resp {
@@ -232,28 +234,31 @@ pub fn queue_action(c: &Ctx, id: &str, action: &str) -> Resp {
 
 /// A JSON object as a two-column table (for entries whose shape belongs
 /// to another part of the daemon).
-fn object_table(v: &Value) -> String {
-    let mut rows = String::new();
-    if let Some(o) = v.as_object() {
-        for (k, v) in o {
-            if k == "headers" {
-                continue;
-            }
-            let text = match v {
-                Value::Array(_) | Value::Object(_) => {
-                    serde_json::to_string_pretty(v).unwrap_or_default()
+fn object_table(v: &Value) -> Markup {
+    let fields = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "headers");
+    html! {
+        table {
+            @for (k, v) in fields {
+                tr {
+                    th { (k) }
+                    td {
+                        pre {
+                            @match v {
+                                Value::Array(_) | Value::Object(_) => {
+                                    (serde_json::to_string_pretty(v).unwrap_or_default())
+                                }
+                                other => (cell(other)),
+                            }
+                        }
+                    }
                 }
-                other => cell(other),
-            };
-            let _ = write!(
-                rows,
-                "<tr><th>{}</th><td><pre>{}</pre></td></tr>",
-                esc(k),
-                esc(&text)
-            );
+            }
         }
     }
-    format!("<table>{rows}</table>")
 }
 
 pub fn queue_entry(c: &Ctx, id: &str) -> Resp {
@@ -261,26 +266,25 @@ pub fn queue_entry(c: &Ctx, id: &str) -> Resp {
     if !ok(&a) {
         return c.failed("Queued message", "/queue", &a, "/queue");
     }
-    let body = format!(
-        "<p>{}</p>{}<h2>Headers</h2><pre>{}</pre><p><a href=\"/queue\">Back to the queue</a></p>",
-        queue_buttons(c, id, a.body["state"] == "queued"),
-        object_table(&a.body),
-        esc(&cell(&a.body["headers"]))
-    );
-    c.render(&format!("Queued message {id}"), "/queue", &body)
+    let body = html! {
+        p { (queue_buttons(c, id, a.body["state"] == "queued")) }
+        (object_table(&a.body))
+        h2 { "Headers" }
+        pre { (cell(&a.body["headers"])) }
+        p { a href="/queue" { "Back to the queue" } }
+    };
+    c.render(&format!("Queued message {id}"), "/queue", body)
 }
 
 /// The user, and the envelope sender when it is another address.
-fn who_sent(e: &Value) -> String {
+fn who_sent(e: &Value) -> Markup {
     let (user, sender) = (cell(&e["user"]), cell(&e["sender"]));
-    if sender == user {
-        esc(&user)
-    } else {
-        format!(
-            "{}<br><span class=\"muted\">from {}</span>",
-            esc(&user),
-            esc(if sender.is_empty() { "<>" } else { &sender })
-        )
+    html! {
+        (user)
+        @if sender != user {
+            br;
+            span.muted { "from " (if sender.is_empty() { "<>" } else { &sender }) }
+        }
     }
 }
 
@@ -299,54 +303,56 @@ pub fn quarantine(c: &Ctx) -> Resp {
         return c.render(
             "Quarantine",
             "/quarantine",
-            "<p class=\"muted\" id=\"no-quarantine\">The quarantine is not available in this build of the daemon.</p>",
+            html! {
+                p.muted #no-quarantine { "The quarantine is not available in this build of the daemon." }
+            },
         );
     }
     if !ok(&a) {
         return c.failed("Quarantine", "/quarantine", &a, "/dashboard");
     }
-    let mut rows = String::new();
-    for e in items(&a) {
+    let row = |e: &Value| {
         let id = cell(&e["id"]);
-        let reasons: String = e["reasons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| format!("<li>{}</li>", esc(&cell(r))))
-            .collect();
-        let _ = write!(
-            rows,
-            "<tr data-id=\"{}\"><td><a href=\"/quarantine/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><ul class=\"reasons\">{}</ul></td><td class=\"nowrap\">{} {}</td></tr>",
-            esc(&id),
-            seg(&id),
-            esc(&id),
-            esc(&when(&e["received"])),
-            who_sent(e),
-            esc(&recipients(&e["recipients"])),
-            esc(&match e["fate"].as_str() {
-                Some(f) if !f.is_empty() => format!("{} ({f})", cell(&e["class"])),
-                _ => cell(&e["class"]),
-            }),
-            reasons,
-            button(
-                &format!("/quarantine/{}/release", seg(&id)),
-                "Release",
-                c.csrf(),
-                "small"
-            ),
-            button(
-                &format!("/quarantine/{}/delete", seg(&id)),
-                "Delete",
-                c.csrf(),
-                "danger small"
-            ),
-        );
-    }
-    let body = format!(
-        "<p class=\"muted\">Spam, malware and mail held for unusual sending (fate: hold, or lock when it locked the sender); releasing a message queues it for delivery.</p><table id=\"quarantine\"><thead><tr><th>Id</th><th>Received</th><th>User</th><th>Recipients</th><th>Class (fate)</th><th>Reasons</th><th></th></tr></thead><tbody>{rows}</tbody></table>{}",
-        c.pager("/quarantine", &a)
-    );
-    c.render("Quarantine", "/quarantine", &body)
+        let class = match e["fate"].as_str() {
+            Some(f) if !f.is_empty() => format!("{} ({f})", cell(&e["class"])),
+            _ => cell(&e["class"]),
+        };
+        html! {
+            tr data-id=(id) {
+                td { a href={ "/quarantine/" (seg(&id)) } { (id) } }
+                td { (when(&e["received"])) }
+                td { (who_sent(e)) }
+                td { (recipients(&e["recipients"])) }
+                td { (class) }
+                td {
+                    ul.reasons {
+                        @for r in e["reasons"].as_array().into_iter().flatten() {
+                            li { (cell(r)) }
+                        }
+                    }
+                }
+                td.nowrap {
+                    (button(&format!("/quarantine/{}/release", seg(&id)), "Release", c.csrf(), "small"))
+                    " "
+                    (button(&format!("/quarantine/{}/delete", seg(&id)), "Delete", c.csrf(), "danger small"))
+                }
+            }
+        }
+    };
+    let body = html! {
+        p.muted { "Spam, malware and mail held for unusual sending (fate: hold, or lock when it locked the sender); releasing a message queues it for delivery." }
+        table #quarantine {
+            thead {
+                tr {
+                    th { "Id" } th { "Received" } th { "User" } th { "Recipients" }
+                    th { "Class (fate)" } th { "Reasons" } th {}
+                }
+            }
+            tbody { @for e in items(&a) { (row(e)) } }
+        }
+        (c.pager("/quarantine", &a))
+    };
+    c.render("Quarantine", "/quarantine", body)
 }
 
 pub fn quarantine_entry(c: &Ctx, id: &str) -> Resp {
@@ -355,14 +361,17 @@ pub fn quarantine_entry(c: &Ctx, id: &str) -> Resp {
         return c.failed("Quarantined message", "/quarantine", &a, "/quarantine");
     }
     let href = format!("/quarantine/{}", seg(id));
-    let body = format!(
-        "<p>{} {}</p>{}<h2>Headers</h2><pre>{}</pre>",
-        button(&format!("{href}/release"), "Release", c.csrf(), ""),
-        button(&format!("{href}/delete"), "Delete", c.csrf(), "danger"),
-        object_table(&a.body),
-        esc(&cell(&a.body["headers"]))
-    );
-    c.render(&format!("Quarantined message {id}"), "/quarantine", &body)
+    let body = html! {
+        p {
+            (button(&format!("{href}/release"), "Release", c.csrf(), ""))
+            " "
+            (button(&format!("{href}/delete"), "Delete", c.csrf(), "danger"))
+        }
+        (object_table(&a.body))
+        h2 { "Headers" }
+        pre { (cell(&a.body["headers"])) }
+    };
+    c.render(&format!("Quarantined message {id}"), "/quarantine", body)
 }
 
 pub fn quarantine_action(c: &Ctx, id: &str, release: bool) -> Resp {
@@ -382,248 +391,37 @@ pub fn quarantine_action(c: &Ctx, id: &str, release: bool) -> Resp {
     c.done(format!("Message {id} {what}."), "/quarantine")
 }
 
-/// The per-user setting whose system default this is (`defaults.NAME`).
-fn user_setting(path: &str) -> Option<&'static SettingSpec> {
-    path.strip_prefix("defaults.").and_then(spec::find)
-}
-
-/// Choices of the settings that are enumerations; other strings are text.
-fn choices(path: &str) -> Option<Vec<&'static str>> {
-    if let Some(Kind::Choice(c)) = user_setting(path).map(|s| s.kind) {
-        return Some(c.iter().map(|(value, _)| *value).collect());
-    }
-    match path {
-        "sender_check" | "header_from_check" => Some(vec!["exact", "domain", "off"]),
-        _ => None,
-    }
-}
-
-/// A readable label for a setting's key.
-fn label(key: &str) -> String {
-    match key {
-        "ip_auth" => "IP authorisation (IP address users need no AUTH)".into(),
-        "sender_check" => "Envelope sender must match the user".into(),
-        "header_from_check" => "Header From and Sender must match the user".into(),
-        "timezone" => "Timezone of the limit windows (IANA name)".into(),
-        _ => {
-            let text = key.replace('_', " ");
-            let mut chars = text.chars();
-            chars
-                .next()
-                .map(|c| c.to_uppercase().chain(chars).collect())
-                .unwrap_or_default()
-        }
-    }
-}
-
-/// The settings form, built from the settings' JSON so that settings
-/// added by other parts of the daemon appear without a page change.
-fn settings_fields(out: &mut String, prefix: &str, v: &Map<String, Value>) {
-    let mut nested = Vec::new();
-    out.push_str("<div class=\"grid\">");
-    for (k, val) in v {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        let label = esc(&user_setting(&path).map_or_else(|| label(k), |s| s.label.to_string()));
-        let name = esc(&path);
-        let (min, max) = match user_setting(&path).map(|s| s.kind) {
-            Some(Kind::Number(r)) => (r.min, format!(" max=\"{}\"", r.max)),
-            _ => (0, String::new()),
-        };
-        match val {
-            Value::Object(o) => nested.push((path, o)),
-            Value::Bool(b) => {
-                let _ = write!(
-                    out,
-                    "<label><input type=\"hidden\" name=\"{name}\" value=\"false\"><input type=\"checkbox\" name=\"{name}\" value=\"true\"{}> {label}</label>",
-                    if *b { " checked" } else { "" }
-                );
-            }
-            Value::Number(n) => {
-                // Fractional settings (scores) take any step.
-                let step = if n.is_f64() { " step=\"any\"" } else { "" };
-                let _ = write!(
-                    out,
-                    "<label>{label}<input type=\"number\" min=\"{min}\"{max}{step} name=\"{name}\" value=\"{n}\"></label>"
-                );
-            }
-            Value::String(s) => match choices(&path) {
-                Some(opts) => {
-                    let o: String = opts
-                        .iter()
-                        .map(|o| {
-                            format!(
-                                "<option{}>{o}</option>",
-                                if o == s { " selected" } else { "" }
-                            )
-                        })
-                        .collect();
-                    let _ = write!(
-                        out,
-                        "<label>{label}<select name=\"{name}\">{o}</select></label>"
-                    );
-                }
-                None => {
-                    let _ = write!(
-                        out,
-                        "<label>{label}<input type=\"text\" name=\"{name}\" value=\"{}\"></label>",
-                        esc(s)
-                    );
-                }
-            },
-            other => {
-                // Lists and unset values: edited as JSON text.
-                let _ = write!(
-                    out,
-                    "<label>{label} (JSON)<input type=\"text\" name=\"{name}\" value=\"{}\" data-json=\"1\"></label>",
-                    esc(&other.to_string())
-                );
-            }
-        }
-    }
-    out.push_str("</div>");
-    for (path, o) in nested {
-        let title = if path == "defaults" {
-            "Defaults of the user settings".to_string()
-        } else if path == "response" {
-            "Response to caught and unusual mail (hold or lock)".to_string()
-        } else {
-            label(&path)
-        };
-        let _ = write!(out, "<h2>{}</h2>", esc(&title));
-        settings_fields(out, &path, o);
-    }
-}
-
-pub fn settings(c: &Ctx, error: Option<&str>) -> Resp {
-    let a = c.get("/v1/settings");
-    if !ok(&a) {
-        return c.failed("Settings", "/settings", &a, "/dashboard");
-    }
-    let mut fields = String::new();
-    if let Some(o) = a.body.as_object() {
-        settings_fields(&mut fields, "", o);
-    }
-    let body = format!(
-        r#"<form method="post" action="/settings" id="settings-form">{}<fieldset><legend>System settings</legend>{fields}
-<p class="hint">"defaults" are the values of user settings that a user leaves unset. Limits of 0 mean unlimited.</p></fieldset>
-<p class="actions"><button type="submit" id="save">Save settings</button></p></form>
-<form method="post" action="/settings/password" class="toolbar">{}<label>New admin password (at least 8 characters)<input type="password" name="password" autocomplete="new-password" required></label>
-<button type="submit" class="secondary">Change admin password</button></form>"#,
-        csrf_field(c.csrf()),
-        csrf_field(c.csrf())
-    );
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    c.render_with(status, "Settings", "/settings", error, &body)
-}
-
-/// Builds the settings patch from the form, typed like the current value.
-fn patch_from(c: &Ctx, prefix: &str, current: &Map<String, Value>) -> Result<Value, String> {
-    let form = c.form.ok_or("no form")?;
-    let mut out = Map::new();
-    for (k, cur) in current {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        // A checkbox posts its hidden "false" and, when ticked, "true".
-        let vals: Vec<&str> = form
-            .0
-            .iter()
-            .filter(|(n, _)| *n == path)
-            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-            .collect();
-        let v = match cur {
-            Value::Object(o) => patch_from(c, &path, o)?,
-            _ if vals.is_empty() => continue,
-            Value::Bool(_) => json!(vals.contains(&"true")),
-            Value::Number(n) if n.is_f64() => {
-                let t = vals[0].trim();
-                let f: f64 = t
-                    .parse()
-                    .ok()
-                    .filter(|f: &f64| f.is_finite() && *f >= 0.0)
-                    .ok_or_else(|| format!("{path} must be a number, not '{t}'"))?;
-                json!(f)
-            }
-            Value::Number(_) => {
-                let t = vals[0].trim();
-                let n: i64 = t
-                    .parse()
-                    .map_err(|_| format!("{path} must be a whole number, not '{t}'"))?;
-                if n < 0 {
-                    return Err(format!("{path} must not be negative"));
-                }
-                json!(n)
-            }
-            Value::String(_) => json!(vals[0].trim()),
-            _ => {
-                serde_json::from_str(vals[0]).map_err(|e| format!("{path}: not valid JSON: {e}"))?
-            }
-        };
-        out.insert(k.clone(), v);
-    }
-    Ok(Value::Object(out))
-}
-
-pub fn save_settings(c: &Ctx) -> Resp {
-    let current = serde_json::to_value(c.admin.ctl.app.settings.get()).unwrap_or(Value::Null);
-    let patch = match current.as_object().map(|o| patch_from(c, "", o)) {
-        Some(Ok(p)) => p,
-        Some(Err(e)) => return settings(c, Some(&e)),
-        None => return settings(c, Some("settings are not an object")),
-    };
-    let a = c.send(Method::PATCH, "/v1/settings", &patch);
-    if !ok(&a) {
-        return settings(c, Some(&error_text(&a)));
-    }
-    c.done("Settings saved.", "/settings")
-}
-
-pub fn admin_password(c: &Ctx) -> Resp {
-    let pw = c.form.and_then(|f| f.get("password")).unwrap_or("");
-    let a = c.send(
-        Method::PUT,
-        "/v1/admin/password",
-        &json!({ "password": pw }),
-    );
-    if !ok(&a) {
-        return settings(c, Some(&error_text(&a)));
-    }
-    c.done("Admin password changed.", "/settings")
-}
-
 pub fn tls(c: &Ctx, error: Option<&str>) -> Resp {
     let a = c.get("/v1/tls/certificate");
     if !ok(&a) {
         return c.failed("Certificate", "/tls", &a, "/dashboard");
     }
-    let body = format!(
-        r#"<p>SHA-256 fingerprint: <code id="fingerprint">{}</code> ({} certificate(s) in the chain). It is served on the SMTP listeners and on this page.</p>
-<form method="post" action="/tls" enctype="multipart/form-data">{}<fieldset><legend>Upload a new certificate</legend><div class="grid">
-<label>Certificate chain (PEM)<input type="file" name="certificate" accept=".pem,.crt"></label>
-<label>Private key (PEM)<input type="file" name="private_key" accept=".pem,.key"></label></div>
-<p class="hint">Both are checked (the key must match the certificate) before anything is replaced; new connections get the new certificate at once.</p></fieldset>
-<p class="actions"><button type="submit">Upload</button></p></form><h2>Certificate in use</h2><pre>{}</pre>"#,
-        esc(&cell(&a.body["sha256_fingerprint"])),
-        esc(&cell(&a.body["chain_length"])),
-        csrf_field(c.csrf()),
-        esc(&cell(&a.body["certificate"]))
-    );
+    let body = html! {
+        p {
+            "SHA-256 fingerprint: " code #fingerprint { (cell(&a.body["sha256_fingerprint"])) }
+            " (" (cell(&a.body["chain_length"])) " certificate(s) in the chain). It is served on the SMTP listeners and on this page."
+        }
+        form method="post" action="/tls" enctype="multipart/form-data" {
+            (csrf_field(c.csrf()))
+            fieldset {
+                legend { "Upload a new certificate" }
+                div.grid {
+                    label { "Certificate chain (PEM)" input type="file" name="certificate" accept=".pem,.crt"; }
+                    label { "Private key (PEM)" input type="file" name="private_key" accept=".pem,.key"; }
+                }
+                p.hint { "Both are checked (the key must match the certificate) before anything is replaced; new connections get the new certificate at once." }
+            }
+            p.actions { button type="submit" { "Upload" } }
+        }
+        h2 { "Certificate in use" }
+        pre { (cell(&a.body["certificate"])) }
+    };
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    c.render_with(status, "TLS certificate", "/tls", error, &body)
+    c.render_with(status, "TLS certificate", "/tls", error, body)
 }
 
 pub fn upload_tls(c: &Ctx) -> Resp {
@@ -653,25 +451,30 @@ pub fn audit(c: &Ctx) -> Resp {
     if !ok(&a) {
         return c.failed("Audit log", "/audit", &a, "/dashboard");
     }
-    let mut rows = String::new();
-    for e in items(&a) {
-        let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            esc(&when(&e["at"])),
-            esc(&cell(&e["who"])),
-            esc(&cell(&e["action"])),
-            esc(&cell(&e["status"])),
-            esc(&cell(&e["detail"]))
-        );
-    }
-    let body = format!(
-        r#"<form method="get" action="/audit" class="toolbar"><label>Contains<input type="search" name="filter" value="{}"></label><button type="submit" class="secondary">Search</button></form>
-<table id="audit"><thead><tr><th>When</th><th>Who</th><th>What</th><th class="num">Result</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table>{}"#,
-        esc(filter),
-        c.pager(&format!("/audit{query}"), &a)
-    );
-    c.render("Audit log", "/audit", &body)
+    let body = html! {
+        form method="get" action="/audit" .toolbar {
+            label { "Contains" input type="search" name="filter" value=(filter); }
+            button type="submit" .secondary { "Search" }
+        }
+        table #audit {
+            thead {
+                tr { th { "When" } th { "Who" } th { "What" } th.num { "Result" } th { "Detail" } }
+            }
+            tbody {
+                @for e in items(&a) {
+                    tr {
+                        td { (when(&e["at"])) }
+                        td { (cell(&e["who"])) }
+                        td { (cell(&e["action"])) }
+                        td.num { (cell(&e["status"])) }
+                        td { (cell(&e["detail"])) }
+                    }
+                }
+            }
+        }
+        (c.pager(&format!("/audit{query}"), &a))
+    };
+    c.render("Audit log", "/audit", body)
 }
 
 pub fn logs(c: &Ctx) -> Resp {
@@ -683,12 +486,47 @@ pub fn logs(c: &Ctx) -> Resp {
         return c.failed("Logs", "/logs", &a, "/dashboard");
     }
     let lines: Vec<String> = a.body.as_array().into_iter().flatten().map(cell).collect();
-    let body = format!(
-        r#"<form method="get" action="/logs" class="toolbar"><label>Contains<input type="search" name="q" value="{}"></label><button type="submit" class="secondary">Search</button></form>
-<p class="muted">The newest {} matching line(s) of the recent log kept in memory.</p><pre id="log-lines">{}</pre>"#,
-        esc(text),
-        lines.len(),
-        esc(&lines.join("\n"))
-    );
-    c.render("Logs", "/logs", &body)
+    let body = html! {
+        form method="get" action="/logs" .toolbar {
+            label { "Contains" input type="search" name="q" value=(text); }
+            button type="submit" .secondary { "Search" }
+        }
+        p.muted { "The newest " (lines.len()) " matching line(s) of the recent log kept in memory." }
+        pre #log-lines { (lines.join("\n")) }
+    };
+    c.render("Logs", "/logs", body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_message_fields_are_escaped() {
+        let e = json!({
+            "user": "<script>alert(1)</script>@x.example",
+            "sender": "\"><img src=x onerror=alert(1)>",
+            "headers": "Subject: <b>hi</b>",
+            "<k>": ["<v>"],
+        });
+        let who = who_sent(&e).into_string();
+        assert_eq!(
+            who,
+            "&lt;script&gt;alert(1)&lt;/script&gt;@x.example<br>\
+             <span class=\"muted\">from &quot;&gt;&lt;img src=x onerror=alert(1)&gt;</span>"
+        );
+        let table = object_table(&e).into_string();
+        assert!(table.contains("<th>&lt;k&gt;</th>"), "{table}");
+        assert!(table.contains("&quot;&lt;v&gt;&quot;"), "{table}");
+        assert!(!table.contains("<script>") && !table.contains("<b>") && !table.contains("<img"));
+        // The null sender is shown as text too.
+        let bounce = who_sent(&json!({"user": "u@x.example", "sender": ""})).into_string();
+        assert!(bounce.ends_with("from &lt;&gt;</span>"), "{bounce}");
+        let fleet = fleet_line(&json!({"store": "<s>", "box_id": "<i>", "degraded": false}));
+        assert!(
+            fleet
+                .into_string()
+                .contains("shared store &lt;s&gt; reachable")
+        );
+    }
 }

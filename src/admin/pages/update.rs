@@ -3,10 +3,11 @@
 //! `POST /v1/system/update`, like the CLI and API clients).
 
 use hyper::{Method, StatusCode};
+use maud::html;
 use serde_json::Value;
 
 use super::{Ctx, cell, error_text, ok};
-use crate::admin::html::{csrf_field, esc};
+use crate::admin::html::csrf_field;
 use crate::admin::server::Resp;
 
 /// "Outguard 0.1.0 (image 0.1.0+gabc), slot B" for the dashboard.
@@ -26,16 +27,16 @@ pub fn page(c: &Ctx, error: Option<&str>) -> Resp {
     }
     let v = &a.body;
     let slot = |s: &str| {
-        let booted = if v["slots"][s]["booted"].as_bool() == Some(true) {
-            " (booted)"
-        } else {
-            ""
-        };
-        format!(
-            "<tr><th>Slot {s}</th><td id=\"slot-{}\">{}{booted}</td></tr>",
-            s.to_lowercase(),
-            esc(&cell(&v["slots"][s]["state"]))
-        )
+        let booted = v["slots"][s]["booted"].as_bool() == Some(true);
+        html! {
+            tr {
+                th { "Slot " (s) }
+                td id={ "slot-" (s.to_lowercase()) } {
+                    (cell(&v["slots"][s]["state"]))
+                    @if booted { " (booted)" }
+                }
+            }
+        }
     };
     let last = match v["last_install"].as_object() {
         Some(li) => format!(
@@ -47,26 +48,33 @@ pub fn page(c: &Ctx, error: Option<&str>) -> Resp {
         ),
         None => "none since this boot".into(),
     };
-    let body = format!(
-        r#"<p id="version">{}</p>
-<table><tr><th>Boot order</th><td>{}</td></tr>{}{}<tr><th>Last install</th><td id="last-install">{}</td></tr></table>
-<form method="post" action="/update" enctype="multipart/form-data">{}<fieldset><legend>Install an update</legend>
-<label>Signed bundle (.raucb)<input type="file" name="bundle" accept=".raucb"></label>
-<p class="hint">The appliance checks the bundle's signature and installs it into the slot not running now; reboot to run it. If the new version's daemon does not answer SMTP after the reboot, the appliance goes back to this one.</p></fieldset>
-<p class="actions"><button type="submit">Upload and install</button></p></form>"#,
-        esc(&summary(v)),
-        esc(&cell(&v["boot_order"])),
-        slot("A"),
-        slot("B"),
-        esc(&last),
-        csrf_field(c.csrf()),
-    );
+    let body = html! {
+        p #version { (summary(v)) }
+        table {
+            tr { th { "Boot order" } td { (cell(&v["boot_order"])) } }
+            (slot("A"))
+            (slot("B"))
+            tr { th { "Last install" } td #last-install { (last) } }
+        }
+        form method="post" action="/update" enctype="multipart/form-data" {
+            (csrf_field(c.csrf()))
+            fieldset {
+                legend { "Install an update" }
+                label {
+                    "Signed bundle (.raucb)"
+                    input type="file" name="bundle" accept=".raucb";
+                }
+                p.hint { "The appliance checks the bundle's signature and installs it into the slot not running now; reboot to run it. If the new version's daemon does not answer SMTP after the reboot, the appliance goes back to this one." }
+            }
+            p.actions { button type="submit" { "Upload and install" } }
+        }
+    };
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    c.render_with(status, "Update", "/update", error, &body)
+    c.render_with(status, "Update", "/update", error, body)
 }
 
 pub fn upload(c: &Ctx) -> Resp {

@@ -2,14 +2,13 @@
 //! the 'Add outgoing user' and edit dialogs with every setting of the
 //! vendor document, lock, unlock and delete.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-
 use hyper::{Method, StatusCode};
+use maud::{Markup, html};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 use super::{Ctx, cell, error_text, ok};
-use crate::admin::html::{button, csrf_field, esc, seg};
+use crate::admin::html::{button, csrf_field, seg};
 use crate::admin::server::Resp;
 use crate::users::spec::{Kind, USER_SETTINGS};
 
@@ -44,59 +43,54 @@ fn shown_default(v: &Value) -> String {
     }
 }
 
-fn option(value: &str, label: &str, current: &str) -> String {
-    let sel = if value == current { " selected" } else { "" };
-    format!(
-        "<option value=\"{}\"{sel}>{}</option>",
-        esc(value),
-        esc(label)
-    )
+fn option(value: &str, label: &str, current: &str) -> Markup {
+    html! { option value=(value) selected[value == current] { (label) } }
 }
 
 /// The 'Edit outgoing settings' part of the dialogs. Blank means the
 /// system default, which is shown beside each field.
-fn settings_fields(values: &Values, defaults: &Value) -> String {
-    let mut out = String::from(
-        "<fieldset><legend>Edit outgoing settings</legend>\
-<p class=\"hint\">Leave a field blank to use the system default (shown in grey). \
-A limit of 0 means unlimited. If quarantine is enabled, spam and malware are quarantined \
-whatever the quarantine response: it only decides what the sending server is told.</p><div class=\"grid\">",
-    );
-    for s in USER_SETTINGS {
-        let key = s.name;
-        let current = values.get(key).map(String::as_str).unwrap_or("");
-        let default = shown_default(&defaults[key]);
-        let default_option = option("", &format!("Default ({default})"), current);
-        let input = match s.kind {
-            Kind::Number(r) => format!(
-                "<input type=\"number\" min=\"{}\" max=\"{}\" step=\"1\" name=\"{key}\" id=\"{key}\" value=\"{}\" placeholder=\"default: {}\">",
-                r.min,
-                r.max,
-                esc(current),
-                esc(&default)
-            ),
-            Kind::Bool => format!(
-                "<select name=\"{key}\" id=\"{key}\">{default_option}{}{}</select>",
-                option("true", "On", current),
-                option("false", "Off", current)
-            ),
-            Kind::Choice(choices) => {
-                let options: String = choices
-                    .iter()
-                    .map(|(value, meaning)| option(value, meaning, current))
-                    .collect();
-                format!("<select name=\"{key}\" id=\"{key}\">{default_option}{options}</select>")
+fn settings_fields(values: &Values, defaults: &Value) -> Markup {
+    html! {
+        fieldset {
+            legend { "Edit outgoing settings" }
+            p.hint {
+                "Leave a field blank to use the system default (shown in grey). \
+    A limit of 0 means unlimited. If quarantine is enabled, spam and malware are quarantined \
+    whatever the quarantine response: it only decides what the sending server is told."
             }
-        };
-        let _ = write!(
-            out,
-            "<label for=\"{key}\" title=\"{}\">{}{input}</label>",
-            esc(s.help),
-            esc(s.label)
-        );
+            div.grid {
+                @for s in USER_SETTINGS {
+                    @let key = s.name;
+                    @let current = values.get(key).map(String::as_str).unwrap_or("");
+                    @let default = shown_default(&defaults[key]);
+                    label for=(key) title=(s.help) {
+                        (s.label)
+                        @match s.kind {
+                            Kind::Number(r) => {
+                                input type="number" min=(r.min) max=(r.max) step="1" name=(key) id=(key)
+                                    value=(current) placeholder={ "default: " (default) };
+                            }
+                            Kind::Bool => {
+                                select name=(key) id=(key) {
+                                    (option("", &format!("Default ({default})"), current))
+                                    (option("true", "On", current))
+                                    (option("false", "Off", current))
+                                }
+                            }
+                            Kind::Choice(choices) => {
+                                select name=(key) id=(key) {
+                                    (option("", &format!("Default ({default})"), current))
+                                    @for (value, meaning) in choices {
+                                        (option(value, meaning, current))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</div></fieldset>");
-    out
 }
 
 /// Reads the settings of a submitted dialog: the values set, the ones
@@ -125,15 +119,14 @@ fn defaults(c: &Ctx) -> (Value, bool) {
     (v["defaults"].clone(), s.ip_auth)
 }
 
-fn usage_cell(used: &Value, limit: &Value) -> String {
+fn usage_cell(used: &Value, limit: &Value) -> Markup {
     let (u, l) = (used.as_u64().unwrap_or(0), limit.as_u64().unwrap_or(0));
     let limit = if l == 0 {
         "∞".to_string()
     } else {
         l.to_string()
     };
-    let cls = if l > 0 && u >= l { "num over" } else { "num" };
-    format!("<td class=\"{cls}\">{u} / {limit}</td>")
+    html! { td.num.over[l > 0 && u >= l] { (u) " / " (limit) } }
 }
 
 pub fn list(c: &Ctx) -> Resp {
@@ -156,106 +149,125 @@ pub fn list(c: &Ctx) -> Resp {
     if !ok(&a) {
         return c.failed("Outgoing users", "/users", &a, "/users");
     }
-    let mut rows = String::new();
-    let mut shown = 0;
-    for u in super::items(&a) {
+    let row = |u: &Value| {
         let locked = u["locked"] == true;
-        shown += 1;
         let name = u["name"].as_str().unwrap_or("");
         let href = format!("/users/{}", seg(name));
         let (e, use_) = (&u["effective"], &u["usage"]);
-        let badge = if locked {
-            format!(
-                "<span class=\"badge locked\">{}</span>",
-                esc(u["status"].as_str().unwrap_or("locked"))
-            )
-        } else {
-            "<span class=\"badge\">active</span>".into()
-        };
-        let nopw = if u["kind"] == "address" && u["has_password"] != true {
-            " <span class=\"muted\">(no password: cannot log in)</span>"
-        } else {
-            ""
-        };
-        let mut actions = format!(
-            "<a class=\"btn secondary small\" href=\"{}\">Edit</a> ",
-            esc(&href)
-        );
-        if locked {
-            actions.push_str(&button(
-                &format!("{href}/unlock"),
-                "Unlock",
-                c.csrf(),
-                "small",
-            ));
+        let nopw = u["kind"] == "address" && u["has_password"] != true;
+        html! {
+            tr data-user=(name) {
+                td {
+                    a href=(href) { (name) }
+                    @if nopw {
+                        " " span.muted { "(no password: cannot log in)" }
+                    }
+                }
+                td { (u["kind"].as_str().unwrap_or("")) }
+                td {
+                    @if locked {
+                        span.badge.locked { (u["status"].as_str().unwrap_or("locked")) }
+                    } @else {
+                        span.badge { "active" }
+                    }
+                }
+                (usage_cell(&use_["day"], &e["limit_per_day"]))
+                (usage_cell(&use_["week"], &e["limit_per_week"]))
+                (usage_cell(&use_["month"], &e["limit_per_month"]))
+                (usage_cell(&use_["recipients_day"], &e["max_recipients_per_day"]))
+                td {
+                    a.btn.secondary.small href=(href) { "Edit" }
+                    " "
+                    @if locked {
+                        (button(&format!("{href}/unlock"), "Unlock", c.csrf(), "small"))
+                    }
+                    " "
+                    (button(&format!("{href}/delete"), "Delete", c.csrf(), "danger small"))
+                }
+            }
         }
-        actions.push(' ');
-        actions.push_str(&button(
-            &format!("{href}/delete"),
-            "Delete",
-            c.csrf(),
-            "danger small",
-        ));
-        let _ = write!(
-            rows,
-            "<tr data-user=\"{}\"><td><a href=\"{}\">{}</a>{nopw}</td><td>{}</td><td>{badge}</td>{}{}{}{}<td>{actions}</td></tr>",
-            esc(name),
-            esc(&href),
-            esc(name),
-            esc(u["kind"].as_str().unwrap_or("")),
-            usage_cell(&use_["day"], &e["limit_per_day"]),
-            usage_cell(&use_["week"], &e["limit_per_week"]),
-            usage_cell(&use_["month"], &e["limit_per_month"]),
-            usage_cell(&use_["recipients_day"], &e["max_recipients_per_day"]),
-        );
-    }
+    };
+    let shown = super::items(&a).count();
     let statuses = [
         ("", "Any status"),
         ("active", "Active"),
         ("locked_until", "Locked until a time"),
         ("locked_until_admin", "Locked until admin unlocks"),
     ];
-    let opts: String = statuses.iter().map(|(v, l)| option(v, l, status)).collect();
-    let body = format!(
-        r#"<div class="actions"><a class="btn" href="/users/new" id="add-user">Add</a>
-<a class="btn secondary" href="/users/import" id="import-csv">Import from CSV file</a>
-<a class="btn secondary" href="/users/import-incoming" id="import-incoming">Import from incoming users</a>
-<a class="btn secondary" href="/users/export.csv">Export CSV</a></div>
-<form method="get" action="/users" class="toolbar">
-<label>Username contains<input type="search" name="filter" value="{}"></label>
-<label>Status<select name="status">{opts}</select></label>
-<button type="submit" class="secondary">Filter</button></form>
-<table id="users"><thead><tr><th>User</th><th>Kind</th><th>Status</th><th class="num">Today</th><th class="num">This week</th><th class="num">This month</th><th class="num">Recipients today</th><th></th></tr></thead>
-<tbody>{rows}</tbody></table>{}
-<p class="muted">{shown} user(s) shown, in name order. Counters are against the limits in force (∞: unlimited).</p>"#,
-        esc(filter),
-        c.pager(&format!("/users{query}"), &a)
-    );
-    c.render("Outgoing users", "/users", &body)
+    let body = html! {
+        div.actions {
+            a.btn href="/users/new" #add-user { "Add" } " "
+            a.btn.secondary href="/users/import" #import-csv { "Import from CSV file" } " "
+            a.btn.secondary href="/users/import-incoming" #import-incoming { "Import from incoming users" } " "
+            a.btn.secondary href="/users/export.csv" { "Export CSV" }
+        }
+        form method="get" action="/users" .toolbar {
+            label { "Username contains" input type="search" name="filter" value=(filter); }
+            " "
+            label {
+                "Status"
+                select name="status" {
+                    @for (v, l) in statuses { (option(v, l, status)) }
+                }
+            }
+            " "
+            button type="submit" .secondary { "Filter" }
+        }
+        table #users {
+            thead {
+                tr {
+                    th { "User" } th { "Kind" } th { "Status" } th.num { "Today" } th.num { "This week" }
+                    th.num { "This month" } th.num { "Recipients today" } th {}
+                }
+            }
+            tbody {
+                @for u in super::items(&a) { (row(u)) }
+            }
+        }
+        (c.pager(&format!("/users{query}"), &a))
+        p.muted { (shown) " user(s) shown, in name order. Counters are against the limits in force (∞: unlimited)." }
+    };
+    c.render("Outgoing users", "/users", body)
 }
 
-fn user_form(c: &Ctx, name: &str, domain: &str, values: &Values) -> String {
+fn user_form(c: &Ctx, name: &str, domain: &str, values: &Values) -> Markup {
     let (defaults, ip_auth) = defaults(c);
-    let ip_note = if ip_auth {
-        ""
-    } else {
-        " <strong>IP authorisation is currently disabled in Settings.</strong>"
-    };
-    format!(
-        r#"<form method="post" action="/users/new" id="user-form">{}
-<fieldset><legend>User</legend><div class="grid">
-<label for="name">Username<input type="text" name="name" id="name" value="{}" required placeholder="user@domain or IP address"></label>
-<label for="password">Password<input type="password" name="password" id="password" autocomplete="new-password"></label>
-<label for="domain">Domain (IP address users only)<input type="text" name="domain" id="domain" value="{}"></label>
-</div><p class="hint">If the password is left blank, the username must be an IP address (or network):
-connections from it count as authenticated without SMTP AUTH.{ip_note} Passwords have at least 8 characters.</p></fieldset>
-{}
-<p class="actions"><button type="submit" id="save">Save</button> <a class="btn secondary" href="/users">Cancel</a></p></form>"#,
-        csrf_field(c.csrf()),
-        esc(name),
-        esc(domain),
-        settings_fields(values, &defaults)
-    )
+    html! {
+        form method="post" action="/users/new" #user-form {
+            (csrf_field(c.csrf()))
+            fieldset {
+                legend { "User" }
+                div.grid {
+                    label for="name" {
+                        "Username"
+                        input type="text" name="name" #name value=(name) required placeholder="user@domain or IP address";
+                    }
+                    label for="password" {
+                        "Password"
+                        input type="password" name="password" #password autocomplete="new-password";
+                    }
+                    label for="domain" {
+                        "Domain (IP address users only)"
+                        input type="text" name="domain" #domain value=(domain);
+                    }
+                }
+                p.hint {
+                    "If the password is left blank, the username must be an IP address (or network): \
+    connections from it count as authenticated without SMTP AUTH."
+                    @if !ip_auth {
+                        " " strong { "IP authorisation is currently disabled in Settings." }
+                    }
+                    " Passwords have at least 8 characters."
+                }
+            }
+            (settings_fields(values, &defaults))
+            p.actions {
+                button type="submit" #save { "Save" }
+                " "
+                a.btn.secondary href="/users" { "Cancel" }
+            }
+        }
+    }
 }
 
 pub fn new_form(c: &Ctx, error: Option<&str>) -> Resp {
@@ -278,7 +290,7 @@ pub fn new_form(c: &Ctx, error: Option<&str>) -> Resp {
         "Add outgoing user",
         "/users",
         error,
-        &user_form(c, name, domain, &values),
+        user_form(c, name, domain, &values),
     )
 }
 
@@ -321,108 +333,121 @@ pub fn show(c: &Ctx, name: &str, error: Option<&str>) -> Resp {
         values_of(&u["settings"])
     };
     let password = if u["kind"] == "ip" {
-        "<p class=\"hint\">An IP address user has no password: connections from it are authenticated by address.</p>".to_string()
+        html! { p.hint { "An IP address user has no password: connections from it are authenticated by address." } }
     } else {
-        let note = if u["has_password"] == true {
-            "Leave blank to keep the current password."
-        } else {
-            "<strong>This user has no password yet and cannot authenticate until one is set.</strong>"
-        };
-        format!(
-            "<label for=\"password\">New password<input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"new-password\"></label><p class=\"hint\">{note}</p>"
-        )
+        html! {
+            label for="password" {
+                "New password"
+                input type="password" name="password" #password autocomplete="new-password";
+            }
+            p.hint {
+                @if u["has_password"] == true {
+                    "Leave blank to keep the current password."
+                } @else {
+                    strong { "This user has no password yet and cannot authenticate until one is set." }
+                }
+            }
+        }
     };
     let lock = if u["locked"] == true {
-        format!(
-            "<p>Status: <span class=\"badge locked\">{}</span> {}</p>",
-            esc(u["status"].as_str().unwrap_or("")),
-            button(&format!("{href}/unlock"), "Unlock", c.csrf(), "")
-        )
+        html! {
+            p {
+                "Status: " span.badge.locked { (u["status"].as_str().unwrap_or("")) }
+                " " (button(&format!("{href}/unlock"), "Unlock", c.csrf(), ""))
+            }
+        }
     } else {
-        format!(
-            r#"<form method="post" action="{}/lock" class="toolbar">{}<span>Status: <span class="badge">active</span></span>
-<label>Lock for minutes (blank: until an admin unlocks)<input type="number" min="1" name="minutes"></label>
-<label>Reason<input type="text" name="reason"></label><button type="submit" class="danger">Lock</button></form>"#,
-            esc(&href),
-            csrf_field(c.csrf())
-        )
+        html! {
+            form method="post" action={ (href) "/lock" } .toolbar {
+                (csrf_field(c.csrf()))
+                span { "Status: " span.badge { "active" } }
+                " "
+                label { "Lock for minutes (blank: until an admin unlocks)" input type="number" min="1" name="minutes"; }
+                " "
+                label { "Reason" input type="text" name="reason"; }
+                button type="submit" .danger { "Lock" }
+            }
+        }
     };
-    let history: String = u["history"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .rev()
-        .map(|h| {
-            format!(
-                "<tr><td>{}</td><td>{}</td></tr>",
-                esc(&cell(&h["at"])),
-                esc(&cell(&h["event"]))
-            )
-        })
-        .collect();
     let e = &u["effective"];
     let us = &u["usage"];
     // What the behaviour model sees (holds and locks say why in the history).
     let b = &u["behaviour"];
-    let behaviour = if b.is_object() {
-        let row = |t: &Value| {
-            format!(
-                "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
-                esc(&cell(&t["messages"])),
-                esc(&cell(&t["recipients"])),
-                esc(&cell(&t["new_recipients"])),
-                esc(&cell(&t["domains"]))
-            )
-        };
-        format!(
-            "<h2>Sending behaviour</h2><table id=\"behaviour\"><thead><tr><th></th><th class=\"num\">Messages</th><th class=\"num\">Recipients</th><th class=\"num\">New recipients</th><th class=\"num\">Domains</th></tr></thead><tbody><tr><td>This hour</td>{}</tr><tr><td>Usual busiest hour</td>{}</tr></tbody></table><p class=\"muted\">Held in the last day: {}; failed recipients today: {}{}</p>",
-            row(&b["this_hour"]),
-            row(&b["usual_busiest_hour"]),
-            esc(&cell(&b["holds_last_day"])),
-            esc(&cell(&b["failed_recipients_today"])),
-            if b["warming_up"] == true {
-                "; still learning this user's usual sending"
-            } else {
-                ""
-            }
-        )
-    } else {
-        String::new()
+    let counts = |t: &Value| {
+        html! {
+            td.num { (cell(&t["messages"])) }
+            td.num { (cell(&t["recipients"])) }
+            td.num { (cell(&t["new_recipients"])) }
+            td.num { (cell(&t["domains"])) }
+        }
     };
-    let body = format!(
-        r#"{lock}
-<table><thead><tr><th class="num">Today</th><th class="num">This week</th><th class="num">This month</th><th class="num">Recipients today</th><th class="num">Unlocked by timeout</th></tr></thead>
-<tbody><tr>{}{}{}{}<td class="num">{} / {}</td></tr></tbody></table>
-{behaviour}
-<h2>Edit outgoing user</h2>
-<form method="post" action="{}" id="user-form">{}
-<fieldset><legend>Password</legend>{password}</fieldset>
-{}
-<p class="actions"><button type="submit" id="save">Save</button> <a class="btn secondary" href="/users">Back to the list</a></p></form>
-<p>{}</p>
-<h2>History</h2><table><thead><tr><th>When</th><th>What</th></tr></thead><tbody>{history}</tbody></table>"#,
-        usage_cell(&us["day"], &e["limit_per_day"]),
-        usage_cell(&us["week"], &e["limit_per_week"]),
-        usage_cell(&us["month"], &e["limit_per_month"]),
-        usage_cell(&us["recipients_day"], &e["max_recipients_per_day"]),
-        cell(&u["unlocks_by_timeout"]),
-        cell(&e["max_unlocks"]),
-        esc(&href),
-        csrf_field(c.csrf()),
-        settings_fields(&values, &defaults),
-        button(
-            &format!("{href}/delete"),
-            "Delete this user",
-            c.csrf(),
-            "danger"
-        ),
-    );
+    let body = html! {
+        (lock)
+        table {
+            thead {
+                tr {
+                    th.num { "Today" } th.num { "This week" } th.num { "This month" }
+                    th.num { "Recipients today" } th.num { "Unlocked by timeout" }
+                }
+            }
+            tbody {
+                tr {
+                    (usage_cell(&us["day"], &e["limit_per_day"]))
+                    (usage_cell(&us["week"], &e["limit_per_week"]))
+                    (usage_cell(&us["month"], &e["limit_per_month"]))
+                    (usage_cell(&us["recipients_day"], &e["max_recipients_per_day"]))
+                    td.num { (cell(&u["unlocks_by_timeout"])) " / " (cell(&e["max_unlocks"])) }
+                }
+            }
+        }
+        @if b.is_object() {
+            h2 { "Sending behaviour" }
+            table #behaviour {
+                thead {
+                    tr {
+                        th {} th.num { "Messages" } th.num { "Recipients" }
+                        th.num { "New recipients" } th.num { "Domains" }
+                    }
+                }
+                tbody {
+                    tr { td { "This hour" } (counts(&b["this_hour"])) }
+                    tr { td { "Usual busiest hour" } (counts(&b["usual_busiest_hour"])) }
+                }
+            }
+            p.muted {
+                "Held in the last day: " (cell(&b["holds_last_day"]))
+                "; failed recipients today: " (cell(&b["failed_recipients_today"]))
+                @if b["warming_up"] == true { "; still learning this user's usual sending" }
+            }
+        }
+        h2 { "Edit outgoing user" }
+        form method="post" action=(href) #user-form {
+            (csrf_field(c.csrf()))
+            fieldset { legend { "Password" } (password) }
+            (settings_fields(&values, &defaults))
+            p.actions {
+                button type="submit" #save { "Save" }
+                " "
+                a.btn.secondary href="/users" { "Back to the list" }
+            }
+        }
+        p { (button(&format!("{href}/delete"), "Delete this user", c.csrf(), "danger")) }
+        h2 { "History" }
+        table {
+            thead { tr { th { "When" } th { "What" } } }
+            tbody {
+                @for h in u["history"].as_array().into_iter().flatten().rev() {
+                    tr { td { (cell(&h["at"])) } td { (cell(&h["event"])) } }
+                }
+            }
+        }
+    };
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    c.render_with(status, name, "/users", error, &body)
+    c.render_with(status, name, "/users", error, body)
 }
 
 pub fn edit(c: &Ctx, name: &str) -> Resp {
