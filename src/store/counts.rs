@@ -79,11 +79,18 @@ pub(super) fn add_day(
         (m.saturating_sub(messages), r.saturating_sub(recipients))
     };
     t.insert(day, now)?;
+    // The oldest days go, never the one just written (the clock may have
+    // been set back behind days already kept).
     while t.len()? > KEEP_DAYS as u64 {
-        let Some(first) = t.first()?.map(|(k, _)| k.value().to_string()) else {
+        let oldest = t
+            .iter()?
+            .map(|row| row.map(|(k, _)| k.value().to_string()))
+            .find(|k| !matches!(k, Ok(k) if k == day))
+            .transpose()?;
+        let Some(oldest) = oldest else {
             break;
         };
-        t.remove(first.as_str())?;
+        t.remove(oldest.as_str())?;
     }
     Ok(())
 }
@@ -267,7 +274,7 @@ mod tests {
         let day1 = t("2030-01-01T10:00:00Z");
         clock.set(day1);
         let store = Arc::new(Store::open(&path).unwrap());
-        for n in ["a@example.com", "b@example.com"] {
+        for n in ["a@example.com", "b@example.com", "b2@example.com"] {
             assert!(store.add_user(&user(n, day1)).unwrap());
         }
         let settings = Shared::new(SystemSettings::default()).unwrap();
@@ -279,13 +286,13 @@ mod tests {
         send(&c, &rt, "b@example.com", 7, Fate::Hold);
         assert_eq!(store.day_totals("2030-01-01").unwrap(), (3, 6));
         assert_eq!(summed(&store, "2030-01-01"), (3, 6));
-        assert_eq!(store.user_count().unwrap(), 2);
+        assert_eq!(store.user_count().unwrap(), 3);
 
         // Deleting a user takes its counts out, as the sum over users did.
         assert!(store.delete_user("b@example.com").unwrap());
         assert_eq!(store.day_totals("2030-01-01").unwrap(), (2, 5));
         assert_eq!(summed(&store, "2030-01-01"), (2, 5));
-        assert_eq!(store.user_count().unwrap(), 1);
+        assert_eq!(store.user_count().unwrap(), 2);
 
         // A new day starts at zero; the old day is kept for a while.
         clock.set(t("2030-01-02T00:30:00Z"));
@@ -306,6 +313,12 @@ mod tests {
         drop(kept);
         send(&c, &rt, "a@example.com", 2, Fate::Allow);
         assert_eq!(store.day_totals("2030-01-06").unwrap(), (2, 3));
+        // The clock set back behind the kept days: that day is kept too.
+        clock.set(t("2030-01-01T12:00:00Z"));
+        send(&c, &rt, "b2@example.com", 1, Fate::Allow);
+        assert_eq!(store.day_totals("2030-01-01").unwrap(), (1, 1));
+        assert_eq!(summed(&store, "2030-01-01"), (1, 1));
+        clock.set(t("2030-01-06T13:00:00Z"));
 
         // Rebuilt at open from the users' counters: the same figure, also
         // when the totals were lost (a store written by an older version).
