@@ -265,21 +265,22 @@ pub(super) fn count_lock(txn: &WriteTransaction, was: bool, now: bool) -> Result
     Ok(())
 }
 
-/// Counts the locked users afresh (at open): the count is then right even
+/// Counts the locked users afresh (at open), and rebuilds the index of
+/// timed locks and the day totals (`counts`): the count is then right even
 /// if the store was written by a version that did not keep it (a
 /// firmware rollback and update again), at the cost of one pass over the
-/// users per start.
+/// users and one over their counters per start.
 pub(super) fn recount_locked(txn: &WriteTransaction) -> Result<()> {
     let mut n = 0u64;
     let mut timed = Vec::new();
     for row in txn.open_table(USERS)?.iter()? {
-        let (_, v) = row?;
+        let (k, v) = row?;
         let Ok(u) = from_json::<User>(v.value()) else {
             continue;
         };
         n += u64::from(locked(&u));
         if let Some(at) = counts::expiry(&u) {
-            timed.push((at, u.name));
+            timed.push((at, k.value().to_string()));
         }
     }
     txn.open_table(META)?.insert(LOCKED, n)?;
