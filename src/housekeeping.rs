@@ -1,6 +1,8 @@
 //! Periodic chores on the daemon's clock: end expired timed locks (an
 //! unlock by timeout, logged, kept in the user's history and noticed to
-//! the admin), and delete quarantined mail past its retention.
+//! the admin; the store finds them in its index of timed locks by expiry,
+//! not by reading every user), and delete quarantined mail past its
+//! retention.
 
 use std::sync::Arc;
 use std::time::Duration;

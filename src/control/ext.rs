@@ -105,19 +105,13 @@ fn openapi() -> Res {
 pub fn summary(ctl: &Control) -> Result<Value, Answer> {
     let store = &ctl.app.store;
     let now = ctl.app.clock.now();
-    let (tz, defaults) = ctl
-        .app
-        .settings
-        .read(|c| (c.tz.clone(), c.settings.defaults.clone()));
+    let tz = ctl.app.settings.read(|c| c.tz.clone());
     let w = windows::windows(now, &tz);
-    let users = store.users().map_err(internal)?;
-    let (mut accepted_today, mut recipients_today) = (0u64, 0u64);
-    for u in &users {
-        let usage = store.usage(&u.name).map_err(internal)?;
-        let st = crate::policy::standing(u, &usage, &defaults, &tz, now);
-        accepted_today += u64::from(st.counts.day);
-        recipients_today += u64::from(st.counts.recipients_day);
-    }
+    // Kept by the store in the committer's transaction (store::counts):
+    // the sum over users of their counters of today.
+    let (accepted_today, recipients_today) = store.day_totals(&w.day).map_err(internal)?;
+    // A scan, but the queue holds only mail not yet delivered (small by
+    // nature, bounded by the store's space refusal), not every user.
     let queue = store.queue(&QueueFilter::default()).map_err(internal)?;
     let mut states = serde_json::Map::new();
     for e in &queue {
@@ -133,29 +127,33 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
         .flat_map(|e| &e.recipients)
         .filter(|r| r.state == crate::store::RcptState::Delivered)
         .count() as u64;
-    let quarantine = store.quarantined().map_err(internal)?;
-    let quarantined_today = quarantine
-        .iter()
-        .filter(|q| windows::windows(q.received, &tz).day == w.day)
-        .count();
+    // Today in the appliance's timezone, as `windows` names it.
+    let start = now
+        .to_zoned(tz.clone())
+        .start_of_day()
+        .map_or(now, |z| z.timestamp());
+    let end = windows::resets(now, &tz).day.timestamp();
+    let (quarantine_size, quarantined_today) =
+        store.quarantine_counts(start, end).map_err(internal)?;
+    let (incoming_domains, incoming_users) = store.incoming_counts().map_err(internal)?;
     let today = ctl.app.today_counts();
     let (under_attack, account_blocks) = ctl.app.throttle.account_stats();
     Ok(json!({
         "today": w.day,
-        "quarantine_size": quarantine.len(),
+        "quarantine_size": quarantine_size,
         "messages_quarantined_today": quarantined_today,
         "messages_refused_today": today.refused,
         "messages_caught_today": today.caught,
         "messages_accepted_today": accepted_today,
         "recipients_today": recipients_today,
-        "users": users.len(),
+        "users": store.user_count().map_err(internal)?,
         // Kept by the store with every user write (store::users).
         "locked_users": store.locked_users().map_err(internal)?,
         "queue_size": states.get("queued").and_then(Value::as_u64).unwrap_or(0),
         "queue_by_state": states,
         "recipients_delivered_in_queue": delivered,
-        "incoming_domains": store.incoming_domains().map_err(internal)?.len(),
-        "incoming_users": store.incoming_users().map_err(internal)?.len(),
+        "incoming_domains": incoming_domains,
+        "incoming_users": incoming_users,
         "since_start": ctl.app.stats.snapshot(),
         // Accounts refused to unknown addresses after too many failed
         // logins (auth::throttle), now and since start.

@@ -384,6 +384,7 @@ fn accept_one(
         return Ok(Err(AcceptError::NoUser));
     };
     let was_locked = super::users::locked(&user);
+    let was_until = super::counts::expiry(&user);
     let (defaults, tz, rules, quarantine) = settings.read(|c| {
         (
             c.settings.defaults.clone(),
@@ -441,6 +442,7 @@ fn accept_one(
         }
         usage.add(&w, 1, rcpts);
         usage_table.insert(s.user.as_str(), to_json(&usage)?.as_slice())?;
+        super::counts::add_day(txn, &w.day, 1, u64::from(rcpts), true)?;
         let entry = QueueEntry {
             id: s.id,
             user: s.user.clone(),
@@ -510,6 +512,8 @@ fn accept_one(
     txn.open_table(USERS)?
         .insert(s.user.as_str(), to_json(&user)?.as_slice())?;
     super::users::count_lock(txn, was_locked, super::users::locked(&user))?;
+    let until = super::counts::expiry(&user);
+    super::counts::index_lock(txn, &s.user, was_until, until)?;
     Ok(Ok(Accepted::Held(Held {
         fate: decision.fate,
         reasons: decision.reasons,

@@ -51,6 +51,17 @@ impl Store {
         list(&self.read()?, USERS)
     }
 
+    /// How many protected domains and users there are (redb keeps the
+    /// lengths).
+    pub fn incoming_counts(&self) -> Result<(u64, u64)> {
+        use redb::ReadableTableMetadata;
+        let txn = self.read()?;
+        Ok((
+            txn.open_table(DOMAINS)?.len()?,
+            txn.open_table(USERS)?.len()?,
+        ))
+    }
+
     /// Up to `limit` protected domains after `after`, in name order.
     pub fn incoming_domains_page(
         &self,

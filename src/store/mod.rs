@@ -7,6 +7,7 @@
 mod accept;
 mod admin;
 mod behaviour;
+mod counts;
 mod directory;
 mod dkim;
 pub mod envelope;
@@ -147,6 +148,7 @@ impl Store {
             txn.open_table(QBODIES)?;
             queue::create(&txn)?;
             behaviour::create(&txn)?;
+            counts::create(&txn)?;
             users::recount_locked(&txn)?;
         }
         txn.commit()?;

@@ -45,6 +45,27 @@ impl Store {
         Ok(out)
     }
 
+    /// How many messages are held, and how many of them were received in
+    /// `[from, to)`: ids grow with time, so this reads the entries from
+    /// the newest back to the first one received an hour before `from`
+    /// (an id is taken at DATA and the time at the commit, so ids and
+    /// times may disagree by as long as a message takes to arrive).
+    pub fn quarantine_counts(&self, from: Timestamp, to: Timestamp) -> Result<(u64, u64)> {
+        use redb::ReadableTableMetadata;
+        let txn = self.read()?;
+        let table = txn.open_table(QUARANTINE)?;
+        let stop = crate::bounds::earlier(from, jiff::SignedDuration::from_hours(1));
+        let mut within = 0u64;
+        for row in table.iter()?.rev() {
+            let q: QuarantineEntry = from_json(row?.1.value())?;
+            if q.received < stop {
+                break;
+            }
+            within += u64::from(from <= q.received && q.received < to);
+        }
+        Ok((table.len()?, within))
+    }
+
     /// Up to `limit` held messages after the id `after`, oldest first.
     pub fn quarantine_page(
         &self,
@@ -155,12 +176,7 @@ impl Store {
     /// Ends every expired timed lock (counting the unlocks by timeout);
     /// returns the names of the users unlocked.
     pub fn expire_locks(&self, now: Timestamp) -> Result<Vec<String>> {
-        let due: Vec<String> = self
-            .users()?
-            .into_iter()
-            .filter(|u| u.lock.expired(now))
-            .map(|u| u.name)
-            .collect();
+        let due = self.locks_due(now)?;
         let mut done = Vec::new();
         for name in due {
             let mut unlocked = false;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{META, NETWORKS, Result, Store, USAGE, USERS, from_json, to_json};
+use super::{META, NETWORKS, Result, Store, USAGE, USERS, counts, from_json, to_json};
 use crate::users::{LockState, User, UserName};
 
 /// `meta` key: how many users have a lock stored (any lock but `Active`;
@@ -113,10 +113,11 @@ impl Store {
             match current {
                 None => None,
                 Some(mut user) => {
-                    let was = locked(&user);
+                    let was = (locked(&user), counts::expiry(&user));
                     change(&mut user);
                     table.insert(name, to_json(&user)?.as_slice())?;
-                    count_lock(&txn, was, locked(&user))?;
+                    count_lock(&txn, was.0, locked(&user))?;
+                    counts::index_lock(&txn, name, was.1, counts::expiry(&user))?;
                     Some(user)
                 }
             }
@@ -138,7 +139,8 @@ impl Store {
             .transpose()?;
         let existed = removed.is_some();
         count_lock(&txn, removed.as_ref().is_some_and(locked), false)?;
-        txn.open_table(USAGE)?.remove(name)?;
+        counts::index_lock(&txn, name, removed.as_ref().and_then(counts::expiry), None)?;
+        forget_usage(&txn, name)?;
         txn.open_table(NETWORKS)?.remove(name)?;
         txn.open_table(super::behaviour::BEHAVIOUR)?.remove(name)?;
         txn.commit()?;
@@ -195,16 +197,19 @@ impl Store {
             let current = users.get(name)?.map(|v| v.value().to_vec());
             // A record this box cannot read counts as not locked, as the
             // recount at open would count it.
-            let was = current
-                .as_deref()
-                .and_then(|b| from_json::<User>(b).ok())
-                .is_some_and(|u| locked(&u));
-            count_lock(&txn, was, user.is_some_and(locked))?;
+            let was: Option<User> = current.as_deref().and_then(|b| from_json(b).ok());
+            count_lock(
+                &txn,
+                was.as_ref().is_some_and(locked),
+                user.is_some_and(locked),
+            )?;
+            let was_until = was.as_ref().and_then(counts::expiry);
+            counts::index_lock(&txn, name, was_until, user.and_then(counts::expiry))?;
             match user {
                 None if current.is_none() => false,
                 None => {
                     users.remove(name)?;
-                    txn.open_table(USAGE)?.remove(name)?;
+                    forget_usage(&txn, name)?;
                     txn.open_table(NETWORKS)?.remove(name)?;
                     txn.open_table(super::behaviour::BEHAVIOUR)?.remove(name)?;
                     true
@@ -235,6 +240,7 @@ fn insert_new(txn: &WriteTransaction, user: &User) -> Result<bool> {
     }
     users.insert(user.name.as_str(), to_json(user)?.as_slice())?;
     count_lock(txn, false, locked(user))?;
+    counts::index_lock(txn, &user.name, None, counts::expiry(user))?;
     if user.is_network() {
         txn.open_table(NETWORKS)?.insert(user.name.as_str(), ())?;
     }
@@ -259,18 +265,36 @@ pub(super) fn count_lock(txn: &WriteTransaction, was: bool, now: bool) -> Result
     Ok(())
 }
 
-/// Counts the locked users afresh (at open): the count is then right even
+/// Counts the locked users afresh (at open), and rebuilds the index of
+/// timed locks and the day totals (`counts`): the count is then right even
 /// if the store was written by a version that did not keep it (a
 /// firmware rollback and update again), at the cost of one pass over the
-/// users per start.
+/// users and one over their counters per start.
 pub(super) fn recount_locked(txn: &WriteTransaction) -> Result<()> {
     let mut n = 0u64;
+    let mut timed = Vec::new();
     for row in txn.open_table(USERS)?.iter()? {
-        let (_, v) = row?;
-        n += u64::from(from_json::<User>(v.value()).is_ok_and(|u| locked(&u)));
+        let (k, v) = row?;
+        let Ok(u) = from_json::<User>(v.value()) else {
+            continue;
+        };
+        n += u64::from(locked(&u));
+        if let Some(at) = counts::expiry(&u) {
+            timed.push((at, k.value().to_string()));
+        }
     }
     txn.open_table(META)?.insert(LOCKED, n)?;
-    Ok(())
+    counts::rebuild_locks(txn, &timed)?;
+    counts::rebuild_days(txn)
+}
+
+/// Removes a user's counters, taking its day counts out of the totals.
+fn forget_usage(txn: &WriteTransaction, name: &str) -> Result<()> {
+    let removed = txn
+        .open_table(USAGE)?
+        .remove(name)?
+        .map(|v| v.value().to_vec());
+    counts::forget_usage(txn, removed.as_deref())
 }
 
 #[cfg(test)]
