@@ -4,7 +4,7 @@
 //! audit log, log search, the TLS certificate, the admin password and the
 //! OpenAPI description.
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,26 +23,6 @@ type Res = Result<Answer, Answer>;
 /// The OpenAPI description of every route; tests keep it true.
 pub const OPENAPI: &str = include_str!("../admin/openapi.json");
 
-/// The boolean query parameters of a route, checked before it runs so
-/// that `?preview=maybe` is an error rather than a silent "no".
-fn bool_params(method: &Method, segs: &[&str]) -> &'static [&'static str] {
-    match (method, segs) {
-        (&Method::POST, ["v1", "users", "import"]) => &["skip_invalid", "preview", "background"],
-        (&Method::POST, ["v1", "users", "import-incoming"]) => &["preview"],
-        (&Method::POST, ["v1", "incoming", "users", "import"]) => &["skip_invalid"],
-        _ => &[],
-    }
-}
-
-fn check_flags(q: &[(String, String)], keys: &[&str]) -> Result<(), Answer> {
-    for (k, v) in q {
-        if keys.contains(&k.as_str()) && !["true", "false", "1", "0"].contains(&v.as_str()) {
-            return Err(bad(format!("{k} must be true or false, not '{v}'")));
-        }
-    }
-    Ok(())
-}
-
 fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
@@ -58,44 +38,7 @@ fn limit(q: &[(String, String)], default: usize) -> Result<usize, Answer> {
     }
 }
 
-/// Answers the routes this module owns; `None` leaves the request to the
-/// core routes.
-pub fn route(
-    ctl: &Control,
-    method: &Method,
-    segs: &[&str],
-    q: &[(String, String)],
-    body: &[u8],
-) -> Option<Answer> {
-    if let Err(e) = check_flags(q, bool_params(method, segs)) {
-        return Some(e);
-    }
-    let result = match (method, segs) {
-        (&Method::GET, ["v1", "openapi.json"]) => openapi(),
-        (&Method::GET, ["v1", "dashboard"]) => dashboard(ctl),
-        (&Method::GET, ["v1", "audit"]) => audit(ctl, q),
-        (&Method::GET, ["v1", "logs"]) => logs(q),
-        (&Method::GET, ["v1", "users", "export"]) => export_users(ctl),
-        (&Method::POST, ["v1", "users", "import"]) if flag(q, "preview") => {
-            preview_import(ctl, body)
-        }
-        (&Method::POST, ["v1", "users", "import-incoming"]) => import_incoming(ctl, q),
-        (&Method::GET, ["v1", "incoming", "domains"]) => list_domains(ctl, q),
-        (&Method::POST, ["v1", "incoming", "domains"]) => add_domain(ctl, body),
-        (&Method::DELETE, ["v1", "incoming", "domains", d]) => delete_domain(ctl, d),
-        (&Method::GET, ["v1", "incoming", "users"]) => list_incoming(ctl, q),
-        (&Method::POST, ["v1", "incoming", "users"]) => add_incoming(ctl, body),
-        (&Method::POST, ["v1", "incoming", "users", "import"]) => import_incoming_csv(ctl, q, body),
-        (&Method::DELETE, ["v1", "incoming", "users", name]) => delete_incoming(ctl, name),
-        (&Method::GET, ["v1", "tls", "certificate"]) => show_cert(ctl),
-        (&Method::PUT, ["v1", "tls", "certificate"]) => put_cert(ctl, body),
-        (&Method::PUT, ["v1", "admin", "password"]) => set_admin_password(ctl, body),
-        _ => return None,
-    };
-    Some(result.unwrap_or_else(|e| e))
-}
-
-fn openapi() -> Res {
+pub(crate) fn openapi() -> Res {
     serde_json::from_str(OPENAPI)
         .map(Answer::ok)
         .map_err(internal)
@@ -167,11 +110,11 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
     }))
 }
 
-fn dashboard(ctl: &Control) -> Res {
+pub(super) fn dashboard(ctl: &Control) -> Res {
     summary(ctl).map(Answer::ok)
 }
 
-fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
+pub(super) fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !["filter", "limit", "after"].contains(&k.as_str()) {
             return Err(bad(format!("unknown parameter '{k}'")));
@@ -190,7 +133,7 @@ fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     Ok(paging::numbered(page))
 }
 
-fn logs(q: &[(String, String)]) -> Res {
+pub(super) fn logs(q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !["q", "limit"].contains(&k.as_str()) {
             return Err(bad(format!("unknown parameter '{k}'")));
@@ -239,13 +182,13 @@ pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
     Ok((String::from_utf8_lossy(&bytes).into_owned(), users.len()))
 }
 
-fn export_users(ctl: &Control) -> Res {
+pub(super) fn export_users(ctl: &Control) -> Res {
     let (csv, count) = export_csv(ctl)?;
     Ok(Answer::ok(json!({ "count": count, "csv": csv })))
 }
 
 /// What an import would do, without doing it.
-fn preview_import(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn preview_import(ctl: &Control, body: &[u8]) -> Res {
     let (lines, errors) = import::parse(body);
     let (mut add, mut existing) = (Vec::new(), Vec::new());
     for l in &lines {
@@ -268,7 +211,7 @@ fn preview_import(ctl: &Control, body: &[u8]) -> Res {
     })))
 }
 
-fn import_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
+pub(super) fn import_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
     let now = ctl.app.clock.now();
     let incoming = ctl.app.store.incoming_users().map_err(internal)?;
     let mut users = Vec::new();
@@ -302,7 +245,7 @@ fn import_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
 }
 
 /// `GET /v1/incoming/domains`: one page, in name order.
-fn list_domains(ctl: &Control, q: &[(String, String)]) -> Res {
+pub(super) fn list_domains(ctl: &Control, q: &[(String, String)]) -> Res {
     let want = paging::want(q)?;
     let page = ctl
         .app
@@ -318,7 +261,7 @@ struct NewDomain {
     domain: String,
 }
 
-fn add_domain(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn add_domain(ctl: &Control, body: &[u8]) -> Res {
     let req: NewDomain = json_body(body)?;
     let domain = validate_domain(req.domain.trim()).map_err(bad)?;
     let now = ctl.app.clock.now();
@@ -339,7 +282,7 @@ fn add_domain(ctl: &Control, body: &[u8]) -> Res {
     })
 }
 
-fn delete_domain(ctl: &Control, domain: &str) -> Res {
+pub(super) fn delete_domain(ctl: &Control, domain: &str) -> Res {
     let domain = validate_domain(domain).map_err(bad)?;
     match ctl
         .app
@@ -353,7 +296,7 @@ fn delete_domain(ctl: &Control, domain: &str) -> Res {
 }
 
 /// `GET /v1/incoming/users`: one page, in name order.
-fn list_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
+pub(super) fn list_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
     let want = paging::want(q)?;
     let page = ctl
         .app
@@ -378,7 +321,7 @@ struct NewIncoming {
     name: String,
 }
 
-fn add_incoming(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn add_incoming(ctl: &Control, body: &[u8]) -> Res {
     let req: NewIncoming = json_body(body)?;
     let name = incoming_name(&req.name)?;
     let now = ctl.app.clock.now();
@@ -400,7 +343,7 @@ fn add_incoming(ctl: &Control, body: &[u8]) -> Res {
     })
 }
 
-fn import_incoming_csv(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
+pub(super) fn import_incoming_csv(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
     let (names, errors) = incoming::parse(body);
     refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
     let now = ctl.app.clock.now();
@@ -418,7 +361,7 @@ fn import_incoming_csv(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Re
     })))
 }
 
-fn delete_incoming(ctl: &Control, name: &str) -> Res {
+pub(super) fn delete_incoming(ctl: &Control, name: &str) -> Res {
     let name = incoming_name(name)?;
     if !ctl
         .app
@@ -464,7 +407,7 @@ fn cert_view(ctl: &Control) -> Value {
     json!({ "sha256_fingerprint": fp, "chain_length": ck.cert.len(), "certificate": pem })
 }
 
-fn show_cert(ctl: &Control) -> Res {
+pub(super) fn show_cert(ctl: &Control) -> Res {
     Ok(Answer::ok(cert_view(ctl)))
 }
 
@@ -475,7 +418,7 @@ struct NewCert {
     private_key: String,
 }
 
-fn put_cert(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn put_cert(ctl: &Control, body: &[u8]) -> Res {
     let req: NewCert = json_body(body)?;
     let ck = crate::tls::certified_key(req.certificate.as_bytes(), req.private_key.as_bytes())
         .map_err(bad)?;
@@ -500,7 +443,7 @@ struct NewPassword {
     password: String,
 }
 
-fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
     let req: NewPassword = json_body(body)?;
     check_password(&req.password).map_err(bad)?;
     ctl.app

@@ -11,11 +11,11 @@ use crate::control::{Answer, Control, views};
 use crate::import::{self, check_password};
 use crate::users::{LockState, User, UserName, UserSettings, spec};
 
-pub(super) fn canonical(name: &str) -> Result<String, Answer> {
+pub(crate) fn canonical(name: &str) -> Result<String, Answer> {
     UserName::parse(name).map(|n| n.to_string()).map_err(bad)
 }
 
-pub(super) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
+pub(crate) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
     let now = ctl.app.clock.now();
     ctl.app
         .settings
@@ -25,7 +25,7 @@ pub(super) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
 
 /// `GET /v1/users`: one page of users in name order (`paging`), those
 /// whose name contains `filter` and whose lock state is `status`.
-pub(super) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
+pub(crate) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
     let want = super::paging::want(q)?;
     let filter = q
         .iter()
@@ -72,7 +72,7 @@ pub(super) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NewUser {
+pub(crate) struct NewUser {
     name: String,
     #[serde(default)]
     password: Option<String>,
@@ -83,7 +83,7 @@ pub(super) struct NewUser {
     settings: UserSettings,
 }
 
-pub(super) fn add_user(ctl: &Control, body: &[u8]) -> Res {
+pub(crate) fn add_user(ctl: &Control, body: &[u8]) -> Res {
     let req: NewUser = json_body(body)?;
     let name = UserName::parse(&req.name).map_err(bad)?;
     let password = req.password.filter(|p| !p.is_empty());
@@ -127,7 +127,7 @@ pub(super) fn add_user(ctl: &Control, body: &[u8]) -> Res {
     })
 }
 
-pub(super) fn show_user(ctl: &Control, name: &str) -> Res {
+pub(crate) fn show_user(ctl: &Control, name: &str) -> Res {
     let name = canonical(name)?;
     let u = ctl
         .app
@@ -140,7 +140,7 @@ pub(super) fn show_user(ctl: &Control, name: &str) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct EditUser {
+pub(crate) struct EditUser {
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
@@ -150,7 +150,7 @@ pub(super) struct EditUser {
     clear: Vec<String>,
 }
 
-pub(super) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
+pub(crate) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     let name = canonical(name)?;
     let req: EditUser = json_body(body)?;
     req.settings.check_ranges().map_err(out_of_range)?;
@@ -194,7 +194,7 @@ pub(super) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(view(ctl, &updated)?))
 }
 
-pub(super) fn delete_user(ctl: &Control, name: &str) -> Res {
+pub(crate) fn delete_user(ctl: &Control, name: &str) -> Res {
     let name = canonical(name)?;
     if !ctl.app.store.delete_user(&name).map_err(internal)? {
         return Err(not_found(format!("no user {name}")));
@@ -205,13 +205,13 @@ pub(super) fn delete_user(ctl: &Control, name: &str) -> Res {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub(super) struct LockRequest {
+pub(crate) struct LockRequest {
     /// Lock for this long; absent: until an admin unlocks.
     minutes: Option<u32>,
     reason: Option<String>,
 }
 
-pub(super) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
+pub(crate) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     let name = canonical(name)?;
     let req: LockRequest = json_body(body)?;
     if let Some(m) = req.minutes {
@@ -242,7 +242,7 @@ pub(super) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(view(ctl, &updated)?))
 }
 
-pub(super) fn unlock_user(ctl: &Control, name: &str) -> Res {
+pub(crate) fn unlock_user(ctl: &Control, name: &str) -> Res {
     let name = canonical(name)?;
     let now = ctl.app.clock.now();
     let updated = ctl
@@ -261,7 +261,7 @@ pub(super) fn unlock_user(ctl: &Control, name: &str) -> Res {
     Ok(Answer::ok(view(ctl, &updated)?))
 }
 
-pub(super) fn importer(ctl: &Control) -> import::job::Importer {
+pub(crate) fn importer(ctl: &Control) -> import::job::Importer {
     import::job::Importer {
         store: ctl.app.store.clone(),
         verifier: ctl.app.verifier.clone(),
@@ -273,7 +273,7 @@ pub(super) fn importer(ctl: &Control) -> import::job::Importer {
 /// Validates the whole file, then imports it in batches (`import::job`):
 /// at once, answering with every name, or with `background=true` as a job
 /// whose progress `GET /v1/users/import/{id}` reports (202).
-pub(super) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
+pub(crate) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
     let (lines, errors) = import::parse(body);
     refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
     let now = ctl.app.clock.now();
@@ -327,7 +327,7 @@ pub(super) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -
     })))
 }
 
-pub(super) fn import_progress(ctl: &Control, id: &str) -> Res {
+pub(crate) fn import_progress(ctl: &Control, id: &str) -> Res {
     let id: u64 = id
         .parse()
         .map_err(|_| bad(format!("import id must be a number, not '{id}'")))?;
