@@ -7,6 +7,7 @@
 mod csrf;
 mod form;
 mod html;
+mod login;
 mod metrics;
 mod pages;
 mod server;

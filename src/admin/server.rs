@@ -25,10 +25,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::form::{self, Form};
+use super::form::Form;
+use super::login::{expire_cookie, login_form, login_json, login_page, session_view};
 use super::session::{self, Session};
 use super::{Admin, csrf, html, metrics, pages};
-use crate::auth::throttle::Refusal;
 use crate::control::router::{self as api_router, Who, body_limit, read_body};
 use crate::control::{Answer, audit};
 
@@ -38,7 +38,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
 /// kernel's backlog. A handful of admins needs far fewer.
 const MAX_CONNECTIONS: usize = 64;
 pub const SESSION_COOKIE: &str = "og_session";
-const LOGIN_COOKIE: &str = "og_login";
+pub(super) const LOGIN_COOKIE: &str = "og_login";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 const STYLE: &str = include_str!("style.css");
 
@@ -507,16 +507,6 @@ fn same_origin_headers(headers: &HeaderMap) -> bool {
         .is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
-fn session_view(admin: &Admin, s: &Session) -> serde_json::Value {
-    serde_json::json!({
-        "csrf_token": s.csrf,
-        "created": s.created,
-        "client": s.ip,
-        "idle_timeout_secs": admin.cfg.session_idle_secs,
-        "max_age_secs": admin.cfg.session_max_secs,
-    })
-}
-
 /// Calls an API route from a page, through the API router as a direct
 /// call goes (same validation, same audit under the admin's name). Runs on
 /// a blocking thread (the pages do).
@@ -540,166 +530,6 @@ pub fn call(admin: &Admin, req: &Req, method: Method, uri: &str, body: &[u8]) ->
             body: serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
         },
         Err(e) => Answer::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-/// Checks a login attempt: throttled per address and for the admin
-/// account as a whole (the attempt reserved before the hash), the hash
-/// bounded with the SMTP side's, failures audited coalesced.
-/// On success, the tag of the password hash the new session depends on.
-fn check_login(admin: &Admin, req: &Req, pw: &str) -> Result<[u8; 32], (StatusCode, &'static str)> {
-    let app = &admin.ctl.app;
-    let ticket = match admin.throttle.begin(req.ip, Some(ADMIN_ACCOUNT)) {
-        Ok(t) => t,
-        Err(refusal) => {
-            let store = &app.store;
-            admin.login_failures.record(
-                store,
-                app.clock.now(),
-                req.ip,
-                "login refused: throttled",
-                429,
-            );
-            return Err((
-                StatusCode::TOO_MANY_REQUESTS,
-                match refusal {
-                    Refusal::Address => "too many failed logins from your address; try again later",
-                    Refusal::Account => {
-                        "too many failed admin logins; try again later or from an address that logged in before"
-                    }
-                },
-            ));
-        }
-    };
-    let phc = app.store.admin_password().ok().flatten();
-    let ok = match &phc {
-        Some(h) => app.verifier.verify_blocking(pw, h),
-        None => false,
-    };
-    if !ok {
-        let verdict = admin.throttle.fail(ticket);
-        if verdict.account_blocked {
-            app.account_under_attack(ADMIN_ACCOUNT, req.ip, "admin HTTPS");
-        }
-        admin
-            .login_failures
-            .record(&app.store, app.clock.now(), req.ip, "login failed", 401);
-        tracing::warn!(ip = %req.ip, "admin login failed");
-        return Err((StatusCode::UNAUTHORIZED, "wrong password"));
-    }
-    admin.throttle.succeed(ticket);
-    audit::record(&app.store, &req.who(), "login".into(), 200, String::new());
-    tracing::info!(ip = %req.ip, "admin logged in");
-    Ok(session::password_tag(phc.as_deref().unwrap_or("")))
-}
-
-/// The throttle's name for the one admin account.
-const ADMIN_ACCOUNT: &str = "admin";
-
-fn session_cookie(token: &str) -> String {
-    format!("{SESSION_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict")
-}
-
-fn expire_cookie(name: &str) -> String {
-    format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
-}
-
-fn login_page(_admin: &Admin, req: &Req, error: Option<&str>) -> Resp {
-    // Keep the browser's current login token: a second load of the form
-    // (another tab, a favicon redirect) must not invalidate the first.
-    let token = req
-        .cookie(LOGIN_COOKIE)
-        .filter(|t| {
-            t.len() == 43
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map_or_else(csrf::token, str::to_string);
-    let body = format!(
-        r#"<form method="post" action="/login" class="login">
-<fieldset><legend>Administrator login</legend>
-<input type="hidden" name="csrf" value="{}">
-<label>Password<input type="password" name="password" autofocus required autocomplete="current-password"></label>
-<p class="actions"><button type="submit">Log in</button></p>
-</fieldset></form>"#,
-        html::esc(&token)
-    );
-    let flash = error.map(|text| html::Flash { text, error: true });
-    let status = if error.is_some() {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
-    };
-    let mut r = page(status, html::layout("Log in", "", None, flash, &body));
-    set_cookie(
-        &mut r,
-        &format!("{LOGIN_COOKIE}={token}; Path=/login; Secure; HttpOnly; SameSite=Strict"),
-    );
-    r
-}
-
-fn login_form(admin: &Admin, req: &Req) -> Resp {
-    let f = form::urlencoded(&req.body);
-    // Double submit: the form's token must be the one in its cookie, so
-    // another site cannot log the browser in to an account of its own.
-    if !csrf::matches(req.cookie(LOGIN_COOKIE).unwrap_or(""), f.get("csrf")) {
-        return login_page(
-            admin,
-            req,
-            Some("The login form expired; please try again."),
-        );
-    }
-    match check_login(admin, req, f.get("password").unwrap_or("")) {
-        Ok(tag) => {
-            let (token, _) = admin.sessions.create(req.ip, tag);
-            let mut r = redirect("/dashboard");
-            set_cookie(&mut r, &session_cookie(&token));
-            set_cookie(&mut r, &expire_cookie(LOGIN_COOKIE));
-            r
-        }
-        Err((status, msg)) => {
-            let mut r = login_page(admin, req, Some(msg));
-            *r.status_mut() = status;
-            r
-        }
-    }
-}
-
-/// JSON login for API clients. Requiring a JSON content type is the login
-/// CSRF defence here: a cross-site form cannot send one without a CORS
-/// preflight, which this server never grants.
-fn login_json(admin: &Admin, req: &Req) -> Resp {
-    if !req.content_type().starts_with("application/json") {
-        return json(Answer::error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send {\"password\": ...} as application/json",
-        ));
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Login {
-        password: String,
-    }
-    let login: Login = match serde_json::from_slice(&req.body) {
-        Ok(l) => l,
-        Err(e) => {
-            return json(Answer::error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid request body: {e}"),
-            ));
-        }
-    };
-    match check_login(admin, req, &login.password) {
-        Ok(tag) => {
-            let (token, session) = admin.sessions.create(req.ip, tag);
-            let mut r = json(Answer {
-                status: StatusCode::CREATED,
-                body: session_view(admin, &session),
-            });
-            set_cookie(&mut r, &session_cookie(&token));
-            r
-        }
-        Err((status, msg)) => json(Answer::error(status, msg)),
     }
 }
 
@@ -750,14 +580,14 @@ pub fn redirect(to: &str) -> Resp {
     r
 }
 
-fn set_cookie(r: &mut Resp, cookie: &str) {
+pub(super) fn set_cookie(r: &mut Resp, cookie: &str) {
     if let Ok(v) = HeaderValue::from_str(cookie) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 
 /// An error as JSON for the API, or as a small page for a browser.
-fn deny(api: bool, status: StatusCode, msg: &str) -> Resp {
+pub(super) fn deny(api: bool, status: StatusCode, msg: &str) -> Resp {
     if api {
         return json(Answer::error(status, msg));
     }
