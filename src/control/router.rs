@@ -57,6 +57,12 @@ impl Call {
         Ok(())
     }
 
+    /// The 404 of a path or method under `/v1` that no route serves.
+    fn no_route(&self) -> Answer {
+        let (m, path) = (&self.method, &self.path);
+        Answer::error(StatusCode::NOT_FOUND, format!("no route {m} {path}"))
+    }
+
     /// Runs `f` on a blocking thread, audits the call, answers JSON.
     pub async fn run<F>(self, f: F) -> Response
     where
@@ -244,8 +250,9 @@ pub fn api(ctl: Arc<Control>) -> Router {
             "/admin/password",
             put(h!(|c, a| ext::set_admin_password(c, &a.body))),
         )
-        .fallback(no_route)
-        .method_not_allowed_fallback(no_route)
+        // Audited like any call: a change sent to no route is recorded too.
+        .fallback(h!(|_, a| Err(a.no_route())))
+        .method_not_allowed_fallback(h!(|_, a| Err(a.no_route())))
         .with_state(ctl)
 }
 
