@@ -16,7 +16,7 @@ use bytes::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, StatusCode};
 
-use super::routes::{self, bad, quarantine, queue, users};
+use super::routes::{self, bad, incoming, quarantine, queue, users};
 use super::{Answer, Control, appliance, audit, dkim, ext, update};
 
 /// Largest request body (a CSV import of many thousands of users); an
@@ -263,13 +263,13 @@ fn users_routes() -> Router<Arc<Control>> {
             "/users",
             get(h!(|c, a| users::list_users(c, &a.q))).post(h!(|c, a| users::add_user(c, &a.body))),
         )
-        .route("/users/export", get(h!(|c, _| ext::export_users(c))))
+        .route("/users/export", get(h!(|c, _| users::export_users(c))))
         .route(
             "/users/import",
             post(h!(|c, a| {
                 a.flags(IMPORT_FLAGS)?;
                 if routes::flag(&a.q, "preview") {
-                    ext::preview_import(c, &a.body)
+                    users::preview_import(c, &a.body)
                 } else {
                     users::import_users(c, &a.q, &a.body)
                 }
@@ -283,7 +283,7 @@ fn users_routes() -> Router<Arc<Control>> {
             "/users/import-incoming",
             post(h!(|c, a| {
                 a.flags(&["preview"])?;
-                ext::import_incoming(c, &a.q)
+                incoming::import_incoming(c, &a.q)
             })),
         )
         .route(
@@ -306,27 +306,28 @@ fn incoming_routes() -> Router<Arc<Control>> {
     Router::new()
         .route(
             "/incoming/domains",
-            get(h!(|c, a| ext::list_domains(c, &a.q))).post(h!(|c, a| ext::add_domain(c, &a.body))),
+            get(h!(|c, a| incoming::list_domains(c, &a.q)))
+                .post(h!(|c, a| incoming::add_domain(c, &a.body))),
         )
         .route(
             "/incoming/domains/{domain}",
-            delete(h!(|c, a| ext::delete_domain(c, a.p()))),
+            delete(h!(|c, a| incoming::delete_domain(c, a.p()))),
         )
         .route(
             "/incoming/users",
-            get(h!(|c, a| ext::list_incoming(c, &a.q)))
-                .post(h!(|c, a| ext::add_incoming(c, &a.body))),
+            get(h!(|c, a| incoming::list_incoming(c, &a.q)))
+                .post(h!(|c, a| incoming::add_incoming(c, &a.body))),
         )
         .route(
             "/incoming/users/import",
             post(h!(|c, a| {
                 a.flags(&["skip_invalid"])?;
-                ext::import_incoming_csv(c, &a.q, &a.body)
+                incoming::import_incoming_csv(c, &a.q, &a.body)
             })),
         )
         .route(
             "/incoming/users/{name}",
-            delete(h!(|c, a| ext::delete_incoming(c, a.p()))),
+            delete(h!(|c, a| incoming::delete_incoming(c, a.p()))),
         )
 }
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{Answer, Control};
 use crate::import::{self};
 
+pub(super) mod incoming;
 pub(crate) mod paging;
 pub(super) mod quarantine;
 pub(super) mod queue;

@@ -1,4 +1,5 @@
-//! `/v1/users`: outgoing users, their locks, and CSV imports.
+//! `/v1/users`: outgoing users, their locks, CSV imports (with preview)
+//! and the CSV export.
 
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -9,6 +10,7 @@ use crate::auth::password;
 use crate::bounds;
 use crate::control::{Answer, Control, views};
 use crate::import::{self, check_password};
+use crate::users::spec::USER_SETTINGS;
 use crate::users::{LockState, User, UserName, UserSettings, spec};
 
 pub(crate) fn canonical(name: &str) -> Result<String, Answer> {
@@ -336,4 +338,72 @@ pub(crate) fn import_progress(ctl: &Control, id: &str) -> Res {
         .get(id)
         .ok_or_else(|| not_found(format!("no import {id} (only the last 16 are kept)")))?;
     Ok(Answer::ok(json!(progress)))
+}
+
+/// The CSV columns about the user; then one column per setting of
+/// `users::spec::USER_SETTINGS`, named as the setting (blank: the system
+/// default applies).
+const EXPORT_HEADER: [&str; 5] = ["user", "domain", "kind", "has_password", "status"];
+
+/// The CSV of every outgoing user with its settings, never a password hash.
+pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
+    let now = ctl.app.clock.now();
+    let users = ctl.app.store.users().map_err(internal)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<&str> = EXPORT_HEADER.to_vec();
+    header.extend(USER_SETTINGS.iter().map(|s| s.name));
+    w.write_record(&header).map_err(internal)?;
+    for u in &users {
+        let s = serde_json::to_value(&u.settings).map_err(internal)?;
+        let mut row = vec![
+            u.name.clone(),
+            u.domain.clone().unwrap_or_default(),
+            if u.is_network() { "ip" } else { "address" }.to_string(),
+            u.password_hash.is_some().to_string(),
+            match u.lock.in_force(now) {
+                None => "active".into(),
+                Some(crate::users::LockState::LockedByAdmin { .. }) => "locked_until_admin".into(),
+                Some(_) => "locked_until".into(),
+            },
+        ];
+        for spec in USER_SETTINGS {
+            row.push(match &s[spec.name] {
+                Value::Null => String::new(),
+                Value::String(t) => t.clone(),
+                v => v.to_string(),
+            });
+        }
+        w.write_record(&row).map_err(internal)?;
+    }
+    let bytes = w.into_inner().map_err(internal)?;
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), users.len()))
+}
+
+pub(crate) fn export_users(ctl: &Control) -> Res {
+    let (csv, count) = export_csv(ctl)?;
+    Ok(Answer::ok(json!({ "count": count, "csv": csv })))
+}
+
+/// What an import would do, without doing it.
+pub(crate) fn preview_import(ctl: &Control, body: &[u8]) -> Res {
+    let (lines, errors) = import::parse(body);
+    let (mut add, mut existing) = (Vec::new(), Vec::new());
+    for l in &lines {
+        let name = l.name.to_string();
+        let entry = json!({
+            "line": l.line,
+            "name": name,
+            "kind": if l.name.network().is_some() { "ip" } else { "address" },
+        });
+        if ctl.app.store.user(&name).map_err(internal)?.is_some() {
+            existing.push(entry);
+        } else {
+            add.push(entry);
+        }
+    }
+    Ok(Answer::ok(json!({
+        "add": add,
+        "existing": existing,
+        "errors": errors,
+    })))
 }
