@@ -263,7 +263,10 @@ fn users_routes() -> Router<Arc<Control>> {
             "/users",
             get(h!(|c, a| users::list_users(c, &a.q))).post(h!(|c, a| users::add_user(c, &a.body))),
         )
-        .route("/users/export", get(h!(|c, _| users::export_users(c))))
+        .route(
+            "/users/export",
+            get(h!(|c, _| users::export_users(c))).fallback(h!(|c, a| user_named(c, a, "export"))),
+        )
         .route(
             "/users/import",
             post(h!(|c, a| {
@@ -273,18 +276,26 @@ fn users_routes() -> Router<Arc<Control>> {
                 } else {
                     users::import_users(c, &a.q, &a.body)
                 }
-            })),
+            }))
+            .fallback(h!(|c, a| user_named(c, a, "import"))),
         )
         .route(
             "/users/import/{id}",
-            get(h!(|c, a| users::import_progress(c, a.p()))),
+            get(h!(|c, a| users::import_progress(c, a.p()))).fallback(h!(|c, a| {
+                match (&a.method, a.p()) {
+                    (&Method::POST, "lock") => users::lock_user(c, "import", &a.body),
+                    (&Method::POST, "unlock") => users::unlock_user(c, "import"),
+                    _ => Err(a.no_route()),
+                }
+            })),
         )
         .route(
             "/users/import-incoming",
             post(h!(|c, a| {
                 a.flags(&["preview"])?;
                 incoming::import_incoming(c, &a.q)
-            })),
+            }))
+            .fallback(h!(|c, a| user_named(c, a, "import-incoming"))),
         )
         .route(
             "/users/{name}",
@@ -323,12 +334,28 @@ fn incoming_routes() -> Router<Arc<Control>> {
             post(h!(|c, a| {
                 a.flags(&["skip_invalid"])?;
                 incoming::import_incoming_csv(c, &a.q, &a.body)
+            }))
+            .fallback(h!(|c, a| match a.method {
+                Method::DELETE => incoming::delete_incoming(c, "import"),
+                _ => Err(a.no_route()),
             })),
         )
         .route(
             "/incoming/users/{name}",
             delete(h!(|c, a| incoming::delete_incoming(c, a.p()))),
         )
+}
+
+/// Other methods on a static path that is also a user's name (`export`,
+/// `import`, `import-incoming`) reach the user routes with that name, as
+/// when routes were matched segment by segment.
+fn user_named(c: &Control, a: &Call, name: &str) -> Result<Answer, Answer> {
+    match a.method {
+        Method::GET => users::show_user(c, name),
+        Method::PATCH => users::edit_user(c, name, &a.body),
+        Method::DELETE => users::delete_user(c, name),
+        _ => Err(a.no_route()),
+    }
 }
 
 /// The 404 of a path or method under `/v1` that no route serves.
