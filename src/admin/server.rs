@@ -291,22 +291,12 @@ async fn security_headers(mut r: Response) -> Response {
 /// current admin password), put in the request for the handlers.
 async fn need_session(State(admin): State<Arc<Admin>>, mut req: Request, next: Next) -> Response {
     let token = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
-    let session = token.as_deref().and_then(|t| admin.sessions.touch(t));
-    let current = admin
-        .ctl
-        .app
-        .store
-        .admin_password()
+    // The password tag is a store read: blocking work, as the handlers'.
+    let (a, t) = (admin.clone(), token.clone());
+    let session = tokio::task::spawn_blocking(move || current_session(&a, t.as_deref()))
+        .await
         .ok()
-        .flatten()
-        .map(|phc| session::password_tag(&phc));
-    let session = match (session, &token) {
-        (Some(s), Some(t)) if Some(s.password) != current => {
-            admin.sessions.remove(t);
-            None
-        }
-        (s, _) => s,
-    };
+        .flatten();
     let (Some(token), Some(session)) = (token, session) else {
         let path = req.uri().path();
         let is_api = path.starts_with("/v1/") || path == "/v1";
@@ -331,6 +321,26 @@ async fn need_session(State(admin): State<Arc<Admin>>, mut req: Request, next: N
         session,
     });
     next.run(req).await
+}
+
+/// The live session of `token`, if it was made under the current admin
+/// password (a new password ends every session).
+fn current_session(admin: &Admin, token: Option<&str>) -> Option<Session> {
+    let token = token?;
+    let session = admin.sessions.touch(token)?;
+    let current = admin
+        .ctl
+        .app
+        .store
+        .admin_password()
+        .ok()
+        .flatten()
+        .map(|phc| session::password_tag(&phc));
+    if Some(session.password) != current {
+        admin.sessions.remove(token);
+        return None;
+    }
+    Some(session)
 }
 
 fn changes(method: &Method) -> bool {
@@ -375,8 +385,14 @@ async fn csrf_field(req: Request, next: Next) -> Response {
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match Form::parse(ct, &body) {
+        .unwrap_or("")
+        .to_string();
+    // A form may be a 64 MiB upload: parsing it is blocking work.
+    let b = body.clone();
+    let parsed = tokio::task::spawn_blocking(move || Form::parse(&ct, &b))
+        .await
+        .unwrap_or_else(|_| Err("the form could not be read".into()));
+    match parsed {
         Ok(f) if !expected.is_empty() && csrf::matches(&expected, f.get("csrf")) => {
             parts.extensions.insert(Arc::new(f));
             next.run(Request::from_parts(parts, Body::from(body))).await
