@@ -28,6 +28,9 @@ pub const MAX_BODY: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Who(pub Arc<str>);
 
+/// A route's handler: the control and the call to an answer.
+pub type Handler = fn(&Control, &Call) -> Result<Answer, Answer>;
+
 /// One API call, taken apart: its path parameters, query pairs and body.
 pub struct Call {
     ctl: Arc<Control>,
@@ -64,10 +67,9 @@ impl Call {
     }
 
     /// Runs `f` on a blocking thread, audits the call, answers JSON.
-    pub async fn run<F>(self, f: F) -> Response
-    where
-        F: FnOnce(&Control, &Call) -> Result<Answer, Answer> + Send + 'static,
-    {
+    /// `f` is a plain function (the routes' closures capture nothing), so
+    /// one copy of this future serves every route.
+    pub async fn run(self, f: Handler) -> Response {
         let answer = tokio::task::spawn_blocking(move || {
             let answer = f(&self.ctl, &self).unwrap_or_else(|e| e);
             if let Some(who) = &self.who {
