@@ -1,12 +1,13 @@
 //! The LAN face of the control API: HTTPS (rustls, the certificate of the
 //! SMTP listeners) with an admin login, sessions, CSRF protection, login
 //! throttling and an audit log, plus a small server-rendered admin page
-//! and a Prometheus endpoint. The JSON API is the same one the Unix socket
-//! serves (`control::routes`); this face only adds who may call it.
+//! and a Prometheus endpoint. The JSON API is the same router the Unix
+//! socket serves (`control::router`); this face only adds who may call it.
 
 mod csrf;
 mod form;
 mod html;
+mod login;
 mod metrics;
 mod pages;
 mod server;
@@ -33,6 +34,9 @@ pub struct Admin {
     pub throttle: Throttle,
     pub login_failures: crate::control::audit::LoginFailures,
     pub tls: tokio_rustls::TlsAcceptor,
+    /// The API router the pages call (`server::call`), without the HTTPS
+    /// middleware: a page has passed the session and CSRF checks already.
+    pub api: axum::Router,
 }
 
 impl Admin {
@@ -52,6 +56,9 @@ impl Admin {
             ),
             login_failures: crate::control::audit::LoginFailures::default(),
             tls,
+            api: axum::Router::new()
+                .nest("/v1", crate::control::router::api(ctl.clone()))
+                .fallback(crate::control::router::unknown_path),
             cfg,
             ctl,
         })

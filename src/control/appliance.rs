@@ -2,7 +2,7 @@
 //! `GET /v1/appliance` (clock state, NTP servers, a pending reset),
 //! `PUT /v1/appliance/ntp` and `POST /v1/appliance/factory-reset`.
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -12,19 +12,7 @@ use crate::appliance::{clock, ntp, reset};
 
 type Res = Result<Answer, Answer>;
 
-/// Answers the routes under /v1/appliance; `None` leaves the request to
-/// the other route tables.
-pub fn route(ctl: &Control, method: &Method, segs: &[&str], body: &[u8]) -> Option<Answer> {
-    let result = match (method, segs) {
-        (&Method::GET, ["v1", "appliance"]) => status(ctl),
-        (&Method::PUT, ["v1", "appliance", "ntp"]) => set_ntp(ctl, body),
-        (&Method::POST, ["v1", "appliance", "factory-reset"]) => factory_reset(ctl, body),
-        _ => return None,
-    };
-    Some(result.unwrap_or_else(|e| e))
-}
-
-fn status(ctl: &Control) -> Res {
+pub(super) fn status(ctl: &Control) -> Res {
     let data = &ctl.data;
     Ok(Answer::ok(json!({
         "hostname": ctl.app.hostname,
@@ -40,7 +28,7 @@ struct Ntp {
     servers: Vec<String>,
 }
 
-fn set_ntp(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn set_ntp(ctl: &Control, body: &[u8]) -> Res {
     let req: Ntp = json_body(body)?;
     let servers: Vec<String> = req.servers.iter().map(|s| s.trim().to_string()).collect();
     ntp::check_all(&servers).map_err(out_of_range)?;
@@ -56,7 +44,7 @@ struct Reset {
     confirm: String,
 }
 
-fn factory_reset(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn factory_reset(ctl: &Control, body: &[u8]) -> Res {
     let req: Reset = json_body(body)?;
     let host = &ctl.app.hostname;
     match reset::request(&ctl.data, host, &req.confirm, "control API") {

@@ -2,7 +2,7 @@
 //! then activate it) and delete. Keys are generated here, on the
 //! appliance; the API never returns a private key.
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,26 +20,6 @@ struct NewKey {
     algorithm: Option<String>,
 }
 
-/// Answers the `/v1/dkim` routes; `None` leaves the request to others.
-pub fn route(
-    ctl: &Control,
-    method: &Method,
-    segs: &[&str],
-    q: &[(String, String)],
-    body: &[u8],
-) -> Option<Answer> {
-    let result = match (method, segs) {
-        (&Method::GET, ["v1", "dkim"]) => list(ctl),
-        (&Method::GET, ["v1", "dkim", d]) => show(ctl, d),
-        (&Method::POST, ["v1", "dkim", d]) => generate(ctl, d, body),
-        (&Method::POST, ["v1", "dkim", d, "rotate"]) => rotate(ctl, d, body),
-        (&Method::POST, ["v1", "dkim", d, "activate"]) => activate(ctl, d),
-        (&Method::DELETE, ["v1", "dkim", d]) => delete(ctl, d, q),
-        _ => return None,
-    };
-    Some(result.unwrap_or_else(|e| e))
-}
-
 fn conflict(msg: impl Into<String>) -> Answer {
     Answer::error(StatusCode::CONFLICT, msg)
 }
@@ -48,14 +28,14 @@ fn domain(d: &str) -> Result<String, Answer> {
     validate_domain(d).map_err(bad)
 }
 
-fn list(ctl: &Control) -> Res {
+pub(super) fn list(ctl: &Control) -> Res {
     let keys = ctl.app.store.dkim_list().map_err(internal)?;
     Ok(Answer::ok(json!(
         keys.iter().map(DomainKeys::view).collect::<Vec<_>>()
     )))
 }
 
-fn show(ctl: &Control, d: &str) -> Res {
+pub(super) fn show(ctl: &Control, d: &str) -> Res {
     let d = domain(d)?;
     match ctl.app.store.dkim_keys(&d).map_err(internal)? {
         Some(k) => Ok(Answer::ok(k.view())),
@@ -77,7 +57,7 @@ fn params(
     Ok((selector, algorithm))
 }
 
-fn generate(ctl: &Control, d: &str, body: &[u8]) -> Res {
+pub(super) fn generate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     let d = domain(d)?;
     let req: NewKey = json_body(body)?;
     let (selector, algorithm) = params(&req, SELECTORS[0], Algorithm::Ed25519)?;
@@ -102,7 +82,7 @@ fn generate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(stored.map(|k| k.view()).unwrap_or_default()))
 }
 
-fn rotate(ctl: &Control, d: &str, body: &[u8]) -> Res {
+pub(super) fn rotate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     let d = domain(d)?;
     let req: NewKey = json_body(body)?;
     let Some(cur) = ctl.app.store.dkim_keys(&d).map_err(internal)? else {
@@ -150,7 +130,7 @@ fn rotate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(stored.map(|k| k.view()).unwrap_or_default()))
 }
 
-fn activate(ctl: &Control, d: &str) -> Res {
+pub(super) fn activate(ctl: &Control, d: &str) -> Res {
     let d = domain(d)?;
     let stored = ctl
         .app
@@ -174,7 +154,7 @@ fn activate(ctl: &Control, d: &str) -> Res {
 
 /// Deletes a domain's keys, or with `?selector=` only its next or retired
 /// key (the active key goes only with the domain).
-fn delete(ctl: &Control, d: &str, q: &[(String, String)]) -> Res {
+pub(super) fn delete(ctl: &Control, d: &str, q: &[(String, String)]) -> Res {
     let d = domain(d)?;
     let selector = q
         .iter()

@@ -1,47 +1,22 @@
-//! The routes added for the LAN admin face (issue 5), served on both the
-//! Unix socket and HTTPS: incoming domains and users, import of incoming
-//! users as outgoing ones, CSV preview and export, dashboard figures, the
-//! audit log, log search, the TLS certificate, the admin password and the
-//! OpenAPI description.
+//! The system routes (served on both the Unix socket and HTTPS):
+//! dashboard figures, the audit log, log search, the TLS certificate, the
+//! admin password and the OpenAPI description.
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::routes::{bad, flag, internal, json_body, not_found, paging, refuse_invalid_lines};
+use super::routes::{bad, internal, json_body, paging};
 use super::{Answer, Control};
 use crate::auth::password;
-use crate::import::{self, check_password};
-use crate::incoming;
+use crate::import::check_password;
 use crate::policy::windows;
 use crate::store::QueueFilter;
-use crate::users::spec::USER_SETTINGS;
-use crate::users::{User, UserName, validate_domain};
 
 type Res = Result<Answer, Answer>;
 
 /// The OpenAPI description of every route; tests keep it true.
 pub const OPENAPI: &str = include_str!("../admin/openapi.json");
-
-/// The boolean query parameters of a route, checked before it runs so
-/// that `?preview=maybe` is an error rather than a silent "no".
-fn bool_params(method: &Method, segs: &[&str]) -> &'static [&'static str] {
-    match (method, segs) {
-        (&Method::POST, ["v1", "users", "import"]) => &["skip_invalid", "preview", "background"],
-        (&Method::POST, ["v1", "users", "import-incoming"]) => &["preview"],
-        (&Method::POST, ["v1", "incoming", "users", "import"]) => &["skip_invalid"],
-        _ => &[],
-    }
-}
-
-fn check_flags(q: &[(String, String)], keys: &[&str]) -> Result<(), Answer> {
-    for (k, v) in q {
-        if keys.contains(&k.as_str()) && !["true", "false", "1", "0"].contains(&v.as_str()) {
-            return Err(bad(format!("{k} must be true or false, not '{v}'")));
-        }
-    }
-    Ok(())
-}
 
 fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -58,44 +33,7 @@ fn limit(q: &[(String, String)], default: usize) -> Result<usize, Answer> {
     }
 }
 
-/// Answers the routes this module owns; `None` leaves the request to the
-/// core routes.
-pub fn route(
-    ctl: &Control,
-    method: &Method,
-    segs: &[&str],
-    q: &[(String, String)],
-    body: &[u8],
-) -> Option<Answer> {
-    if let Err(e) = check_flags(q, bool_params(method, segs)) {
-        return Some(e);
-    }
-    let result = match (method, segs) {
-        (&Method::GET, ["v1", "openapi.json"]) => openapi(),
-        (&Method::GET, ["v1", "dashboard"]) => dashboard(ctl),
-        (&Method::GET, ["v1", "audit"]) => audit(ctl, q),
-        (&Method::GET, ["v1", "logs"]) => logs(q),
-        (&Method::GET, ["v1", "users", "export"]) => export_users(ctl),
-        (&Method::POST, ["v1", "users", "import"]) if flag(q, "preview") => {
-            preview_import(ctl, body)
-        }
-        (&Method::POST, ["v1", "users", "import-incoming"]) => import_incoming(ctl, q),
-        (&Method::GET, ["v1", "incoming", "domains"]) => list_domains(ctl, q),
-        (&Method::POST, ["v1", "incoming", "domains"]) => add_domain(ctl, body),
-        (&Method::DELETE, ["v1", "incoming", "domains", d]) => delete_domain(ctl, d),
-        (&Method::GET, ["v1", "incoming", "users"]) => list_incoming(ctl, q),
-        (&Method::POST, ["v1", "incoming", "users"]) => add_incoming(ctl, body),
-        (&Method::POST, ["v1", "incoming", "users", "import"]) => import_incoming_csv(ctl, q, body),
-        (&Method::DELETE, ["v1", "incoming", "users", name]) => delete_incoming(ctl, name),
-        (&Method::GET, ["v1", "tls", "certificate"]) => show_cert(ctl),
-        (&Method::PUT, ["v1", "tls", "certificate"]) => put_cert(ctl, body),
-        (&Method::PUT, ["v1", "admin", "password"]) => set_admin_password(ctl, body),
-        _ => return None,
-    };
-    Some(result.unwrap_or_else(|e| e))
-}
-
-fn openapi() -> Res {
+pub(crate) fn openapi() -> Res {
     serde_json::from_str(OPENAPI)
         .map(Answer::ok)
         .map_err(internal)
@@ -165,11 +103,11 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
     }))
 }
 
-fn dashboard(ctl: &Control) -> Res {
+pub(super) fn dashboard(ctl: &Control) -> Res {
     summary(ctl).map(Answer::ok)
 }
 
-fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
+pub(super) fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !["filter", "limit", "after"].contains(&k.as_str()) {
             return Err(bad(format!("unknown parameter '{k}'")));
@@ -188,7 +126,7 @@ fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     Ok(paging::numbered(page))
 }
 
-fn logs(q: &[(String, String)]) -> Res {
+pub(super) fn logs(q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !["q", "limit"].contains(&k.as_str()) {
             return Err(bad(format!("unknown parameter '{k}'")));
@@ -196,237 +134,6 @@ fn logs(q: &[(String, String)]) -> Res {
     }
     let lines = super::logs::ring().search(param(q, "q").unwrap_or(""), limit(q, 200)?);
     Ok(Answer::ok(json!(lines)))
-}
-
-/// The CSV columns about the user; then one column per setting of
-/// `users::spec::USER_SETTINGS`, named as the setting (blank: the system
-/// default applies).
-const EXPORT_HEADER: [&str; 5] = ["user", "domain", "kind", "has_password", "status"];
-
-/// The CSV of every outgoing user with its settings, never a password hash.
-pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
-    let now = ctl.app.clock.now();
-    let users = ctl.app.store.users().map_err(internal)?;
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<&str> = EXPORT_HEADER.to_vec();
-    header.extend(USER_SETTINGS.iter().map(|s| s.name));
-    w.write_record(&header).map_err(internal)?;
-    for u in &users {
-        let s = serde_json::to_value(&u.settings).map_err(internal)?;
-        let mut row = vec![
-            u.name.clone(),
-            u.domain.clone().unwrap_or_default(),
-            if u.is_network() { "ip" } else { "address" }.to_string(),
-            u.password_hash.is_some().to_string(),
-            match u.lock.in_force(now) {
-                None => "active".into(),
-                Some(crate::users::LockState::LockedByAdmin { .. }) => "locked_until_admin".into(),
-                Some(_) => "locked_until".into(),
-            },
-        ];
-        for spec in USER_SETTINGS {
-            row.push(match &s[spec.name] {
-                Value::Null => String::new(),
-                Value::String(t) => t.clone(),
-                v => v.to_string(),
-            });
-        }
-        w.write_record(&row).map_err(internal)?;
-    }
-    let bytes = w.into_inner().map_err(internal)?;
-    Ok((String::from_utf8_lossy(&bytes).into_owned(), users.len()))
-}
-
-fn export_users(ctl: &Control) -> Res {
-    let (csv, count) = export_csv(ctl)?;
-    Ok(Answer::ok(json!({ "count": count, "csv": csv })))
-}
-
-/// What an import would do, without doing it.
-fn preview_import(ctl: &Control, body: &[u8]) -> Res {
-    let (lines, errors) = import::parse(body);
-    let (mut add, mut existing) = (Vec::new(), Vec::new());
-    for l in &lines {
-        let name = l.name.to_string();
-        let entry = json!({
-            "line": l.line,
-            "name": name,
-            "kind": if l.name.network().is_some() { "ip" } else { "address" },
-        });
-        if ctl.app.store.user(&name).map_err(internal)?.is_some() {
-            existing.push(entry);
-        } else {
-            add.push(entry);
-        }
-    }
-    Ok(Answer::ok(json!({
-        "add": add,
-        "existing": existing,
-        "errors": errors,
-    })))
-}
-
-fn import_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
-    let now = ctl.app.clock.now();
-    let incoming = ctl.app.store.incoming_users().map_err(internal)?;
-    let mut users = Vec::new();
-    for i in &incoming {
-        let name = UserName::parse(&i.name).map_err(internal)?;
-        let mut u = User::new(&name, None, now);
-        u.record(
-            now,
-            "imported from incoming users (no password: cannot authenticate until one is set)",
-        );
-        users.push(u);
-    }
-    if flag(q, "preview") {
-        let (mut add, mut existing) = (Vec::new(), Vec::new());
-        for u in &users {
-            let exists = ctl.app.store.user(&u.name).map_err(internal)?.is_some();
-            if exists { &mut existing } else { &mut add }.push(u.name.clone());
-        }
-        return Ok(Answer::ok(json!({ "added": add, "existing": existing })));
-    }
-    let outcome = ctl.app.store.import_users(&users).map_err(internal)?;
-    tracing::info!(
-        added = outcome.added.len(),
-        existing = outcome.existing.len(),
-        "incoming users imported as outgoing users"
-    );
-    Ok(Answer::ok(json!({
-        "added": outcome.added,
-        "existing": outcome.existing,
-    })))
-}
-
-/// `GET /v1/incoming/domains`: one page, in name order.
-fn list_domains(ctl: &Control, q: &[(String, String)]) -> Res {
-    let want = paging::want(q)?;
-    let page = ctl
-        .app
-        .store
-        .incoming_domains_page(want.after.as_deref(), want.limit)
-        .map_err(internal)?;
-    paging::named(page, |d| Ok(json!(d)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewDomain {
-    domain: String,
-}
-
-fn add_domain(ctl: &Control, body: &[u8]) -> Res {
-    let req: NewDomain = json_body(body)?;
-    let domain = validate_domain(req.domain.trim()).map_err(bad)?;
-    let now = ctl.app.clock.now();
-    if !ctl
-        .app
-        .store
-        .add_incoming_domain(&domain, now)
-        .map_err(internal)?
-    {
-        return Err(Answer::error(
-            StatusCode::CONFLICT,
-            format!("domain {domain} is already protected"),
-        ));
-    }
-    Ok(Answer {
-        status: StatusCode::CREATED,
-        body: json!({ "name": domain, "added": now }),
-    })
-}
-
-fn delete_domain(ctl: &Control, domain: &str) -> Res {
-    let domain = validate_domain(domain).map_err(bad)?;
-    match ctl
-        .app
-        .store
-        .delete_incoming_domain(&domain)
-        .map_err(internal)?
-    {
-        None => Err(not_found(format!("no protected domain {domain}"))),
-        Some(n) => Ok(Answer::ok(json!({ "deleted": domain, "users_deleted": n }))),
-    }
-}
-
-/// `GET /v1/incoming/users`: one page, in name order.
-fn list_incoming(ctl: &Control, q: &[(String, String)]) -> Res {
-    let want = paging::want(q)?;
-    let page = ctl
-        .app
-        .store
-        .incoming_users_page(want.after.as_deref(), want.limit)
-        .map_err(internal)?;
-    paging::named(page, |u| Ok(json!(u)))
-}
-
-fn incoming_name(text: &str) -> Result<String, Answer> {
-    match UserName::parse(text).map_err(bad)? {
-        UserName::Address { local, domain } => Ok(format!("{local}@{domain}")),
-        UserName::Network(_) => Err(bad(format!(
-            "'{text}' is an IP address; an incoming user is user@domain"
-        ))),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewIncoming {
-    name: String,
-}
-
-fn add_incoming(ctl: &Control, body: &[u8]) -> Res {
-    let req: NewIncoming = json_body(body)?;
-    let name = incoming_name(&req.name)?;
-    let now = ctl.app.clock.now();
-    let outcome = ctl
-        .app
-        .store
-        .add_incoming_users(std::slice::from_ref(&name), false, now)
-        .map_err(internal)?
-        .map_err(bad)?;
-    if outcome.added.is_empty() {
-        return Err(Answer::error(
-            StatusCode::CONFLICT,
-            format!("incoming user {name} already exists"),
-        ));
-    }
-    Ok(Answer {
-        status: StatusCode::CREATED,
-        body: json!({ "name": name, "added": now }),
-    })
-}
-
-fn import_incoming_csv(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
-    let (names, errors) = incoming::parse(body);
-    refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
-    let now = ctl.app.clock.now();
-    let outcome = ctl
-        .app
-        .store
-        .add_incoming_users(&names, true, now)
-        .map_err(internal)?
-        .map_err(bad)?;
-    Ok(Answer::ok(json!({
-        "added": outcome.added,
-        "existing": outcome.existing,
-        "domains_added": outcome.domains_added,
-        "errors": errors,
-    })))
-}
-
-fn delete_incoming(ctl: &Control, name: &str) -> Res {
-    let name = incoming_name(name)?;
-    if !ctl
-        .app
-        .store
-        .delete_incoming_user(&name)
-        .map_err(internal)?
-    {
-        return Err(not_found(format!("no incoming user {name}")));
-    }
-    Ok(Answer::ok(json!({ "deleted": name })))
 }
 
 fn cert_view(ctl: &Control) -> Value {
@@ -462,7 +169,7 @@ fn cert_view(ctl: &Control) -> Value {
     json!({ "sha256_fingerprint": fp, "chain_length": ck.cert.len(), "certificate": pem })
 }
 
-fn show_cert(ctl: &Control) -> Res {
+pub(super) fn show_cert(ctl: &Control) -> Res {
     Ok(Answer::ok(cert_view(ctl)))
 }
 
@@ -473,7 +180,7 @@ struct NewCert {
     private_key: String,
 }
 
-fn put_cert(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn put_cert(ctl: &Control, body: &[u8]) -> Res {
     let req: NewCert = json_body(body)?;
     let ck = crate::tls::certified_key(req.certificate.as_bytes(), req.private_key.as_bytes())
         .map_err(bad)?;
@@ -498,7 +205,7 @@ struct NewPassword {
     password: String,
 }
 
-fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
     let req: NewPassword = json_body(body)?;
     check_password(&req.password).map_err(bad)?;
     ctl.app

@@ -9,30 +9,25 @@ pub mod client;
 pub mod dkim;
 pub mod ext;
 pub mod logs;
+pub mod router;
 pub mod routes;
 pub mod update;
 mod views;
 
-pub use routes::route;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
+use tower::ServiceExt;
 
 use crate::app::App;
 use crate::config::Config;
 
-/// Largest request body (a CSV import of many thousands of users).
-const MAX_BODY: usize = 16 * 1024 * 1024;
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
 /// How the audit log names changes made through the socket.
 const SOCKET_WHO: &str = "root@control-socket";
@@ -81,6 +76,11 @@ pub async fn run(
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
     let me = nix::unistd::geteuid().as_raw();
+    let app = axum::Router::new()
+        .nest("/v1", router::api(ctl))
+        .fallback(router::unknown_path)
+        .layer(axum::middleware::from_fn(router::buffer_body));
+    let who = router::Who(SOCKET_WHO.into());
     loop {
         let (stream, _) = tokio::select! {
             a = listener.accept() => a?,
@@ -94,9 +94,13 @@ pub async fn run(
             );
             continue;
         }
-        let ctl = ctl.clone();
+        let (app, who) = (app.clone(), who.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(ctl.clone(), req));
+            // Every call of the connection is audited as root's.
+            let service = service_fn(move |mut req: hyper::Request<_>| {
+                req.extensions_mut().insert(who.clone());
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
         });
@@ -122,43 +126,4 @@ impl Answer {
             body: serde_json::json!({ "error": message.into() }),
         }
     }
-}
-
-async fn handle(
-    ctl: Arc<Control>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let (parts, body) = req.into_parts();
-    // An update bundle is the one body larger than a big CSV import.
-    let limit = if update::is_upload(&parts.method, parts.uri.path()) {
-        update::MAX_BUNDLE
-    } else {
-        MAX_BODY
-    };
-    let answer = match Limited::new(body, limit).collect().await {
-        Err(_) => Answer::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body over {limit} octets"),
-        ),
-        Ok(collected) => {
-            let body = collected.to_bytes();
-            // Handlers hash passwords and commit to the store: blocking work.
-            tokio::task::spawn_blocking(move || {
-                let answer = routes::route(&ctl, &parts.method, &parts.uri, &body);
-                let (store, path) = (&ctl.app.store, parts.uri.path());
-                audit::api_call(store, SOCKET_WHO, &parts.method, path, &answer);
-                answer
-            })
-            .await
-            .unwrap_or_else(|_| Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "handler failed"))
-        }
-    };
-    let mut text = serde_json::to_vec_pretty(&answer.body).unwrap_or_default();
-    text.push(b'\n');
-    let resp = Response::builder()
-        .status(answer.status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(text)))
-        .expect("static response parts");
-    Ok(resp)
 }

@@ -33,27 +33,22 @@ pub fn is_upload(method: &Method, path: &str) -> bool {
     method == Method::POST && matches!(path.trim_end_matches('/'), "/v1/system/update" | "/update")
 }
 
-/// Answers `/v1/system` and `/v1/system/update`; `None` leaves the request
-/// to others.
-pub fn route(ctl: &Control, method: &Method, segs: &[&str], body: &[u8]) -> Option<Answer> {
-    let data_dir = &ctl.config.data_dir;
-    match (method, segs) {
-        (&Method::GET, ["v1", "system"]) => {
-            Some(Answer::ok(status(data_dir, Path::new(REPORT_DIR))))
-        }
-        (&Method::POST, ["v1", "system", "update"]) => Some(match spool(data_dir, body) {
-            Ok(()) => Answer {
-                status: StatusCode::ACCEPTED,
-                body: json!({
-                    "accepted": true,
-                    "bytes": body.len(),
-                    "message": "the bundle is being checked and installed into the other slot; see GET /v1/system, then reboot",
-                }),
-            },
-            Err(e) => e,
+/// `GET /v1/system`: the slots, the version and the last update report.
+pub(super) fn system(ctl: &Control) -> Answer {
+    Answer::ok(status(&ctl.config.data_dir, Path::new(REPORT_DIR)))
+}
+
+/// `POST /v1/system/update`: spools the bundle for the update agent.
+pub(super) fn upload(ctl: &Control, body: &[u8]) -> Result<Answer, Answer> {
+    spool(&ctl.config.data_dir, body)?;
+    Ok(Answer {
+        status: StatusCode::ACCEPTED,
+        body: json!({
+            "accepted": true,
+            "bytes": body.len(),
+            "message": "the bundle is being checked and installed into the other slot; see GET /v1/system, then reboot",
         }),
-        _ => None,
-    }
+    })
 }
 
 fn spool_dir(data_dir: &Path) -> PathBuf {

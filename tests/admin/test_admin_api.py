@@ -308,6 +308,35 @@ def page_token(s, url):
     return re.search(r'name="csrf" value="([^"]+)"', s.get(url).text).group(1)
 
 
+def test_route_table_edges_on_both_faces(og, api):
+    """The one router answers its edges as the segment-by-segment matchers
+    did, on HTTPS and on the socket alike: a static segment that is also a
+    name reaches the route of that name; any other path or method under /v1
+    is the API's 404, audited when it could change something; outside /v1
+    the socket says where the API lives."""
+    for method, path in [
+        ("GET", "/v1/users/import"),
+        ("PATCH", "/v1/users/export"),
+        ("DELETE", "/v1/users/import-incoming"),
+        ("POST", "/v1/users/import/lock"),
+        ("DELETE", "/v1/incoming/users/import"),
+    ]:
+        r = api.request(method, og.url + path, json={})
+        assert r.status_code == 400 and "no route" not in r.json()["error"], (method, path, r.text)
+        status, body = og.socket_call(method, path, {})
+        assert (status, body) == (r.status_code, r.json()), (method, path)
+    r = api.put(og.url + "/v1/users", json={})
+    assert (r.status_code, r.json()["error"]) == (404, "no route PUT /v1/users")
+    assert og.socket_call("PUT", "/v1/users", {}) == (404, {"error": "no route PUT /v1/users"})
+    assert og.socket_call("POST", "/v1/no/such/route", {}) == (404, {"error": "no route POST /v1/no/such/route"})
+    assert og.socket_call("GET", "/elsewhere")[0] == 404
+    assert "under /v1/" in og.socket_call("GET", "/elsewhere")[1]["error"]
+    audit = api.get(og.url + "/v1/audit?filter=no/such").json()["items"]
+    assert [(e["who"], e["action"], e["status"]) for e in audit] == [
+        ("root@control-socket", "POST /v1/no/such/route", 404)
+    ]
+
+
 def test_settings_page_saves_typed_values(og, api):
     page = og.url + "/settings"
     token = page_token(api, page)

@@ -2,24 +2,18 @@
 //! thread (argon2, store commits) and answer JSON; bad input is a 4xx
 //! with a message saying what is wrong.
 
-use hyper::{Method, StatusCode, Uri};
+use hyper::{StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Answer, Control};
 use crate::import::{self};
 
+pub(super) mod incoming;
 pub(crate) mod paging;
-mod quarantine;
-mod queue;
-mod users;
-
-use quarantine::{delete_quarantine, list_quarantine, release_quarantine, show_quarantine};
-use queue::{bounce_queue, delete_queue, list_queue, retry_queue, show_queue};
-use users::{
-    add_user, delete_user, edit_user, import_progress, import_users, list_users, lock_user,
-    show_user, unlock_user,
-};
+pub(super) mod quarantine;
+pub(super) mod queue;
+pub(super) mod users;
 
 type Res = Result<Answer, Answer>;
 
@@ -32,11 +26,11 @@ pub(crate) fn out_of_range(msg: impl Into<String>) -> Answer {
     Answer::error(StatusCode::UNPROCESSABLE_ENTITY, msg)
 }
 
-pub(super) fn not_found(msg: impl Into<String>) -> Answer {
+pub(crate) fn not_found(msg: impl Into<String>) -> Answer {
     Answer::error(StatusCode::NOT_FOUND, msg)
 }
 
-/// A boolean query flag; `ext::route` has already refused values other
+/// A boolean query flag; the route has already refused values other
 /// than true/false/1/0 on the routes that take one.
 pub(super) fn flag(q: &[(String, String)], key: &str) -> bool {
     q.iter().any(|(k, v)| k == key && (v == "true" || v == "1"))
@@ -84,7 +78,7 @@ pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, 
     serde_json::from_value(value).map_err(|e| bad(format!("invalid request body: {e}")))
 }
 
-fn query(uri: &Uri) -> Vec<(String, String)> {
+pub(super) fn query(uri: &Uri) -> Vec<(String, String)> {
     uri.query()
         .unwrap_or("")
         .split('&')
@@ -123,60 +117,7 @@ pub(crate) fn unescape(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub fn route(ctl: &Control, method: &Method, uri: &Uri, body: &[u8]) -> Answer {
-    let segs: Vec<String> = uri
-        .path()
-        .trim_matches('/')
-        .split('/')
-        .map(|p| unescape(p, false))
-        .collect();
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let q = query(uri);
-    if let Some(answer) = super::ext::route(ctl, method, &segs, &q, body) {
-        return answer;
-    }
-    if let Some(answer) = super::dkim::route(ctl, method, &segs, &q, body) {
-        return answer;
-    }
-    if let Some(answer) = super::appliance::route(ctl, method, &segs, body) {
-        return answer;
-    }
-    if let Some(answer) = super::update::route(ctl, method, &segs, body) {
-        return answer;
-    }
-    let result = match (method, segs.as_slice()) {
-        (&Method::GET, ["v1", "health"]) => Ok(health(ctl)),
-        (&Method::GET, ["v1", "users"]) => list_users(ctl, &q),
-        (&Method::POST, ["v1", "users"]) => add_user(ctl, body),
-        (&Method::POST, ["v1", "users", "import"]) => import_users(ctl, &q, body),
-        (&Method::GET, ["v1", "users", "import", id]) => import_progress(ctl, id),
-        (&Method::GET, ["v1", "users", name]) => show_user(ctl, name),
-        (&Method::PATCH, ["v1", "users", name]) => edit_user(ctl, name, body),
-        (&Method::DELETE, ["v1", "users", name]) => delete_user(ctl, name),
-        (&Method::POST, ["v1", "users", name, "lock"]) => lock_user(ctl, name, body),
-        (&Method::POST, ["v1", "users", name, "unlock"]) => unlock_user(ctl, name),
-        (&Method::GET, ["v1", "settings"]) => Ok(Answer::ok(json!(ctl.app.settings.get()))),
-        (&Method::PATCH, ["v1", "settings"]) => edit_settings(ctl, body),
-        (&Method::GET, ["v1", "queue"]) => list_queue(ctl, &q),
-        (&Method::GET, ["v1", "queue", id]) => show_queue(ctl, id),
-        (&Method::DELETE, ["v1", "queue", id]) => delete_queue(ctl, id),
-        (&Method::POST, ["v1", "queue", id, "retry"]) => retry_queue(ctl, id),
-        (&Method::POST, ["v1", "queue", id, "bounce"]) => bounce_queue(ctl, id),
-        (&Method::GET, ["v1", "quarantine"]) => list_quarantine(ctl, &q),
-        (&Method::GET, ["v1", "quarantine", id]) => show_quarantine(ctl, id),
-        (&Method::POST, ["v1", "quarantine", id, "release"]) => release_quarantine(ctl, id),
-        (&Method::DELETE, ["v1", "quarantine", id]) => delete_quarantine(ctl, id),
-        (&Method::PUT, ["v1", "debug", "clock"]) => set_clock(ctl, body),
-        (_, ["v1", ..]) => Err(Answer::error(
-            StatusCode::NOT_FOUND,
-            format!("no route {method} {}", uri.path()),
-        )),
-        _ => Err(not_found("unknown path; the API lives under /v1/")),
-    };
-    result.unwrap_or_else(|e| e)
-}
-
-fn health(ctl: &Control) -> Answer {
+pub(super) fn health(ctl: &Control) -> Answer {
     Answer::ok(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -203,7 +144,7 @@ fn merge(into: &mut Value, patch: &Value) -> Result<(), String> {
     }
 }
 
-fn edit_settings(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn edit_settings(ctl: &Control, body: &[u8]) -> Res {
     let patch: Value = json_body(body)?;
     let mut current = serde_json::to_value(ctl.app.settings.get()).map_err(internal)?;
     merge(&mut current, &patch).map_err(bad)?;
@@ -224,7 +165,7 @@ struct ClockRequest {
     now: Option<jiff::Timestamp>,
 }
 
-fn set_clock(ctl: &Control, body: &[u8]) -> Res {
+pub(super) fn set_clock(ctl: &Control, body: &[u8]) -> Res {
     if !ctl.config.debug.clock_override {
         return Err(Answer::error(
             StatusCode::FORBIDDEN,

@@ -6,11 +6,11 @@ use super::{Res, bad, internal, not_found};
 use crate::control::{Answer, Control};
 use crate::store::{parse_id, queue_id};
 
-pub(super) fn quarantine_id(id: &str) -> Result<u64, Answer> {
+pub(crate) fn quarantine_id(id: &str) -> Result<u64, Answer> {
     parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a quarantine id")))
 }
 
-pub(super) fn quarantine_view(q: &crate::store::QuarantineEntry) -> Value {
+pub(crate) fn quarantine_view(q: &crate::store::QuarantineEntry) -> Value {
     json!({
         "id": queue_id(q.id),
         "user": q.user,
@@ -27,7 +27,7 @@ pub(super) fn quarantine_view(q: &crate::store::QuarantineEntry) -> Value {
 }
 
 /// `GET /v1/quarantine`: one page of held messages, oldest first.
-pub(super) fn list_quarantine(ctl: &Control, q: &[(String, String)]) -> Res {
+pub(crate) fn list_quarantine(ctl: &Control, q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !super::paging::is_paging(k) {
             return Err(bad(format!("unknown parameter '{k}'")));
@@ -42,7 +42,7 @@ pub(super) fn list_quarantine(ctl: &Control, q: &[(String, String)]) -> Res {
     Ok(super::paging::by_id(page, quarantine_view))
 }
 
-pub(super) fn show_quarantine(ctl: &Control, id: &str) -> Res {
+pub(crate) fn show_quarantine(ctl: &Control, id: &str) -> Res {
     let n = quarantine_id(id)?;
     let (q, body) = ctl
         .app
@@ -55,7 +55,7 @@ pub(super) fn show_quarantine(ctl: &Control, id: &str) -> Res {
     Ok(Answer::ok(v))
 }
 
-pub(super) fn release_quarantine(ctl: &Control, id: &str) -> Res {
+pub(crate) fn release_quarantine(ctl: &Control, id: &str) -> Res {
     let n = quarantine_id(id)?;
     let queue = ctl.app.committer.reserve_id();
     let now = ctl.app.clock.now();
@@ -73,7 +73,7 @@ pub(super) fn release_quarantine(ctl: &Control, id: &str) -> Res {
     ))
 }
 
-pub(super) fn delete_quarantine(ctl: &Control, id: &str) -> Res {
+pub(crate) fn delete_quarantine(ctl: &Control, id: &str) -> Res {
     let n = quarantine_id(id)?;
     if !ctl.app.store.delete_quarantined(n).map_err(internal)? {
         return Err(not_found(format!("no quarantined message {id}")));
@@ -83,7 +83,7 @@ pub(super) fn delete_quarantine(ctl: &Control, id: &str) -> Res {
 }
 
 /// The header section of a message, bounded, as text.
-pub(super) fn header_text(body: &[u8]) -> String {
+pub(crate) fn header_text(body: &[u8]) -> String {
     let end = body
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -7,7 +7,7 @@ use super::{Res, bad, internal, not_found};
 use crate::control::{Answer, Control};
 use crate::store::{QueueFilter, parse_id, queue_id};
 
-pub(super) fn queue_view(e: &crate::store::QueueEntry) -> Value {
+pub(crate) fn queue_view(e: &crate::store::QueueEntry) -> Value {
     json!({
         "id": queue_id(e.id),
         "user": e.user,
@@ -24,7 +24,7 @@ pub(super) fn queue_view(e: &crate::store::QueueEntry) -> Value {
 }
 
 /// `GET /v1/queue`: one page of entries in id (arrival) order.
-pub(super) fn list_queue(ctl: &Control, q: &[(String, String)]) -> Res {
+pub(crate) fn list_queue(ctl: &Control, q: &[(String, String)]) -> Res {
     let want = super::paging::want(q)?;
     let mut filter = QueueFilter::default();
     for (k, v) in q {
@@ -49,7 +49,7 @@ pub(super) fn list_queue(ctl: &Control, q: &[(String, String)]) -> Res {
     Ok(super::paging::by_id(page, queue_view))
 }
 
-pub(super) fn show_queue(ctl: &Control, id: &str) -> Res {
+pub(crate) fn show_queue(ctl: &Control, id: &str) -> Res {
     let n = parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a queue id")))?;
     let e = ctl
         .app
@@ -68,11 +68,11 @@ pub(super) fn show_queue(ctl: &Control, id: &str) -> Res {
     Ok(Answer::ok(v))
 }
 
-pub(super) fn queue_number(id: &str) -> Result<u64, Answer> {
+pub(crate) fn queue_number(id: &str) -> Result<u64, Answer> {
     parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a queue id")))
 }
 
-pub(super) fn delete_queue(ctl: &Control, id: &str) -> Res {
+pub(crate) fn delete_queue(ctl: &Control, id: &str) -> Res {
     let n = queue_number(id)?;
     if !ctl.app.store.remove_entry(n).map_err(internal)? {
         return Err(not_found(format!("no queued message {id}")));
@@ -81,7 +81,7 @@ pub(super) fn delete_queue(ctl: &Control, id: &str) -> Res {
     Ok(Answer::ok(json!({ "deleted": queue_id(n) })))
 }
 
-pub(super) fn retry_queue(ctl: &Control, id: &str) -> Res {
+pub(crate) fn retry_queue(ctl: &Control, id: &str) -> Res {
     let n = queue_number(id)?;
     let now = ctl.app.clock.now();
     let e = crate::delivery::admin_retry(&ctl.app.store, n, now)
@@ -91,7 +91,7 @@ pub(super) fn retry_queue(ctl: &Control, id: &str) -> Res {
     Ok(Answer::ok(queue_view(&e)))
 }
 
-pub(super) fn bounce_queue(ctl: &Control, id: &str) -> Res {
+pub(crate) fn bounce_queue(ctl: &Control, id: &str) -> Res {
     let n = queue_number(id)?;
     let s = &ctl.app;
     let now = s.clock.now();

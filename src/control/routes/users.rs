@@ -1,4 +1,5 @@
-//! `/v1/users`: outgoing users, their locks, and CSV imports.
+//! `/v1/users`: outgoing users, their locks, CSV imports (with preview)
+//! and the CSV export.
 
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -9,13 +10,14 @@ use crate::auth::password;
 use crate::bounds;
 use crate::control::{Answer, Control, views};
 use crate::import::{self, check_password};
+use crate::users::spec::USER_SETTINGS;
 use crate::users::{LockState, User, UserName, UserSettings, spec};
 
-pub(super) fn canonical(name: &str) -> Result<String, Answer> {
+pub(crate) fn canonical(name: &str) -> Result<String, Answer> {
     UserName::parse(name).map(|n| n.to_string()).map_err(bad)
 }
 
-pub(super) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
+pub(crate) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
     let now = ctl.app.clock.now();
     ctl.app
         .settings
@@ -25,7 +27,7 @@ pub(super) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
 
 /// `GET /v1/users`: one page of users in name order (`paging`), those
 /// whose name contains `filter` and whose lock state is `status`.
-pub(super) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
+pub(crate) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
     let want = super::paging::want(q)?;
     let filter = q
         .iter()
@@ -72,7 +74,7 @@ pub(super) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NewUser {
+pub(crate) struct NewUser {
     name: String,
     #[serde(default)]
     password: Option<String>,
@@ -83,7 +85,7 @@ pub(super) struct NewUser {
     settings: UserSettings,
 }
 
-pub(super) fn add_user(ctl: &Control, body: &[u8]) -> Res {
+pub(crate) fn add_user(ctl: &Control, body: &[u8]) -> Res {
     let req: NewUser = json_body(body)?;
     let name = UserName::parse(&req.name).map_err(bad)?;
     let password = req.password.filter(|p| !p.is_empty());
@@ -127,7 +129,7 @@ pub(super) fn add_user(ctl: &Control, body: &[u8]) -> Res {
     })
 }
 
-pub(super) fn show_user(ctl: &Control, name: &str) -> Res {
+pub(crate) fn show_user(ctl: &Control, name: &str) -> Res {
     let name = canonical(name)?;
     let u = ctl
         .app
@@ -140,7 +142,7 @@ pub(super) fn show_user(ctl: &Control, name: &str) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct EditUser {
+pub(crate) struct EditUser {
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
@@ -150,7 +152,7 @@ pub(super) struct EditUser {
     clear: Vec<String>,
 }
 
-pub(super) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
+pub(crate) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     let name = canonical(name)?;
     let req: EditUser = json_body(body)?;
     req.settings.check_ranges().map_err(out_of_range)?;
@@ -194,7 +196,7 @@ pub(super) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(view(ctl, &updated)?))
 }
 
-pub(super) fn delete_user(ctl: &Control, name: &str) -> Res {
+pub(crate) fn delete_user(ctl: &Control, name: &str) -> Res {
     let name = canonical(name)?;
     if !ctl.app.store.delete_user(&name).map_err(internal)? {
         return Err(not_found(format!("no user {name}")));
@@ -205,13 +207,13 @@ pub(super) fn delete_user(ctl: &Control, name: &str) -> Res {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub(super) struct LockRequest {
+pub(crate) struct LockRequest {
     /// Lock for this long; absent: until an admin unlocks.
     minutes: Option<u32>,
     reason: Option<String>,
 }
 
-pub(super) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
+pub(crate) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     let name = canonical(name)?;
     let req: LockRequest = json_body(body)?;
     if let Some(m) = req.minutes {
@@ -242,7 +244,7 @@ pub(super) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(view(ctl, &updated)?))
 }
 
-pub(super) fn unlock_user(ctl: &Control, name: &str) -> Res {
+pub(crate) fn unlock_user(ctl: &Control, name: &str) -> Res {
     let name = canonical(name)?;
     let now = ctl.app.clock.now();
     let updated = ctl
@@ -261,7 +263,7 @@ pub(super) fn unlock_user(ctl: &Control, name: &str) -> Res {
     Ok(Answer::ok(view(ctl, &updated)?))
 }
 
-pub(super) fn importer(ctl: &Control) -> import::job::Importer {
+pub(crate) fn importer(ctl: &Control) -> import::job::Importer {
     import::job::Importer {
         store: ctl.app.store.clone(),
         verifier: ctl.app.verifier.clone(),
@@ -273,7 +275,7 @@ pub(super) fn importer(ctl: &Control) -> import::job::Importer {
 /// Validates the whole file, then imports it in batches (`import::job`):
 /// at once, answering with every name, or with `background=true` as a job
 /// whose progress `GET /v1/users/import/{id}` reports (202).
-pub(super) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
+pub(crate) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
     let (lines, errors) = import::parse(body);
     refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
     let now = ctl.app.clock.now();
@@ -327,7 +329,7 @@ pub(super) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -
     })))
 }
 
-pub(super) fn import_progress(ctl: &Control, id: &str) -> Res {
+pub(crate) fn import_progress(ctl: &Control, id: &str) -> Res {
     let id: u64 = id
         .parse()
         .map_err(|_| bad(format!("import id must be a number, not '{id}'")))?;
@@ -336,4 +338,72 @@ pub(super) fn import_progress(ctl: &Control, id: &str) -> Res {
         .get(id)
         .ok_or_else(|| not_found(format!("no import {id} (only the last 16 are kept)")))?;
     Ok(Answer::ok(json!(progress)))
+}
+
+/// The CSV columns about the user; then one column per setting of
+/// `users::spec::USER_SETTINGS`, named as the setting (blank: the system
+/// default applies).
+const EXPORT_HEADER: [&str; 5] = ["user", "domain", "kind", "has_password", "status"];
+
+/// The CSV of every outgoing user with its settings, never a password hash.
+pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
+    let now = ctl.app.clock.now();
+    let users = ctl.app.store.users().map_err(internal)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<&str> = EXPORT_HEADER.to_vec();
+    header.extend(USER_SETTINGS.iter().map(|s| s.name));
+    w.write_record(&header).map_err(internal)?;
+    for u in &users {
+        let s = serde_json::to_value(&u.settings).map_err(internal)?;
+        let mut row = vec![
+            u.name.clone(),
+            u.domain.clone().unwrap_or_default(),
+            if u.is_network() { "ip" } else { "address" }.to_string(),
+            u.password_hash.is_some().to_string(),
+            match u.lock.in_force(now) {
+                None => "active".into(),
+                Some(crate::users::LockState::LockedByAdmin { .. }) => "locked_until_admin".into(),
+                Some(_) => "locked_until".into(),
+            },
+        ];
+        for spec in USER_SETTINGS {
+            row.push(match &s[spec.name] {
+                Value::Null => String::new(),
+                Value::String(t) => t.clone(),
+                v => v.to_string(),
+            });
+        }
+        w.write_record(&row).map_err(internal)?;
+    }
+    let bytes = w.into_inner().map_err(internal)?;
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), users.len()))
+}
+
+pub(crate) fn export_users(ctl: &Control) -> Res {
+    let (csv, count) = export_csv(ctl)?;
+    Ok(Answer::ok(json!({ "count": count, "csv": csv })))
+}
+
+/// What an import would do, without doing it.
+pub(crate) fn preview_import(ctl: &Control, body: &[u8]) -> Res {
+    let (lines, errors) = import::parse(body);
+    let (mut add, mut existing) = (Vec::new(), Vec::new());
+    for l in &lines {
+        let name = l.name.to_string();
+        let entry = json!({
+            "line": l.line,
+            "name": name,
+            "kind": if l.name.network().is_some() { "ip" } else { "address" },
+        });
+        if ctl.app.store.user(&name).map_err(internal)?.is_some() {
+            existing.push(entry);
+        } else {
+            add.push(entry);
+        }
+    }
+    Ok(Answer::ok(json!({
+        "add": add,
+        "existing": existing,
+        "errors": errors,
+    })))
 }
