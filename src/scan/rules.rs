@@ -70,8 +70,8 @@ const PHRASE_CAP: f64 = 2.5;
 pub fn evaluate(doc: &Document<'_>, content: &Content<'_>) -> Vec<RuleHit> {
     let mut hits = Vec::new();
 
-    if content.texts().any(|t| t.contains(GTUBE)) || doc.subject.is_some_and(|s| s.contains(GTUBE))
-    {
+    let gtube = |t: &str| memchr::memmem::find(t.as_bytes(), GTUBE.as_bytes()).is_some();
+    if content.texts().any(gtube) || doc.subject.is_some_and(gtube) {
         hits.push(RuleHit {
             forces_spam: true,
             ..hit("GTUBE", 1000.0, "GTUBE anti-spam test string")
@@ -187,7 +187,11 @@ fn address_in_text(text: &str) -> Option<String> {
 }
 
 fn body_rules(doc: &Document<'_>, content: &Content<'_>, hits: &mut Vec<RuleHit>) {
-    let runs: usize = content.texts().map(|t| t.matches("!!!").count()).sum();
+    // Non-overlapping, as `str::matches` counts them.
+    let runs: usize = content
+        .texts()
+        .map(|t| memchr::memmem::find_iter(t.as_bytes(), b"!!!").count())
+        .sum();
     if runs >= 3 {
         hits.push(hit(
             "BODY_EXCLAMATION",
@@ -213,17 +217,15 @@ fn body_rules(doc: &Document<'_>, content: &Content<'_>, hits: &mut Vec<RuleHit>
         }
     }
 
-    let mut text = String::with_capacity(content.text_len() + 256);
+    // The phrases are searched in the lower-cased subject and text.
+    let mut text = Vec::with_capacity(content.text_len() + 256);
     if let Some(s) = doc.subject {
         push_lowercase(&mut text, s);
-        text.push('\n');
+        text.push(b'\n');
     }
     for t in content.texts() {
         // Collapse whitespace so phrases split across lines still match.
-        for w in t.split_whitespace() {
-            push_lowercase(&mut text, w);
-            text.push(' ');
-        }
+        push_words_lowercase(&mut text, t);
     }
     let found = phrases_in(&text);
     if !found.is_empty() {
@@ -236,16 +238,43 @@ fn body_rules(doc: &Document<'_>, content: &Content<'_>, hits: &mut Vec<RuleHit>
     }
 }
 
-/// Appends `s.to_lowercase()` to `out`, without a String per word when
-/// `s` is ASCII (then the two are the same: ASCII lower-casing is all
+/// Appends `s.to_lowercase()` to `out`, without a String when `s` is
+/// ASCII (then the two are the same: ASCII lower-casing is all
 /// `to_lowercase` does to it).
-fn push_lowercase(out: &mut String, s: &str) {
+fn push_lowercase(out: &mut Vec<u8>, s: &str) {
     if s.is_ascii() {
-        let start = out.len();
-        out.push_str(s);
-        out[start..].make_ascii_lowercase();
+        out.extend(s.bytes().map(|b| b.to_ascii_lowercase()));
     } else {
-        out.push_str(&s.to_lowercase());
+        out.extend_from_slice(s.to_lowercase().as_bytes());
+    }
+}
+
+/// Appends each word of `t` (`split_whitespace`), lower-cased as
+/// [`push_lowercase`] does, followed by one space. An ASCII text is done
+/// in one pass over its bytes: its whitespace characters are exactly
+/// `' '` and `'\t'..='\r'` (`char::is_whitespace`).
+fn push_words_lowercase(out: &mut Vec<u8>, t: &str) {
+    if !t.is_ascii() {
+        for w in t.split_whitespace() {
+            push_lowercase(out, w);
+            out.push(b' ');
+        }
+        return;
+    }
+    let mut in_word = false;
+    for b in t.bytes() {
+        if matches!(b, b' ' | b'\t'..=b'\r') {
+            if in_word {
+                out.push(b' ');
+                in_word = false;
+            }
+        } else {
+            out.push(b.to_ascii_lowercase());
+            in_word = true;
+        }
+    }
+    if in_word {
+        out.push(b' ');
     }
 }
 
@@ -262,19 +291,20 @@ const PHRASE_STARTS: [u64; 256] = {
     table
 };
 
-/// The [`SPAM_PHRASES`] that occur in `text`, in their list order: the
-/// same as filtering the list with `text.contains(p)`, in one pass over
-/// the text instead of one per phrase (the phrases are ASCII, so a byte
-/// match is a `str` match).
-fn phrases_in(text: &str) -> Vec<&'static str> {
-    let bytes = text.as_bytes();
+/// The [`SPAM_PHRASES`] that occur in `text` (UTF-8), in their list
+/// order: the same as filtering the list with `str::contains`, in one pass
+/// over the text instead of one per phrase (the phrases are ASCII, so a
+/// byte match is a `str` match). A candidate's second byte is compared
+/// before the whole phrase.
+fn phrases_in(bytes: &[u8]) -> Vec<&'static str> {
     let mut found = 0u64;
     for (i, &b) in bytes.iter().enumerate() {
         let mut candidates = PHRASE_STARTS[usize::from(b)] & !found;
         while candidates != 0 {
             let k = candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
-            if bytes[i..].starts_with(SPAM_PHRASES[k].as_bytes()) {
+            let phrase = SPAM_PHRASES[k].as_bytes();
+            if bytes.get(i + 1) == phrase.get(1) && bytes[i..].starts_with(phrase) {
                 found |= 1 << k;
             }
         }
@@ -372,11 +402,28 @@ mod tests {
                 .copied()
                 .filter(|p| t.contains(p))
                 .collect();
-            assert_eq!(phrases_in(t), want, "{t}");
+            assert_eq!(phrases_in(t.as_bytes()), want, "{t}");
         }
-        let mut s = String::from("x");
-        push_lowercase(&mut s, "ÖDYSSEUS ΣΑΣ Abc");
-        assert_eq!(s, format!("x{}", "ÖDYSSEUS ΣΑΣ Abc".to_lowercase()));
+        for t in ["!!", "!!!", "!!!!!", "!!!!!!", "a!!! b !!!!!!!!c"] {
+            let got = memchr::memmem::find_iter(t.as_bytes(), b"!!!").count();
+            assert_eq!(got, t.matches("!!!").count(), "{t}");
+        }
+        // The words of a text, lower-cased, each followed by a space.
+        for t in [
+            "  Act\tNOW\r\n\x0bor\x0c never ",
+            "ÖDYSSEUS ΣΑΣ Abc\u{a0}x\u{3000}y",
+            "",
+            " \n ",
+            "a",
+        ] {
+            let want: String = t
+                .split_whitespace()
+                .map(|w| w.to_lowercase() + " ")
+                .collect();
+            let mut got = Vec::new();
+            push_words_lowercase(&mut got, t);
+            assert_eq!(String::from_utf8(got).unwrap(), want, "{t:?}");
+        }
     }
 
     #[test]

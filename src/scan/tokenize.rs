@@ -140,7 +140,7 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
     }
     let mut word = String::new();
     for text in content.texts() {
-        for raw in without_list_footer(text).split_whitespace() {
+        for raw in words_of(without_list_footer(text)) {
             if raw.len() > 4 && raw.as_bytes()[..4].eq_ignore_ascii_case(b"http") {
                 continue; // counted as url tokens
             }
@@ -165,6 +165,21 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
             }
         }
     }
+}
+
+/// `text.split_whitespace()`: the same words, split byte by byte when the
+/// text is ASCII without a vertical tab (the one ASCII character that
+/// `char::is_whitespace` counts and `u8::is_ascii_whitespace` does not).
+pub fn words_of(text: &str) -> impl Iterator<Item = &str> {
+    let ascii = text.is_ascii() && memchr::memchr(0x0b, text.as_bytes()).is_none();
+    let (fast, other) = if ascii {
+        (Some(text.split_ascii_whitespace()), None)
+    } else {
+        (None, Some(text.split_whitespace()))
+    };
+    fast.into_iter()
+        .flatten()
+        .chain(other.into_iter().flatten())
 }
 
 fn sender_domain(doc: &Document<'_>) -> Option<String> {
@@ -475,6 +490,21 @@ mod tests {
             let w = format!("{c}{c}word{c}");
             let want = w.trim_matches(|x: char| set.contains(x));
             assert_eq!(trim_word(&w), want, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn words_of_is_split_whitespace() {
+        for t in [
+            "plain words\tand\r\nlines  ",
+            "vertical\x0btab\x0cform feed",
+            "non-ASCII\u{a0}space\u{3000}here é",
+            "",
+            "   ",
+            "\x1cinfo\x1fseparators",
+        ] {
+            let want: Vec<&str> = t.split_whitespace().collect();
+            assert_eq!(words_of(t).collect::<Vec<_>>(), want, "{t:?}");
         }
     }
 
