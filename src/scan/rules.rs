@@ -4,6 +4,7 @@
 
 use super::content::Content;
 use super::mime::Document;
+use super::tokenize::words_of;
 use super::urls;
 
 /// The GTUBE test string: messages containing it are always spam.
@@ -204,7 +205,7 @@ fn body_rules(doc: &Document<'_>, content: &Content<'_>, hits: &mut Vec<RuleHit>
         let visible: usize = content
             .html
             .iter()
-            .map(|h| h.text.split_whitespace().map(str::len).sum::<usize>())
+            .map(|h| words_of(&h.text).map(str::len).sum::<usize>())
             .sum();
         let images: usize = content.html.iter().map(|h| h.images).sum();
         let links: usize = content.html.iter().map(|h| h.links.len()).sum();
@@ -249,13 +250,13 @@ fn push_lowercase(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Appends each word of `t` (`split_whitespace`), lower-cased as
+/// Appends each word of `t` (`split_whitespace`, [`words_of`]), lower-cased as
 /// [`push_lowercase`] does, followed by one space. An ASCII text is done
 /// in one pass over its bytes: its whitespace characters are exactly
 /// `' '` and `'\t'..='\r'` (`char::is_whitespace`).
 fn push_words_lowercase(out: &mut Vec<u8>, t: &str) {
     if !t.is_ascii() {
-        for w in t.split_whitespace() {
+        for w in words_of(t) {
             push_lowercase(out, w);
             out.push(b' ');
         }

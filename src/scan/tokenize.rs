@@ -167,19 +167,41 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
     }
 }
 
-/// `text.split_whitespace()`: the same words, split byte by byte when the
-/// text is ASCII without a vertical tab (the one ASCII character that
-/// `char::is_whitespace` counts and `u8::is_ascii_whitespace` does not).
+/// `text.split_whitespace()`: the same words, found byte by byte; only a
+/// non-ASCII character is decoded to ask `char::is_whitespace` (for an
+/// ASCII byte that is `' '` or `'\t'..='\r'`).
 pub fn words_of(text: &str) -> impl Iterator<Item = &str> {
-    let ascii = text.is_ascii() && memchr::memchr(0x0b, text.as_bytes()).is_none();
-    let (fast, other) = if ascii {
-        (Some(text.split_ascii_whitespace()), None)
-    } else {
-        (None, Some(text.split_whitespace()))
+    // Whether the character at `pos` is whitespace, and its length.
+    let space_at = |pos: usize| -> (bool, usize) {
+        let b = text.as_bytes()[pos];
+        if b.is_ascii() {
+            (matches!(b, b' ' | b'\t'..=b'\r'), 1)
+        } else {
+            let c = text[pos..].chars().next().unwrap_or(' ');
+            (c.is_whitespace(), c.len_utf8())
+        }
     };
-    fast.into_iter()
-        .flatten()
-        .chain(other.into_iter().flatten())
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let start = loop {
+            if pos >= text.len() {
+                return None;
+            }
+            let (space, len) = space_at(pos);
+            if !space {
+                break pos;
+            }
+            pos += len;
+        };
+        while pos < text.len() {
+            let (space, len) = space_at(pos);
+            if space {
+                break;
+            }
+            pos += len;
+        }
+        Some(&text[start..pos])
+    })
 }
 
 fn sender_domain(doc: &Document<'_>) -> Option<String> {
@@ -502,6 +524,9 @@ mod tests {
             "",
             "   ",
             "\x1cinfo\x1fseparators",
+            "\u{85}next\u{2028}line\u{2029}para\u{202f}\u{205f}\u{1680}x\u{180e}y",
+            "ΣΑΣ\u{2000}λ\u{200a}\u{200b}zero-width",
+            " é ",
         ] {
             let want: Vec<&str> = t.split_whitespace().collect();
             assert_eq!(words_of(t).collect::<Vec<_>>(), want, "{t:?}");
