@@ -250,7 +250,7 @@ fn push_lowercase(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Appends each word of `t` (`split_whitespace`, [`words_of`]), lower-cased as
+/// Appends each word of `t` (`split_whitespace`), lower-cased as
 /// [`push_lowercase`] does, followed by one space. An ASCII text is done
 /// in one pass over its bytes: its whitespace characters are exactly
 /// `' '` and `'\t'..='\r'` (`char::is_whitespace`).

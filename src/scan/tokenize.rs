@@ -167,41 +167,19 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
     }
 }
 
-/// `text.split_whitespace()`: the same words, found byte by byte; only a
-/// non-ASCII character is decoded to ask `char::is_whitespace` (for an
-/// ASCII byte that is `' '` or `'\t'..='\r'`).
+/// `text.split_whitespace()`: the same words, split byte by byte when the
+/// text is ASCII without a vertical tab (the one ASCII character that
+/// `char::is_whitespace` counts and `u8::is_ascii_whitespace` does not).
 pub fn words_of(text: &str) -> impl Iterator<Item = &str> {
-    // Whether the character at `pos` is whitespace, and its length.
-    let space_at = |pos: usize| -> (bool, usize) {
-        let b = text.as_bytes()[pos];
-        if b.is_ascii() {
-            (matches!(b, b' ' | b'\t'..=b'\r'), 1)
-        } else {
-            let c = text[pos..].chars().next().unwrap_or(' ');
-            (c.is_whitespace(), c.len_utf8())
-        }
+    let ascii = text.is_ascii() && memchr::memchr(0x0b, text.as_bytes()).is_none();
+    let (fast, other) = if ascii {
+        (Some(text.split_ascii_whitespace()), None)
+    } else {
+        (None, Some(text.split_whitespace()))
     };
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        let start = loop {
-            if pos >= text.len() {
-                return None;
-            }
-            let (space, len) = space_at(pos);
-            if !space {
-                break pos;
-            }
-            pos += len;
-        };
-        while pos < text.len() {
-            let (space, len) = space_at(pos);
-            if space {
-                break;
-            }
-            pos += len;
-        }
-        Some(&text[start..pos])
-    })
+    fast.into_iter()
+        .flatten()
+        .chain(other.into_iter().flatten())
 }
 
 fn sender_domain(doc: &Document<'_>) -> Option<String> {
