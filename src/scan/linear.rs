@@ -20,6 +20,8 @@
 //! weight (× 1/4096). `OGLOGIT1` files (no calibration: a = 1, b = 0) still
 //! load.
 
+use super::weights::Weights;
+
 const MAGIC: &[u8; 8] = b"OGLOGIT2";
 const MAGIC_V1: &[u8; 8] = b"OGLOGIT1";
 /// Internal folds for the out-of-fold scores that the calibration is
@@ -51,7 +53,7 @@ pub struct Model {
     spam_messages: u32,
     ham_messages: u32,
     /// (token hash, weight) sorted by hash.
-    weights: Vec<(u32, f32)>,
+    weights: Weights,
     bias: f32,
     /// Platt scaling of the log-odds: slope and offset.
     calibration: (f32, f32),
@@ -62,7 +64,7 @@ impl Default for Model {
         Self {
             spam_messages: 0,
             ham_messages: 0,
-            weights: Vec::new(),
+            weights: Weights::default(),
             bias: 0.0,
             calibration: (1.0, 0.0),
         }
@@ -143,12 +145,14 @@ impl Model {
         Self {
             spam_messages,
             ham_messages: examples.len() as u32 - spam_messages,
-            weights: vocab
-                .iter()
-                .zip(&theta)
-                .map(|(&t, &w)| (t, quantize(w)))
-                .filter(|&(_, w)| w != 0.0)
-                .collect(),
+            weights: Weights::new(
+                vocab
+                    .iter()
+                    .zip(&theta)
+                    .map(|(&t, &w)| (t, quantize(w)))
+                    .filter(|&(_, w)| w != 0.0)
+                    .collect(),
+            ),
             bias: quantize(theta[vocab.len()]),
             calibration: (1.0, 0.0),
         }
@@ -232,10 +236,7 @@ impl Model {
     }
 
     fn weight(&self, token: u32) -> Option<f32> {
-        self.weights
-            .binary_search_by_key(&token, |e| e.0)
-            .ok()
-            .map(|i| self.weights[i].1)
+        self.weights.get(token)
     }
 
     /// The weighted tokens of a message, strongest first (weight as
@@ -288,7 +289,7 @@ impl Model {
         out.extend_from_slice(&fixed(self.calibration.1).to_le_bytes());
         out.extend_from_slice(&(self.weights.len() as u32).to_le_bytes());
         let mut prev = 0u32;
-        for &(hash, w) in &self.weights {
+        for &(hash, w) in self.weights.entries() {
             put_varint(&mut out, hash - prev);
             let q = fixed(w);
             put_varint(&mut out, ((q << 1) ^ (q >> 31)) as u32);
@@ -344,7 +345,7 @@ impl Model {
         Ok(Self {
             spam_messages,
             ham_messages,
-            weights,
+            weights: Weights::new(weights),
             bias,
             calibration,
         })

@@ -22,6 +22,7 @@ pub mod tokenize;
 pub mod training;
 pub mod urls;
 pub mod uuencode;
+pub mod weights;
 
 use std::fmt;
 use std::path::Path;

@@ -4,6 +4,7 @@
 
 use super::content::Content;
 use super::mime::Document;
+use super::tokenize::words_of;
 use super::urls;
 
 /// The GTUBE test string: messages containing it are always spam.
@@ -70,8 +71,8 @@ const PHRASE_CAP: f64 = 2.5;
 pub fn evaluate(doc: &Document<'_>, content: &Content<'_>) -> Vec<RuleHit> {
     let mut hits = Vec::new();
 
-    if content.texts().any(|t| t.contains(GTUBE)) || doc.subject.is_some_and(|s| s.contains(GTUBE))
-    {
+    let gtube = |t: &str| memchr::memmem::find(t.as_bytes(), GTUBE.as_bytes()).is_some();
+    if content.texts().any(gtube) || doc.subject.is_some_and(gtube) {
         hits.push(RuleHit {
             forces_spam: true,
             ..hit("GTUBE", 1000.0, "GTUBE anti-spam test string")
@@ -187,7 +188,11 @@ fn address_in_text(text: &str) -> Option<String> {
 }
 
 fn body_rules(doc: &Document<'_>, content: &Content<'_>, hits: &mut Vec<RuleHit>) {
-    let runs: usize = content.texts().map(|t| t.matches("!!!").count()).sum();
+    // Non-overlapping, as `str::matches` counts them.
+    let runs: usize = content
+        .texts()
+        .map(|t| memchr::memmem::find_iter(t.as_bytes(), b"!!!").count())
+        .sum();
     if runs >= 3 {
         hits.push(hit(
             "BODY_EXCLAMATION",
@@ -200,7 +205,7 @@ fn body_rules(doc: &Document<'_>, content: &Content<'_>, hits: &mut Vec<RuleHit>
         let visible: usize = content
             .html
             .iter()
-            .map(|h| h.text.split_whitespace().map(str::len).sum::<usize>())
+            .map(|h| words_of(&h.text).map(str::len).sum::<usize>())
             .sum();
         let images: usize = content.html.iter().map(|h| h.images).sum();
         let links: usize = content.html.iter().map(|h| h.links.len()).sum();
@@ -213,23 +218,17 @@ fn body_rules(doc: &Document<'_>, content: &Content<'_>, hits: &mut Vec<RuleHit>
         }
     }
 
-    let mut text = String::new();
+    // The phrases are searched in the lower-cased subject and text.
+    let mut text = Vec::with_capacity(content.text_len() + 256);
     if let Some(s) = doc.subject {
-        text.push_str(&s.to_lowercase());
-        text.push('\n');
+        push_lowercase(&mut text, s);
+        text.push(b'\n');
     }
     for t in content.texts() {
         // Collapse whitespace so phrases split across lines still match.
-        for w in t.split_whitespace() {
-            text.push_str(&w.to_lowercase());
-            text.push(' ');
-        }
+        push_words_lowercase(&mut text, t);
     }
-    let found: Vec<&str> = SPAM_PHRASES
-        .iter()
-        .copied()
-        .filter(|p| text.contains(p))
-        .collect();
+    let found = phrases_in(&text);
     if !found.is_empty() {
         let score = (found.len() as f64 * PHRASE_SCORE).min(PHRASE_CAP);
         hits.push(hit(
@@ -238,6 +237,85 @@ fn body_rules(doc: &Document<'_>, content: &Content<'_>, hits: &mut Vec<RuleHit>
             format!("spam phrases: {}", found.join(", ")),
         ));
     }
+}
+
+/// Appends `s.to_lowercase()` to `out`, without a String when `s` is
+/// ASCII (then the two are the same: ASCII lower-casing is all
+/// `to_lowercase` does to it).
+fn push_lowercase(out: &mut Vec<u8>, s: &str) {
+    if s.is_ascii() {
+        out.extend(s.bytes().map(|b| b.to_ascii_lowercase()));
+    } else {
+        out.extend_from_slice(s.to_lowercase().as_bytes());
+    }
+}
+
+/// Appends each word of `t` (`split_whitespace`), lower-cased as
+/// [`push_lowercase`] does, followed by one space. An ASCII text is done
+/// in one pass over its bytes: its whitespace characters are exactly
+/// `' '` and `'\t'..='\r'` (`char::is_whitespace`).
+fn push_words_lowercase(out: &mut Vec<u8>, t: &str) {
+    if !t.is_ascii() {
+        for w in words_of(t) {
+            push_lowercase(out, w);
+            out.push(b' ');
+        }
+        return;
+    }
+    let mut in_word = false;
+    for b in t.bytes() {
+        if matches!(b, b' ' | b'\t'..=b'\r') {
+            if in_word {
+                out.push(b' ');
+                in_word = false;
+            }
+        } else {
+            out.push(b.to_ascii_lowercase());
+            in_word = true;
+        }
+    }
+    if in_word {
+        out.push(b' ');
+    }
+}
+
+/// For each byte, the [`SPAM_PHRASES`] that start with it (bit `k` for
+/// phrase `k`).
+const PHRASE_STARTS: [u64; 256] = {
+    assert!(SPAM_PHRASES.len() <= 64);
+    let mut table = [0u64; 256];
+    let mut k = 0;
+    while k < SPAM_PHRASES.len() {
+        table[SPAM_PHRASES[k].as_bytes()[0] as usize] |= 1 << k;
+        k += 1;
+    }
+    table
+};
+
+/// The [`SPAM_PHRASES`] that occur in `text` (UTF-8), in their list
+/// order: the same as filtering the list with `str::contains`, in one pass
+/// over the text instead of one per phrase (the phrases are ASCII, so a
+/// byte match is a `str` match). A candidate's second byte is compared
+/// before the whole phrase.
+fn phrases_in(bytes: &[u8]) -> Vec<&'static str> {
+    let mut found = 0u64;
+    for (i, &b) in bytes.iter().enumerate() {
+        let mut candidates = PHRASE_STARTS[usize::from(b)] & !found;
+        while candidates != 0 {
+            let k = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            let phrase = SPAM_PHRASES[k].as_bytes();
+            if bytes.get(i + 1) == phrase.get(1) && bytes[i..].starts_with(phrase) {
+                found |= 1 << k;
+            }
+        }
+    }
+    SPAM_PHRASES
+        .iter()
+        .enumerate()
+        .filter(|&(k, _)| found & (1 << k) != 0)
+        .map(|(_, p)| *p)
+        .collect()
 }
 
 #[cfg(test)]
@@ -308,6 +386,45 @@ mod tests {
              <a href=\"https://shop.example.com/x\">www.example.com</a>\r\n"
         );
         assert!(rules_for(&m).is_empty(), "{:?}", rules_for(&m));
+    }
+
+    #[test]
+    fn phrases_in_matches_contains() {
+        let texts = [
+            "act now! 100% free, risk-free and risk free. viagra",
+            "xviagrax dear friendship: order nowhere; you are a winner",
+            "nothing here at all",
+            "",
+            "ünïcödé once in a lifetime ção million dollars",
+        ];
+        for t in texts {
+            let want: Vec<&str> = SPAM_PHRASES
+                .iter()
+                .copied()
+                .filter(|p| t.contains(p))
+                .collect();
+            assert_eq!(phrases_in(t.as_bytes()), want, "{t}");
+        }
+        for t in ["!!", "!!!", "!!!!!", "!!!!!!", "a!!! b !!!!!!!!c"] {
+            let got = memchr::memmem::find_iter(t.as_bytes(), b"!!!").count();
+            assert_eq!(got, t.matches("!!!").count(), "{t}");
+        }
+        // The words of a text, lower-cased, each followed by a space.
+        for t in [
+            "  Act\tNOW\r\n\x0bor\x0c never ",
+            "ÖDYSSEUS ΣΑΣ Abc\u{a0}x\u{3000}y",
+            "",
+            " \n ",
+            "a",
+        ] {
+            let want: String = t
+                .split_whitespace()
+                .map(|w| w.to_lowercase() + " ")
+                .collect();
+            let mut got = Vec::new();
+            push_words_lowercase(&mut got, t);
+            assert_eq!(String::from_utf8(got).unwrap(), want, "{t:?}");
+        }
     }
 
     #[test]

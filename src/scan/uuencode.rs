@@ -14,7 +14,7 @@ pub struct UuFile {
 /// the budget.
 pub fn decode_all(text: &[u8], budget: &mut Budget) -> Result<Vec<UuFile>, ScanError> {
     let mut files = Vec::new();
-    if !text.windows(6).any(|w| w == b"begin ") {
+    if memchr::memmem::find(text, b"begin ").is_none() {
         return Ok(files);
     }
     let mut lines = text.split(|&b| b == b'\n').map(trim_cr);
