@@ -4,15 +4,7 @@
 
 use std::fmt::Write as _;
 
-use maud::{DOCTYPE, Markup, PreEscaped, html};
-
-/// Escapes text for HTML content and double-quoted attributes, for the
-/// login and refusal pages that admin/server.rs still builds as text.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let _ = maud::Escaper::new(&mut out).write_str(s);
-    out
-}
+use maud::{DOCTYPE, Markup, html};
 
 /// Percent-encodes a path segment or query value (user names hold '@',
 /// '/' for networks and ':' for IPv6).
@@ -105,28 +97,12 @@ pub fn page(
     .into_string()
 }
 
-/// [`page`] around a body that is already HTML text: for the login and
-/// refusal pages of admin/server.rs, which build their body themselves.
-pub fn layout(
-    title: &str,
-    active: &str,
-    csrf: Option<&str>,
-    flash: Option<Flash<'_>>,
-    body: &str,
-) -> String {
-    page(title, active, csrf, flash, PreEscaped(body.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn escapes_everything_dangerous() {
-        assert_eq!(
-            esc(r#"<a href="x">&</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
-        );
         assert_eq!(seg("10.0.0.0/24"), "10.0.0.0%2F24");
         assert_eq!(seg("a@b.c"), "a%40b.c");
         let flash = Flash {

@@ -92,22 +92,23 @@ pub(super) fn login_page(_admin: &Admin, req: &Req, error: Option<&str>) -> Resp
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map_or_else(csrf::token, str::to_string);
-    let body = format!(
-        r#"<form method="post" action="/login" class="login">
-<fieldset><legend>Administrator login</legend>
-<input type="hidden" name="csrf" value="{}">
-<label>Password<input type="password" name="password" autofocus required autocomplete="current-password"></label>
-<p class="actions"><button type="submit">Log in</button></p>
-</fieldset></form>"#,
-        html::esc(&token)
-    );
+    let body = maud::html! {
+        form method="post" action="/login" class="login" {
+            fieldset {
+                legend { "Administrator login" }
+                (html::csrf_field(&token))
+                label { "Password" input type="password" name="password" autofocus required autocomplete="current-password"; }
+                p.actions { button type="submit" { "Log in" } }
+            }
+        }
+    };
     let flash = error.map(|text| html::Flash { text, error: true });
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
     };
-    let mut r = page(status, html::layout("Log in", "", None, flash, &body));
+    let mut r = page(status, html::page("Log in", "", None, flash, body));
     set_cookie(
         &mut r,
         &format!("{LOGIN_COOKIE}={token}; Path=/login; Secure; HttpOnly; SameSite=Strict"),

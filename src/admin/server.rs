@@ -607,11 +607,16 @@ pub(super) fn deny(api: bool, status: StatusCode, msg: &str) -> Resp {
     if api {
         return json(Answer::error(status, msg));
     }
-    let body =
-        r#"<p><a href="/dashboard">Back to the dashboard</a> · <a href="/login">Log in</a></p>"#;
+    let body = maud::html! {
+        p {
+            a href="/dashboard" { "Back to the dashboard" }
+            " · "
+            a href="/login" { "Log in" }
+        }
+    };
     page(
         status,
-        html::layout(
+        html::page(
             "Request refused",
             "",
             None,
