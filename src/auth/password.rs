@@ -5,6 +5,14 @@
 //! client that authenticates for every message (most do) then costs one
 //! hash, not one argon2 run. The cache never holds a password, and a
 //! changed password hash invalidates it.
+//!
+//! Two costs: [`FULL`], what every stored hash ends at, and [`IMPORT`], a
+//! lighter one a bulk import may ask for (`--fast-hash`) so that 100,000
+//! plaintext passwords hash in minutes, not an hour. The cost is in the
+//! PHC string (`m=…,t=…`), verification reads it from there, and the first
+//! successful login of a user whose hash is weaker than [`FULL`] re-hashes
+//! the password at full cost ([`Login::Upgraded`]), which the caller stores
+//! as a password change would. A wrong password never re-hashes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,20 +25,69 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-/// OWASP's argon2id alternative for small machines: 7 MiB, 5 passes.
-fn hasher() -> Argon2<'static> {
-    let params = Params::new(7 * 1024, 5, 1, None).expect("valid argon2 parameters");
+/// An argon2id cost (one lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Passes over it.
+    pub t: u32,
+}
+
+/// The daemon's cost, of every password it sets and of every hash after
+/// its user's first login: OWASP's argon2id alternative for small
+/// machines, 7 MiB and 5 passes.
+pub const FULL: Cost = Cost {
+    m_kib: 7 * 1024,
+    t: 5,
+};
+
+/// The lighter cost of a bulk import that asks for it (`outguard user
+/// import --fast-hash`, `?fast_hash=true`): the same 7 MiB per guess, so
+/// the memory hardness stays, but one pass, about 5 times faster (100,000
+/// users in minutes on 2 cores instead of an hour). The trade-off: until a
+/// user's first login re-hashes it at [`FULL`], a stolen store costs an
+/// attacker 5 times fewer passes per guess for that user.
+pub const IMPORT: Cost = Cost {
+    m_kib: 7 * 1024,
+    t: 1,
+};
+
+fn hasher(cost: Cost) -> Argon2<'static> {
+    let params = Params::new(cost.m_kib, cost.t, 1, None).expect("valid argon2 parameters");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// A new PHC string for `password`.
+/// The cost a PHC string was made with, if it is one.
+pub fn cost_of(phc: &str) -> Option<Cost> {
+    let parsed = PasswordHash::new(phc).ok()?;
+    let p = Params::try_from(&parsed).ok()?;
+    Some(Cost {
+        m_kib: p.m_cost(),
+        t: p.t_cost(),
+    })
+}
+
+/// Is `phc` weaker than [`FULL`] (less memory or fewer passes: an import's
+/// [`IMPORT`] hash, or a migrated one)? Then a successful login re-hashes it.
+/// A hash with more passes at full memory is left as it is.
+pub fn needs_rehash(phc: &str) -> bool {
+    cost_of(phc).is_some_and(|c| c.m_kib < FULL.m_kib || c.t < FULL.t)
+}
+
+/// A new PHC string for `password` at [`FULL`] cost.
 pub fn hash(password: &str) -> String {
+    hash_with(password, FULL)
+}
+
+/// A new PHC string for `password` at `cost` (its parameters are in it).
+pub fn hash_with(password: &str, cost: Cost) -> String {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng
         .try_fill_bytes(&mut salt)
         .expect("OS random source");
     let salt = SaltString::encode_b64(&salt).expect("16-byte salt encodes");
-    hasher()
+    hasher(cost)
         .hash_password(password.as_bytes(), &salt)
         .expect("argon2 hashing of a bounded password")
         .to_string()
@@ -68,10 +125,11 @@ pub fn check_phc(phc: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks `password` against a PHC string (constant time inside argon2).
+/// Checks `password` against a PHC string (constant time inside argon2),
+/// at the cost written in it ([`FULL`], [`IMPORT`] or a migrated hash's).
 pub fn verify(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => hasher()
+        Ok(parsed) => hasher(FULL)
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
         Err(_) => false,
@@ -92,6 +150,23 @@ fn decoy() -> &'static str {
             pw,
         ))
     })
+}
+
+/// The outcome of a login check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Login {
+    Refused,
+    Accepted,
+    /// Accepted, and the stored hash was weaker than [`FULL`]: this is the
+    /// password hashed again at full cost, for the caller to store in place
+    /// of the one it passed (if that is still the stored one).
+    Upgraded(String),
+}
+
+impl Login {
+    pub fn ok(&self) -> bool {
+        !matches!(self, Login::Refused)
+    }
 }
 
 struct Cached {
@@ -164,45 +239,65 @@ impl Verifier {
         self.parallel
     }
 
-    /// A new hash of `password`, made within the same bound on hashes at
-    /// once as logins (a bulk import shares the memory bound with them);
-    /// for plain threads, which wait for a slot on `runtime` (outside a
-    /// runtime, in tools and the fuzz harness, nothing else hashes).
+    /// A new hash of `password` at `cost`, made within the same bound on
+    /// hashes at once as logins (a bulk import shares the memory bound with
+    /// them); for plain threads, which wait for a slot on `runtime`
+    /// (outside a runtime, in tools and the fuzz harness, nothing else
+    /// hashes).
     pub fn hash_blocking(
         &self,
         runtime: Option<&tokio::runtime::Handle>,
         password: &str,
+        cost: Cost,
     ) -> String {
         let _slot = runtime.map(|rt| rt.block_on(self.slots.acquire()));
-        hash(password)
+        hash_with(password, cost)
     }
 
     /// Does `password` match `phc` (the user's stored hash, if any)?
     pub async fn check(self: &Arc<Self>, user: &str, password: &str, phc: Option<&str>) -> bool {
+        self.login(user, password, phc).await.ok()
+    }
+
+    /// Does `password` match `phc` (the user's stored hash, if any), and
+    /// if it does and `phc` is weaker than [`FULL`], the full-cost hash to
+    /// store instead (made in the same slot, once the password is known
+    /// right; a wrong password never re-hashes).
+    pub async fn login(self: &Arc<Self>, user: &str, password: &str, phc: Option<&str>) -> Login {
         let tag = self.tag(user, password);
         if self.cached(user, &tag, phc) {
-            return true;
+            return Login::Accepted;
         }
         let Ok(_slot) = self.slots.acquire().await else {
-            return false;
+            return Login::Refused;
         };
         // Sessions that queued for a slot behind a verification of the same
         // login (a burst of clients after a restart) find it cached now
         // instead of each running argon2 again.
         if self.cached(user, &tag, phc) {
-            return true;
+            return Login::Accepted;
         }
         let (pw, stored) = (password.to_string(), phc.map(str::to_string));
-        let ok = tokio::task::spawn_blocking(move || match stored {
-            Some(phc) => verify(&pw, &phc),
+        let login = tokio::task::spawn_blocking(move || match stored {
+            Some(phc) if verify(&pw, &phc) => match needs_rehash(&phc) {
+                true => Login::Upgraded(hash(&pw)),
+                false => Login::Accepted,
+            },
+            Some(_) => Login::Refused,
             None => {
                 verify(&pw, decoy());
-                false
+                Login::Refused
             }
         })
         .await
-        .unwrap_or(false);
-        if ok && let Some(phc) = phc {
+        .unwrap_or(Login::Refused);
+        // Cached against the hash that will be stored: the upgraded one.
+        let cached_phc = match &login {
+            Login::Upgraded(new) => Some(new.as_str()),
+            Login::Accepted => phc,
+            Login::Refused => None,
+        };
+        if let Some(phc) = cached_phc {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if cache.len() >= CACHE_CAP {
                 let now = Instant::now();
@@ -221,7 +316,7 @@ impl Verifier {
                 },
             );
         }
-        ok
+        login
     }
 }
 
@@ -265,5 +360,30 @@ mod tests {
         assert!(!v.check("a@b.c", "one", Some(&h2)).await);
         assert!(v.check("a@b.c", "two", Some(&h2)).await);
         assert!(!v.check("a@b.c", "two", None).await);
+    }
+
+    #[tokio::test]
+    async fn an_import_cost_hash_is_upgraded_on_the_first_right_password() {
+        let light = hash_with("imported-1", IMPORT);
+        assert_eq!(cost_of(&light), Some(IMPORT));
+        assert!(needs_rehash(&light) && !needs_rehash(&hash("x")));
+        // More passes at full memory is not weaker: left as it is.
+        assert!(!needs_rehash(&light.replace("t=1", "t=10")));
+        assert!(verify("imported-1", &light));
+        let v = Verifier::new(1, Duration::from_secs(60));
+        assert_eq!(
+            v.login("a@b.c", "wrong-one", Some(&light)).await,
+            Login::Refused
+        );
+        let Login::Upgraded(full) = v.login("a@b.c", "imported-1", Some(&light)).await else {
+            panic!("the light hash was not upgraded");
+        };
+        assert_eq!(cost_of(&full), Some(FULL));
+        assert!(verify("imported-1", &full) && !verify("imported-2", &full));
+        // Once the caller stored it: a plain, cached success.
+        assert_eq!(
+            v.login("a@b.c", "imported-1", Some(&full)).await,
+            Login::Accepted
+        );
     }
 }
