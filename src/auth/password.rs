@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -53,9 +53,28 @@ pub const IMPORT: Cost = Cost {
     t: 1,
 };
 
-fn hasher(cost: Cost) -> Argon2<'static> {
-    let params = Params::new(cost.m_kib, cost.t, 1, None).expect("valid argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// argon2 over `memory` (grown to the blocks `params` need): a caller
+/// that keeps it between runs spares the 7 MiB of fresh pages each run
+/// otherwise faults in (a third of the CPU of a one-pass hash).
+fn fill(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), argon2::Error> {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt,
+        out,
+        &mut memory[..blocks],
+    )
 }
 
 /// The cost a PHC string was made with, if it is one.
@@ -82,15 +101,38 @@ pub fn hash(password: &str) -> String {
 
 /// A new PHC string for `password` at `cost` (its parameters are in it).
 pub fn hash_with(password: &str, cost: Cost) -> String {
+    hash_in(password, cost, &mut Vec::new())
+}
+
+/// [`hash_with`] in `memory` (see [`fill`]).
+pub fn hash_in(password: &str, cost: Cost, memory: &mut Vec<Block>) -> String {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng
         .try_fill_bytes(&mut salt)
         .expect("OS random source");
-    let salt = SaltString::encode_b64(&salt).expect("16-byte salt encodes");
-    hasher(cost)
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 hashing of a bounded password")
-        .to_string()
+    let encoded = SaltString::encode_b64(&salt).expect("16-byte salt encodes");
+    let params = Params::new(cost.m_kib, cost.t, 1, None).expect("valid argon2 parameters");
+    let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+        fill(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            params.clone(),
+            password.as_bytes(),
+            &salt,
+            out,
+            memory,
+        )
+        .map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+    .expect("argon2 hashing of a bounded password");
+    PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).expect("argon2 parameters encode"),
+        salt: Some(encoded.as_salt()),
+        hash: Some(output),
+    }
+    .to_string()
 }
 
 /// Most a pre-hashed password may ask per login: no more memory than the
@@ -125,15 +167,46 @@ pub fn check_phc(phc: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks `password` against a PHC string (constant time inside argon2),
+/// Checks `password` against a PHC string (constant-time comparison),
 /// at the cost written in it ([`FULL`], [`IMPORT`] or a migrated hash's).
 pub fn verify(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => hasher(FULL)
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+    verify_in(password, phc, &mut Vec::new())
+}
+
+/// [`verify`] in `memory` (see [`fill`]).
+pub fn verify_in(password: &str, phc: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    fill(
+        algorithm,
+        version,
+        params,
+        password.as_bytes(),
+        salt,
+        &mut out,
+        memory,
+    )
+    .is_ok()
+        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 /// A hash of a random password, verified against when the user is unknown
@@ -150,6 +223,21 @@ fn decoy() -> &'static str {
             pw,
         ))
     })
+}
+
+/// See [`Verifier::importing`].
+pub struct Importing(Arc<Verifier>);
+
+impl Drop for Importing {
+    fn drop(&mut self) {
+        let v = &self.0;
+        if v.importing
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+            == 1
+        {
+            v.memory.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
 }
 
 /// The outcome of a login check.
@@ -182,6 +270,11 @@ pub struct Verifier {
     ttl: Duration,
     key: [u8; 32],
     cache: Mutex<HashMap<String, Cached>>,
+    /// argon2 memory kept between runs while an import runs (`importing`),
+    /// taken only by a slot holder: never more buffers than slots, so the
+    /// memory bound holds, and no 7 MiB of fresh pages per hash.
+    memory: Mutex<Vec<Vec<Block>>>,
+    importing: std::sync::atomic::AtomicUsize,
 }
 
 /// Entries kept in the success cache at most.
@@ -200,7 +293,28 @@ impl Verifier {
             ttl: ttl.min(Duration::from_secs(365 * 24 * 3600)),
             key,
             cache: Mutex::new(HashMap::new()),
+            memory: Mutex::new(Vec::new()),
+            importing: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Runs `f` with a memory buffer; for slot holders only.
+    fn with_memory<R>(&self, f: impl FnOnce(&mut Vec<Block>) -> R) -> R {
+        let pool = || self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let mut memory = pool().pop().unwrap_or_default();
+        let r = f(&mut memory);
+        if self.importing.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            pool().push(memory);
+        }
+        r
+    }
+
+    /// While the guard lives (a bulk import), argon2 memory is kept
+    /// between runs; after the last one it is freed.
+    pub fn importing(self: &Arc<Self>) -> Importing {
+        self.importing
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Importing(self.clone())
     }
 
     fn tag(&self, user: &str, password: &str) -> [u8; 32] {
@@ -231,7 +345,7 @@ impl Verifier {
         let Ok(_slot) = handle.block_on(self.slots.acquire()) else {
             return false;
         };
-        verify(password, phc)
+        self.with_memory(|m| verify_in(password, phc, m))
     }
 
     /// How many argon2 runs may go at once (`[auth] max_parallel_hashes`).
@@ -251,7 +365,7 @@ impl Verifier {
         cost: Cost,
     ) -> String {
         let _slot = runtime.map(|rt| rt.block_on(self.slots.acquire()));
-        hash_with(password, cost)
+        self.with_memory(|m| hash_in(password, cost, m))
     }
 
     /// Does `password` match `phc` (the user's stored hash, if any)?
@@ -277,17 +391,19 @@ impl Verifier {
         if self.cached(user, &tag, phc) {
             return Login::Accepted;
         }
-        let (pw, stored) = (password.to_string(), phc.map(str::to_string));
-        let login = tokio::task::spawn_blocking(move || match stored {
-            Some(phc) if verify(&pw, &phc) => match needs_rehash(&phc) {
-                true => Login::Upgraded(hash(&pw)),
-                false => Login::Accepted,
-            },
-            Some(_) => Login::Refused,
-            None => {
-                verify(&pw, decoy());
-                Login::Refused
-            }
+        let (pw, stored, me) = (password.to_string(), phc.map(str::to_string), self.clone());
+        let login = tokio::task::spawn_blocking(move || {
+            me.with_memory(|m| match stored {
+                Some(phc) if verify_in(&pw, &phc, m) => match needs_rehash(&phc) {
+                    true => Login::Upgraded(hash_in(&pw, FULL, m)),
+                    false => Login::Accepted,
+                },
+                Some(_) => Login::Refused,
+                None => {
+                    verify_in(&pw, decoy(), m);
+                    Login::Refused
+                }
+            })
         })
         .await
         .unwrap_or(Login::Refused);
@@ -385,5 +501,36 @@ mod tests {
             v.login("a@b.c", "imported-1", Some(&full)).await,
             Login::Accepted
         );
+    }
+
+    #[test]
+    fn reused_memory_agrees_with_argon2s_own_hasher() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let mut memory = Vec::new();
+        // Both costs through one buffer, then argon2's own verifier.
+        for cost in [FULL, IMPORT, FULL] {
+            let h = hash_in("shared-memory", cost, &mut memory);
+            assert_eq!(cost_of(&h), Some(cost));
+            let parsed = PasswordHash::new(&h).unwrap();
+            assert!(
+                Argon2::default()
+                    .verify_password(b"shared-memory", &parsed)
+                    .is_ok()
+            );
+            assert!(verify_in("shared-memory", &h, &mut memory));
+            assert!(!verify_in("shared-memorx", &h, &mut memory));
+        }
+        // A hash made by argon2's own hasher verifies here.
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4096, 2, 1, None).unwrap(),
+        )
+        .hash_password(b"theirs-1", &salt)
+        .unwrap()
+        .to_string();
+        assert!(verify_in("theirs-1", &theirs, &mut memory));
+        assert!(!verify("theirs-2", &theirs));
     }
 }

@@ -87,6 +87,8 @@ impl Importer {
         now: Timestamp,
         mut step: impl FnMut(&ImportOutcome),
     ) -> Result<(), String> {
+        // argon2 memory reused between hashes (within the slots' bound).
+        let _keep = self.verifier.importing();
         for chunk in lines.chunks(self.batch.max(1)) {
             let names: Vec<String> = chunk.iter().map(|l| l.name.to_string()).collect();
             let present = self.store.present(&names).map_err(|e| e.to_string())?;
