@@ -197,6 +197,12 @@ def cpu_secs(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sys_and_faults(pid):
+    """System CPU seconds and minor page faults of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK"), int(fields[7])
+
+
 def import_fast(tmp, n):
     """N plaintext users with `--fast-hash`, in a daemon of their own: the
     wall time, the daemon's CPU seconds over it (CPU / wall = cores busy),
@@ -212,6 +218,7 @@ def import_fast(tmp, n):
                 f.write(f"fast{i:06d},d{i % DOMAINS}.example,fast-pass-{i:06d}\n")
         res = {"users": n, "load_start": os.getloadavg()[0]}
         cpu0, t0 = cpu_secs(box.proc.pid), time.perf_counter()
+        sys0, flt0 = sys_and_faults(box.proc.pid)
         imp = subprocess.Popen([str(BIN), "--config", str(box.config), "user", "import",
                                 "--fast-hash", str(csv)],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -221,6 +228,8 @@ def import_fast(tmp, n):
             time.sleep(1)
         res["secs"] = time.perf_counter() - t0
         res["cpu_secs"] = cpu_secs(box.proc.pid) - cpu0
+        sys1, flt1 = sys_and_faults(box.proc.pid)
+        res["sys_secs"], res["minor_faults"] = sys1 - sys0, flt1 - flt0
         res["threads_peak"] = threads
         res["load_end"] = os.getloadavg()[0]
         out = imp.stdout.read()
