@@ -6,7 +6,9 @@ loopback, and
   with libsodium (PyNaCl) and imported as PHC strings, as a migration
   would, so the time is the daemon's own work (CSV check, one transaction
   per 1,000 users); plus a small import of plaintext passwords, whose
-  argon2id rate gives what N plaintext users would take;
+  argon2id rate gives what N plaintext users would take; and, in a
+  second daemon, N plaintext users imported with `--fast-hash` (the
+  lighter import cost), timed whole with the daemon's CPU use;
 - listing users: the first page and a middle page (cursor at N/2) over
   the control socket and as the admin web page over HTTPS, median of 5;
   and every page through the CLI (`user list --json`);
@@ -19,7 +21,9 @@ loopback, and
     python3 bench/scale.py [N]          (default 100000, or BENCH_SCALE_USERS)
 
 Environment: OUTGUARD_BIN, BENCH_SCALE_SECS (SMTP seconds per run, 20),
-BENCH_SCALE_CLIENTS (4), BENCH_SCALE_PLAIN (plaintext sample, 200).
+BENCH_SCALE_CLIENTS (4), BENCH_SCALE_PLAIN (plaintext sample, 200),
+BENCH_SCALE_FAST (plaintext users imported with `--fast-hash` in a daemon
+of their own, measured whole; default N, 0 skips).
 `make bench` runs it through bench/run.py (BENCH_SKIP_SCALE=1 skips it).
 Prints the figures; writes bench/out/scale.json. Not a test: the figures
 depend on the machine and its load."""
@@ -175,15 +179,64 @@ def import_users(box, tmp, n):
     return secs
 
 
-def import_plain(box, tmp, n):
+def import_plain(box, tmp, n, fast=False):
     csv = tmp / "plain.csv"
+    tag = "fast" if fast else "plain"
     csv.write_text("user,domainname,password\n"
-                   + "".join(f"plain{i},plain.example,plain-pass-{i:05d}\n" for i in range(n)))
+                   + "".join(f"{tag}{i},plain.example,plain-pass-{i:05d}\n" for i in range(n)))
     t0 = time.perf_counter()
-    out = box.cli("user", "import", str(csv)).stdout
+    out = box.cli("user", "import", *(["--fast-hash"] if fast else []), str(csv)).stdout
     secs = time.perf_counter() - t0
     assert f"imported {n} user(s)" in out, out
     return secs
+
+
+def cpu_secs(pid):
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sys_and_faults(pid):
+    """System CPU seconds and minor page faults of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK"), int(fields[7])
+
+
+def import_fast(tmp, n):
+    """N plaintext users with `--fast-hash`, in a daemon of their own: the
+    wall time, the daemon's CPU seconds over it (CPU / wall = cores busy),
+    its threads at the peak, and the load average at the start and end."""
+    sub = tmp / "fast"
+    sub.mkdir()
+    box = Box(sub)
+    try:
+        csv = sub / "plain.csv"
+        with csv.open("w") as f:
+            f.write("user,domainname,password\n")
+            for i in range(n):
+                f.write(f"fast{i:06d},d{i % DOMAINS}.example,fast-pass-{i:06d}\n")
+        res = {"users": n, "load_start": os.getloadavg()[0]}
+        cpu0, t0 = cpu_secs(box.proc.pid), time.perf_counter()
+        sys0, flt0 = sys_and_faults(box.proc.pid)
+        imp = subprocess.Popen([str(BIN), "--config", str(box.config), "user", "import",
+                                "--fast-hash", str(csv)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        threads = 0
+        while imp.poll() is None:
+            threads = max(threads, len(os.listdir(f"/proc/{box.proc.pid}/task")))
+            time.sleep(1)
+        res["secs"] = time.perf_counter() - t0
+        res["cpu_secs"] = cpu_secs(box.proc.pid) - cpu0
+        sys1, flt1 = sys_and_faults(box.proc.pid)
+        res["sys_secs"], res["minor_faults"] = sys1 - sys0, flt1 - flt0
+        res["threads_peak"] = threads
+        res["load_end"] = os.getloadavg()[0]
+        out = imp.stdout.read()
+        assert imp.returncode == 0 and f"imported {n} user(s)" in out, out
+        return res
+    finally:
+        box.stop()
 
 
 def listing(box, n):
@@ -255,6 +308,7 @@ def run(log=say, n=None):
     secs = float(os.environ.get("BENCH_SCALE_SECS", "20"))
     clients = int(os.environ.get("BENCH_SCALE_CLIENTS", "4"))
     plain = int(os.environ.get("BENCH_SCALE_PLAIN", "200"))
+    fast = int(os.environ.get("BENCH_SCALE_FAST", str(n)))
     tmp = Path(tempfile.mkdtemp(prefix="og-scale-"))
     os.chmod(tmp, 0o755)
     res = {"users": n, "cpus": os.cpu_count(), "clients": clients, "smtp_secs": secs}
@@ -265,6 +319,7 @@ def run(log=say, n=None):
         log(f"scale: importing {plain} plaintext users (argon2id each)")
         res["plain_users"] = plain
         res["plain_secs"] = import_plain(box, tmp, plain)
+        res["plain_fast_secs"] = import_plain(box, tmp, plain, fast=True)
         res["rss_mib"] = rss_mib(box.proc.pid)
         log("scale: listing")
         res["list"] = listing(box, n)
@@ -278,6 +333,11 @@ def run(log=say, n=None):
         res["store_mib"] = (box.data / "outguard.redb").stat().st_size / 2**20
     finally:
         box.stop()
+    try:
+        if fast:
+            log(f"scale: importing {fast} plaintext users with --fast-hash")
+            res["fast"] = import_fast(tmp, fast)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
 
@@ -293,6 +353,14 @@ def markdown(r):
         f"| import, plaintext passwords ({r['plain_users']} users, argon2id each) | "
         f"{r['plain_secs']:.1f} s ({plain_rate:.0f} users/s: {r['users']:,} would take "
         f"~{r['users'] / plain_rate / 60:.0f} min) |",
+        f"| same, `--fast-hash` (argon2id 7 MiB, 1 pass) | {r['plain_fast_secs']:.1f} s "
+        f"({r['plain_users'] / r['plain_fast_secs']:.0f} users/s) |",
+        *([] if "fast" not in r else [
+            f"| import, {r['fast']['users']:,} plaintext passwords with `--fast-hash` (measured) | "
+            f"{r['fast']['secs']:.1f} s = {r['fast']['secs'] / 60:.1f} min "
+            f"({r['fast']['users'] / r['fast']['secs']:.0f} users/s; daemon CPU "
+            f"{r['fast']['cpu_secs'] / r['fast']['secs']:.2f} cores, {r['fast']['threads_peak']} threads; "
+            f"load {r['fast']['load_start']:.1f} -> {r['fast']['load_end']:.1f}) |"]),
         f"| API `GET /v1/users?limit=100`, first page | {ms['api_first']:.1f} ms |",
         f"| API, page after user {r['users'] // 2:,} | {ms['api_middle']:.1f} ms |",
         f"| API, 1,000 users after user {r['users'] // 2:,} | {ms['api_middle_1000']:.1f} ms |",

@@ -1,13 +1,18 @@
 """Bulk import of outgoing users as a batched background job: the CLI
 follows its progress; each batch of 1,000 users commits whole; a daemon
 killed mid-import keeps the batches it committed, and importing the same
-file again resumes (committed users are kept, not hashed again)."""
+file again resumes (committed users are kept, not hashed again). With
+fast hashing an import stores the lighter argon2id cost, and each user's
+first successful login replaces it with the full cost."""
 
 import json
+import smtplib
 import subprocess
 import time
 
-from conftest import BIN, login, wait_for
+import pytest
+
+from conftest import BIN, login, tls_client_context, wait_for
 
 USERS = 1300  # two batches: 1000, 300
 
@@ -94,3 +99,94 @@ def test_pre_hashed_argon2id_passwords_import_for_migrations(daemon, tmp_path):
     r = daemon.cli("user", "import", str(f))
     assert "imported 1 user(s)" in r.stdout, r.stdout
     login(daemon.submission, "old@migrated.example", password="migrated-pass-1")
+
+
+FULL = {"m_kib": 7168, "t": 5}
+LIGHT = {"m_kib": 7168, "t": 1}
+
+
+def cost(daemon, name):
+    status, u = daemon.api("GET", f"/v1/users/{name}")
+    assert status == 200, u
+    return u["password_cost"]
+
+
+def smtp_login(daemon, user, password):
+    """SMTP AUTH over STARTTLS with smtplib: True if accepted."""
+    with smtplib.SMTP("127.0.0.1", daemon.submission, timeout=60) as s:
+        s.starttls(context=tls_client_context())
+        try:
+            s.login(user, password)
+        except smtplib.SMTPAuthenticationError:
+            return False
+        return True
+
+
+def test_fast_hash_import_is_upgraded_to_full_cost_at_first_login(daemon, tmp_path):
+    n = 1005  # two batches
+    f = csv_file(tmp_path, n)
+    r = daemon.cli("user", "import", "--fast-hash", str(f))
+    assert f"imported {n} user(s); 0 already existed" in r.stdout, r.stdout
+    assert "lighter import cost" in r.stderr, r.stderr
+    for name in ("u0@bulk.example", "u1004@bulk.example"):
+        assert cost(daemon, name) == LIGHT
+    # A wrong password is refused and does not re-hash.
+    assert not smtp_login(daemon, "u7@bulk.example", "password-00008")
+    assert cost(daemon, "u7@bulk.example") == LIGHT
+    # The right one logs in, and the stored hash is now at full cost, as a
+    # password change would leave it; the user's history says so.
+    assert smtp_login(daemon, "u7@bulk.example", "password-00007")
+    status, u = daemon.api("GET", "/v1/users/u7@bulk.example")
+    assert u["password_cost"] == FULL, u["password_cost"]
+    events = [h["event"] for h in u["history"]]
+    assert any("lighter import cost" in e for e in events), events
+    assert any("re-hashed at full cost" in e for e in events), events
+    daemon.wait_log("password re-hashed at full cost")
+    # Both costs verify: the upgraded user and a still-light one, again.
+    assert smtp_login(daemon, "u7@bulk.example", "password-00007")
+    assert not smtp_login(daemon, "u7@bulk.example", "password-00009")
+    assert smtp_login(daemon, "u1004@bulk.example", "password-01004")
+    assert cost(daemon, "u1004@bulk.example") == FULL
+    # Nobody else was touched.
+    assert cost(daemon, "u8@bulk.example") == LIGHT
+    # A password set by the admin is always at full cost.
+    status, _ = daemon.api("PATCH", "/v1/users/u8@bulk.example", {"password": "changed-pass-8"})
+    assert status == 200
+    assert cost(daemon, "u8@bulk.example") == FULL
+    assert smtp_login(daemon, "u8@bulk.example", "changed-pass-8")
+
+
+def test_fast_hash_background_job_progress(daemon, tmp_path):
+    f = csv_file(tmp_path, 1200)
+    status, started = daemon.api("POST", "/v1/users/import?background=true&fast_hash=true",
+                                 f.read_bytes())
+    assert status == 202 and started["fast_hash"] is True, started
+    path = f"/v1/users/import/{started['id']}"
+    wait_for(lambda: daemon.api("GET", path)[1]["state"] != "running", 300, "import to finish")
+    done = daemon.api("GET", path)[1]
+    assert (done["state"], done["added"], done["existing"], done["done"], done["batches"],
+            done["fast_hash"]) == ("done", 1200, 0, 1200, 2, True), done
+    assert cost(daemon, "u1199@bulk.example") == LIGHT
+    # The default stays the full cost; users already there are kept as
+    # they are (light), the new ones are full.
+    f = csv_file(tmp_path, 1201)
+    r = daemon.cli("user", "import", str(f))
+    assert "imported 1 user(s); 1200 already existed" in r.stdout, r.stdout
+    assert cost(daemon, "u1200@bulk.example") == FULL
+    assert cost(daemon, "u1199@bulk.example") == LIGHT
+
+
+@pytest.mark.parametrize("flag", ["", "--fast-hash"])
+def test_pre_hashed_passwords_are_kept_with_or_without_fast_hash(daemon, tmp_path, flag):
+    """A migrated hash is stored as it came; one weaker than the full cost
+    is upgraded at the first login like a fast-hashed one."""
+    import nacl.pwhash
+
+    weak = nacl.pwhash.argon2id.str(b"migrated-pass-3", opslimit=2, memlimit=7 * 1024 * 1024).decode()
+    f = tmp_path / "weak.csv"
+    f.write_text(f"user,domainname,password\nweak,migrated.example,{weak}\n")
+    r = daemon.cli("user", "import", *([flag] if flag else []), str(f))
+    assert "imported 1 user(s)" in r.stdout, r.stdout
+    assert cost(daemon, "weak@migrated.example") == {"m_kib": 7168, "t": 2}
+    assert smtp_login(daemon, "weak@migrated.example", "migrated-pass-3")
+    assert cost(daemon, "weak@migrated.example") == FULL

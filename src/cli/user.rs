@@ -76,6 +76,11 @@ pub enum UserCmd {
         /// Import the valid lines even if some are invalid.
         #[arg(long)]
         skip_invalid: bool,
+        /// Hash plaintext passwords at the lighter import cost (argon2id,
+        /// 7 MiB, 1 pass instead of 5: about 5 times faster); each user's
+        /// first login re-hashes the password at the full cost.
+        #[arg(long)]
+        fast_hash: bool,
         #[arg(long)]
         json: bool,
     },
@@ -358,15 +363,12 @@ pub(super) fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
         UserCmd::Import {
             file,
             skip_invalid,
+            fast_hash,
             json,
         } => {
             let data =
                 std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let skip = if skip_invalid {
-                "skip_invalid=true"
-            } else {
-                ""
-            };
+            let skip = format!("skip_invalid={skip_invalid}&fast_hash={fast_hash}");
             if json {
                 // Every name in one answer: for scripts and small files.
                 let v = call_raw(
@@ -387,6 +389,11 @@ pub(super) fn user(c: UserCmd, socket: &Path) -> Result<(), String> {
                     "skipped line {}: {}",
                     e["line"],
                     e["message"].as_str().unwrap_or("")
+                );
+            }
+            if fast_hash {
+                eprintln!(
+                    "hashing at the lighter import cost; each user's first login re-hashes at the full cost"
                 );
             }
             let done = import_watch(socket, &started)?;

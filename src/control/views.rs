@@ -29,6 +29,10 @@ pub fn user(
         "kind": if u.is_network() { "ip" } else { "address" },
         "domain": u.domain,
         "has_password": u.password_hash.is_some(),
+        // The argon2id cost of the stored hash (not the hash): the lighter
+        // import cost until the user's first login (`auth::password`).
+        "password_cost": u.password_hash.as_deref().and_then(crate::auth::password::cost_of)
+            .map(|c| json!({ "m_kib": c.m_kib, "t": c.t })),
         "settings": u.settings,
         "effective": effective,
         "locked": st.lock.is_some(),

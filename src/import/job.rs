@@ -10,6 +10,11 @@
 //! running the same import again resumes it: users already present are
 //! counted as existing, kept as they are and not hashed again.
 //!
+//! Plaintext passwords are hashed at the daemon's full argon2id cost, or,
+//! when the import asks for it (`fast_hash`), at the lighter
+//! `auth::password::IMPORT` cost, which each user's first successful login
+//! replaces with a full-cost hash (`import::upgrade`).
+//!
 //! Large imports run as a background job (`POST
 //! /v1/users/import?background=true`), one at a time, whose progress is read
 //! with `GET /v1/users/import/{id}`.
@@ -22,7 +27,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::ImportLine;
-use crate::auth::password::Verifier;
+use crate::auth::password::{self, Cost, Verifier};
 use crate::store::{ImportOutcome, Store};
 use crate::users::User;
 
@@ -53,6 +58,8 @@ pub struct Progress {
     pub skipped: usize,
     /// Batches committed.
     pub batches: usize,
+    /// Plaintext passwords hashed at the lighter import cost.
+    pub fast_hash: bool,
     /// Why the job stopped, when it failed; the batches before it stay.
     pub error: Option<String>,
 }
@@ -66,6 +73,9 @@ pub struct Importer {
     pub runtime: Option<tokio::runtime::Handle>,
     /// Users per write transaction ([`BATCH`]; smaller in tests).
     pub batch: usize,
+    /// The cost of plaintext passwords: `password::FULL`, or
+    /// `password::IMPORT` when the import asks for fast hashing.
+    pub cost: Cost,
 }
 
 impl Importer {
@@ -77,6 +87,8 @@ impl Importer {
         now: Timestamp,
         mut step: impl FnMut(&ImportOutcome),
     ) -> Result<(), String> {
+        // argon2 memory reused between hashes (within the slots' bound).
+        let _keep = self.verifier.importing();
         for chunk in lines.chunks(self.batch.max(1)) {
             let names: Vec<String> = chunk.iter().map(|l| l.name.to_string()).collect();
             let present = self.store.present(&names).map_err(|e| e.to_string())?;
@@ -92,8 +104,15 @@ impl Importer {
                 .zip(hashes)
                 .map(|(l, hash)| {
                     let mut u = User::new(&l.name, l.domain.clone(), now);
+                    let light = hash.as_deref().is_some_and(password::needs_rehash);
                     u.password_hash = hash;
-                    u.record(now, "imported from CSV");
+                    u.record(
+                        now,
+                        match light {
+                            true => "imported from CSV (password at the lighter import cost until the first login)",
+                            false => "imported from CSV",
+                        },
+                    );
                     u
                 })
                 .collect();
@@ -127,7 +146,11 @@ impl Importer {
                                 Some(pw) if super::is_pre_hashed(pw) => mine.push((i, pw.clone())),
                                 Some(pw) => mine.push((
                                     i,
-                                    self.verifier.hash_blocking(self.runtime.as_ref(), pw),
+                                    self.verifier.hash_blocking(
+                                        self.runtime.as_ref(),
+                                        pw,
+                                        self.cost,
+                                    ),
                                 )),
                                 None => {}
                             }
@@ -184,6 +207,7 @@ impl Jobs {
             existing: 0,
             skipped,
             batches: 0,
+            fast_hash: importer.cost != password::FULL,
             error: None,
         };
         let shared = Arc::new(Mutex::new(progress.clone()));
@@ -249,6 +273,7 @@ mod tests {
             verifier: Verifier::new(2, Duration::from_secs(60)),
             runtime: Some(runtime.handle().clone()),
             batch: 4,
+            cost: password::FULL,
         }
     }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::users::{UserName, validate_domain};
 
 pub mod job;
+pub mod upgrade;
 
 /// Shortest password accepted for a new user.
 pub const MIN_PASSWORD: usize = 8;

@@ -269,17 +269,23 @@ pub(crate) fn importer(ctl: &Control) -> import::job::Importer {
         verifier: ctl.app.verifier.clone(),
         runtime: tokio::runtime::Handle::try_current().ok(),
         batch: import::job::BATCH,
+        cost: password::FULL,
     }
 }
 
 /// Validates the whole file, then imports it in batches (`import::job`):
 /// at once, answering with every name, or with `background=true` as a job
-/// whose progress `GET /v1/users/import/{id}` reports (202).
+/// whose progress `GET /v1/users/import/{id}` reports (202). With
+/// `fast_hash=true` plaintext passwords get `password::IMPORT`'s cost.
 pub(crate) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
     let (lines, errors) = import::parse(body);
     refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
     let now = ctl.app.clock.now();
-    let importer = importer(ctl);
+    let mut importer = importer(ctl);
+    if flag(q, "fast_hash") {
+        // The lighter argon2id cost until each user's first login.
+        importer.cost = password::IMPORT;
+    }
     if flag(q, "background") {
         return match ctl.imports.start(importer, lines, errors.len(), now) {
             Ok(progress) => {

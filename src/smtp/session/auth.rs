@@ -8,8 +8,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::state::Login;
 use super::{Mode, Session};
 use crate::app::Stats;
+use crate::auth::password;
 use crate::auth::sasl::{self, Response, SaslError};
 use crate::auth::throttle::Refusal;
+use crate::import;
 use crate::smtp::conn::{Conn, ConnError, Line, LineRead};
 use crate::smtp::reply::Reply;
 use crate::users::UserName;
@@ -158,7 +160,11 @@ impl Session<'_> {
             Ok(t) => t,
             Err(refusal) => return throttled(self.ip, &key, refusal),
         };
-        if self.srv.app.verifier.check(&key, &password, phc).await {
+        let login = self.srv.app.verifier.login(&key, &password, phc).await;
+        if login.ok() {
+            if let (password::Login::Upgraded(new), Some(old)) = (login, phc) {
+                self.store_upgraded(&key, old, new).await;
+            }
             self.srv.app.throttle.succeed(ticket);
             tracing::info!(ip = %self.ip, user = key, "auth ok");
             self.state.login = Some(Login {
@@ -177,6 +183,24 @@ impl Session<'_> {
                 .account_under_attack(&key, self.ip, "SMTP AUTH");
         }
         Reply::new(535, "5.7.8", "Authentication credentials invalid")
+    }
+
+    /// Stores the full-cost hash a login made of a fast-imported
+    /// password (`import::upgrade`); a failure is logged, the login stands.
+    async fn store_upgraded(&self, user: &str, old: &str, new: String) {
+        let (app, user, old) = (self.srv.app.clone(), user.to_string(), old.to_string());
+        let now = app.clock.now();
+        let stored = tokio::task::spawn_blocking(move || {
+            import::upgrade::store_upgraded(&app.store, &user, &old, new, now)
+                .map(|done| (user, done))
+        })
+        .await;
+        match stored {
+            Ok(Ok((user, true))) => tracing::info!(user, "password re-hashed at full cost"),
+            Ok(Ok((_, false))) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "storing a re-hashed password failed"),
+            Err(e) => tracing::error!(error = %e, "re-hashing a password failed"),
+        }
     }
 }
 
