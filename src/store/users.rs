@@ -283,7 +283,11 @@ pub(super) fn recount_locked(txn: &WriteTransaction) -> Result<()> {
             timed.push((at, k.value().to_string()));
         }
     }
-    txn.open_table(META)?.insert(LOCKED, n)?;
+    let mut meta = txn.open_table(META)?;
+    if meta.get(LOCKED)?.map(|v| v.value()) != Some(n) {
+        meta.insert(LOCKED, n)?;
+    }
+    drop(meta);
     counts::rebuild_locks(txn, &timed)?;
     counts::rebuild_days(txn)
 }
