@@ -90,10 +90,11 @@ pub fn csv_post(c: &Ctx) -> Resp {
     let text = String::from_utf8_lossy(&csv).into_owned();
     let action = c.field("action").unwrap_or("preview");
     if action == "import" || action == "import_valid" {
-        let uri = if action == "import_valid" {
-            "/v1/users/import?skip_invalid=true"
-        } else {
-            "/v1/users/import"
+        let uri = match (action == "import_valid", c.field("fast_hash") == Some("on")) {
+            (true, true) => "/v1/users/import?skip_invalid=true&fast_hash=true",
+            (true, false) => "/v1/users/import?skip_invalid=true",
+            (false, true) => "/v1/users/import?fast_hash=true",
+            (false, false) => "/v1/users/import",
         };
         // More than one batch: a background job and a page that follows
         // it, since hashing 100,000 passwords takes minutes.
@@ -207,6 +208,17 @@ fn preview(c: &Ctx, text: &str, error: Option<&str>) -> Resp {
                 button type="submit" name="action" value="preview" .secondary #preview { "Preview again" }
             },
         )
+    };
+    // A lighter argon2 cost for the import, upgraded at each user's first
+    // login (docs/ADMIN.md, "Bulk import of users"); off unless ticked.
+    let fast = c.field("fast_hash") == Some("on");
+    let buttons = html! {
+        label.inline for="fast-hash" {
+            input type="checkbox" name="fast_hash" #fast-hash checked[fast];
+            " Fast import: hash at a lighter cost, made full at each user's first login"
+        }
+        br;
+        (buttons)
     };
     let body = html! {
         (summary)
