@@ -1,5 +1,6 @@
-//! The control API's request handling: method, path, query and body as
-//! `route` sees them after hyper, on a real store. Every answer must be a
+//! The control API's request handling: method, path, query and body sent
+//! through the router the Unix socket serves (`control::socket_app`), on a
+//! real store. Every answer must be a
 //! JSON object with a status in 2xx/4xx; 5xx would mean a handler failed.
 //! Password hashing is argon2 (tens of ms): CSV imports are kept to a few
 //! lines so the loop stays fast.
@@ -11,11 +12,22 @@ use hyper::{Method, Uri};
 use libfuzzer_sys::fuzz_target;
 use outguard::app::App;
 use outguard::config::Config;
-use outguard::control::{Control, route};
+use outguard::control::router::{Who, call};
+use outguard::control::{Control, socket_app};
 
-fn control() -> &'static Control {
-    static C: OnceLock<Control> = OnceLock::new();
-    C.get_or_init(|| {
+/// The socket's router over one control, and a runtime to drive it.
+fn harness() -> &'static (axum::Router, tokio::runtime::Runtime) {
+    static H: OnceLock<(axum::Router, tokio::runtime::Runtime)> = OnceLock::new();
+    H.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        (socket_app(Arc::new(control())), rt)
+    })
+}
+
+fn control() -> Control {
+    {
         let base = if std::path::Path::new("/dev/shm").is_dir() {
             std::path::PathBuf::from("/dev/shm")
         } else {
@@ -36,7 +48,7 @@ fn control() -> &'static Control {
             imports: Default::default(),
             data: Arc::new(outguard::datadir::DataDir::open(&dir, None).expect("fuzz data dir")),
         }
-    })
+    }
 }
 
 const METHODS: [Method; 5] = [
@@ -62,7 +74,15 @@ fuzz_target!(|data: &[u8]| {
     if uri.path().contains("import") && body.iter().filter(|&&b| b == b'\n').count() > 3 {
         return;
     }
-    let answer = route(control(), method, &uri, body);
+    let (app, rt) = harness();
+    let who = Who("fuzz@control".into());
+    let answer = rt.block_on(call(
+        app.clone(),
+        who,
+        method.clone(),
+        &uri.to_string(),
+        body,
+    ));
     assert!(
         answer.body.is_object() || answer.body.is_array(),
         "{:?}",

@@ -527,26 +527,14 @@ fn same_origin_headers(headers: &HeaderMap) -> bool {
 /// call goes (same validation, same audit under the admin's name). Runs on
 /// a blocking thread (the pages do).
 pub fn call(admin: &Admin, req: &Req, method: Method, uri: &str, body: &[u8]) -> Answer {
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(uri)
-        .extension(Who(req.who().into()))
-        .body(Body::from(Bytes::copy_from_slice(body)));
-    let Ok(request) = request else {
-        return Answer::error(StatusCode::BAD_REQUEST, "malformed path");
-    };
-    let rt = tokio::runtime::Handle::current();
-    let resp = rt
-        .block_on(admin.api.clone().oneshot(request))
-        .unwrap_or_else(|e| match e {});
-    let status = resp.status();
-    match rt.block_on(axum::body::to_bytes(resp.into_body(), usize::MAX)) {
-        Ok(b) => Answer {
-            status,
-            body: serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
-        },
-        Err(e) => Answer::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    let who = Who(req.who().into());
+    tokio::runtime::Handle::current().block_on(api_router::call(
+        admin.api.clone(),
+        who,
+        method,
+        uri,
+        body,
+    ))
 }
 
 pub fn response(status: StatusCode, content_type: &str, body: Bytes) -> Resp {

@@ -68,6 +68,15 @@ pub fn bind(
     bound.map_err(|e| format!("cannot bind {}: {e}", socket.display()))
 }
 
+/// What the socket serves: the API under `/v1`, bodies read whole and
+/// bounded first (the fuzz target drives the same).
+pub fn socket_app(ctl: Arc<Control>) -> axum::Router {
+    axum::Router::new()
+        .nest("/v1", router::api(ctl))
+        .fallback(router::unknown_path)
+        .layer(axum::middleware::from_fn(router::buffer_body))
+}
+
 pub async fn run(
     ctl: Arc<Control>,
     listener: std::os::unix::net::UnixListener,
@@ -76,10 +85,7 @@ pub async fn run(
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
     let me = nix::unistd::geteuid().as_raw();
-    let app = axum::Router::new()
-        .nest("/v1", router::api(ctl))
-        .fallback(router::unknown_path)
-        .layer(axum::middleware::from_fn(router::buffer_body));
+    let app = socket_app(ctl);
     let who = router::Who(SOCKET_WHO.into());
     loop {
         let (stream, _) = tokio::select! {

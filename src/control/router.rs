@@ -84,6 +84,29 @@ impl Call {
     }
 }
 
+/// One call through `app` as `who`, to its JSON answer: how a page calls
+/// the API (admin::server::call) and how the fuzz target drives it.
+pub async fn call(app: Router, who: Who, method: Method, uri: &str, body: &[u8]) -> Answer {
+    use tower::ServiceExt;
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(uri)
+        .extension(who)
+        .body(Body::from(Bytes::copy_from_slice(body)));
+    let Ok(request) = request else {
+        return Answer::error(StatusCode::BAD_REQUEST, "malformed path");
+    };
+    let resp = app.oneshot(request).await.unwrap_or_else(|e| match e {});
+    let status = resp.status();
+    match axum::body::to_bytes(resp.into_body(), usize::MAX).await {
+        Ok(b) => Answer {
+            status,
+            body: serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+        },
+        Err(e) => Answer::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 /// The largest body `method` on `path` may carry.
 pub fn body_limit(method: &Method, path: &str) -> usize {
     if update::is_upload(method, path) {
