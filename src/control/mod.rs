@@ -9,6 +9,8 @@ pub mod client;
 pub mod dkim;
 pub mod ext;
 pub mod logs;
+#[cfg(test)]
+mod openapi;
 pub mod router;
 pub mod routes;
 pub mod update;

@@ -62,6 +62,14 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Answer {
     )
 }
 
+/// What a `DELETE` removed.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub(crate) struct Deleted {
+    /// The name or id of what was deleted.
+    pub deleted: String,
+}
+
 pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Answer> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()

@@ -74,11 +74,14 @@ pub(crate) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 pub(crate) struct NewUser {
+    /// user@domain, or an IP address or network
     name: String,
+    /// At least 8 characters; blank or absent only for IP address users
     #[serde(default)]
     password: Option<String>,
-    /// For IP users: the domain they may send from.
+    /// For IP address users: the domain they may send from
     #[serde(default)]
     domain: Option<String>,
     #[serde(default)]
@@ -142,13 +145,15 @@ pub(crate) fn show_user(ctl: &Control, name: &str) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 pub(crate) struct EditUser {
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
     settings: UserSettings,
-    /// Settings to reset to the system default.
+    /// Settings to reset to the system default
     #[serde(default)]
+    #[cfg_attr(test, schema(schema_with = crate::control::openapi::clear))]
     clear: Vec<String>,
 }
 
@@ -207,8 +212,10 @@ pub(crate) fn delete_user(ctl: &Control, name: &str) -> Res {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 pub(crate) struct LockRequest {
-    /// Lock for this long; absent: until an admin unlocks.
+    /// Absent: locked until an admin unlocks
+    #[cfg_attr(test, schema(schema_with = crate::control::openapi::lock_minutes))]
     minutes: Option<u32>,
     reason: Option<String>,
 }
