@@ -45,6 +45,26 @@ const PATH: &str = "src/admin/openapi.json";
         crate::control::routes::quarantine::show_quarantine,
         crate::control::routes::quarantine::delete_quarantine,
         crate::control::routes::quarantine::release_quarantine,
+        crate::control::routes::users::list_users,
+        crate::control::routes::users::add_user,
+        crate::control::routes::users::show_user,
+        crate::control::routes::users::edit_user,
+        crate::control::routes::users::delete_user,
+        crate::control::routes::users::lock_user,
+        crate::control::routes::users::unlock_user,
+        crate::control::routes::incoming::list_domains,
+        crate::control::routes::incoming::add_domain,
+        crate::control::routes::incoming::delete_domain,
+        crate::control::routes::incoming::list_incoming,
+        crate::control::routes::incoming::add_incoming,
+        crate::control::routes::incoming::delete_incoming,
+        crate::control::routes::users::import_users,
+        crate::control::routes::users::import_progress,
+        crate::control::routes::users::export_users,
+        crate::control::routes::incoming::import_incoming,
+        crate::control::routes::incoming::import_incoming_csv,
+        crate::control::routes::show_settings,
+        crate::control::routes::edit_settings,
     ),
     components(schemas(
         UserSettings,
@@ -52,11 +72,67 @@ const PATH: &str = "src/admin/openapi.json";
         NewUser,
         EditUser,
         LockRequest,
+        crate::control::routes::users::ImportResult,
+        crate::control::routes::users::ImportPreview,
         QueueView,
         QuarantineView,
     ))
 )]
 struct Generated;
+
+/// A schema still written by hand in `openapi_rest.json`, for a path to
+/// name: its generated schema is only the reference to itself, which
+/// `generate` leaves out.
+macro_rules! rest_schema {
+    ($t:ident, $name:literal) => {
+        pub(crate) struct $t;
+        impl PartialSchema for $t {
+            fn schema() -> RefOr<Schema> {
+                RefOr::Ref(Ref::from_schema_name($name))
+            }
+        }
+        impl ToSchema for $t {
+            fn name() -> Cow<'static, str> {
+                $name.into()
+            }
+        }
+    };
+}
+
+rest_schema!(UserDoc, "User");
+rest_schema!(SystemSettingsDoc, "SystemSettings");
+rest_schema!(SettingsPatchDoc, "SettingsPatch");
+rest_schema!(ErrorDoc, "Error");
+rest_schema!(LineErrorDoc, "LineError");
+rest_schema!(ImportProgressDoc, "ImportProgress");
+
+/// The answer of `POST /v1/users/import` without `background`: the
+/// import's result, or with `preview` what it would do.
+pub(crate) struct ImportAnswerDoc;
+impl PartialSchema for ImportAnswerDoc {
+    fn schema() -> RefOr<Schema> {
+        utoipa::openapi::OneOfBuilder::new()
+            .item(Ref::from_schema_name(
+                crate::control::routes::users::ImportResult::name(),
+            ))
+            .item(Ref::from_schema_name(
+                crate::control::routes::users::ImportPreview::name(),
+            ))
+            .into()
+    }
+}
+impl ToSchema for ImportAnswerDoc {}
+
+/// A CSV body: any bytes.
+pub(crate) struct CsvBody;
+impl PartialSchema for CsvBody {
+    fn schema() -> RefOr<Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+            .into()
+    }
+}
+impl ToSchema for CsvBody {}
 
 fn error(description: &str) -> RefOr<Response> {
     let json = ContentBuilder::new()
@@ -94,11 +170,35 @@ impl IntoResponses for Reads {
     }
 }
 
+/// 401 only: a request that takes no input.
+pub(crate) struct LoggedIn;
+impl IntoResponses for LoggedIn {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&["401"])
+    }
+}
+
 /// The errors of a request that changes something: 400, 401, 403.
 pub(crate) struct Writes;
 impl IntoResponses for Writes {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors(&["400", "401", "403"])
+    }
+}
+
+/// 409.
+pub(crate) struct Conflict;
+impl IntoResponses for Conflict {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&["409"])
+    }
+}
+
+/// 422: a value out of its range.
+pub(crate) struct OutOfRange;
+impl IntoResponses for OutOfRange {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&["422"])
     }
 }
 
@@ -108,6 +208,17 @@ impl IntoResponses for Missing {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors(&["404"])
     }
+}
+
+// The `status` filter of `GET /v1/users`.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum UserStatus {
+    Active,
+    Locked,
+    LockedUntil,
+    LockedUntilAdmin,
 }
 
 /// The paging parameters of every list (`routes::paging::want`).
@@ -257,6 +368,31 @@ fn to_oas30(v: &mut Value) {
     }
 }
 
+/// utoipa makes an `Option<T>` body not required and its schema "T or
+/// null"; the body is optional, never `null`.
+fn optional_body(op: &mut Value) {
+    let Some(content) = op
+        .pointer_mut("/requestBody/content")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let mut optional = false;
+    for media in content.values_mut() {
+        if let Some(Value::Array(one_of)) = media["schema"].get("oneOf") {
+            let null = json!({ "type": "null" });
+            let rest: Vec<&Value> = one_of.iter().filter(|s| **s != null).collect();
+            if rest.len() == 1 && rest.len() < one_of.len() {
+                media["schema"] = rest[0].clone();
+                optional = true;
+            }
+        }
+    }
+    if optional {
+        op["requestBody"]["required"] = json!(false);
+    }
+}
+
 /// The whole description, as committed.
 pub(crate) fn generate() -> String {
     let mut doc: Value = serde_json::from_str(REST).expect("openapi_rest.json is JSON");
@@ -283,6 +419,9 @@ pub(crate) fn generate() -> String {
         .expect("openapi_rest.json has paths");
     for (path, item) in generated["paths"].as_object().expect("generated paths") {
         let mut item = item.clone();
+        for op in item.as_object_mut().expect("a path item").values_mut() {
+            optional_body(op);
+        }
         to_oas30(&mut item);
         let have = paths.entry(path.clone()).or_insert_with(|| json!({}));
         for (method, op) in item.as_object().expect("a path item") {

@@ -152,6 +152,26 @@ fn merge(into: &mut Value, patch: &Value) -> Result<(), String> {
     }
 }
 
+/// `GET /v1/settings`.
+#[cfg_attr(test, utoipa::path(get, tag = "settings", path = "/v1/settings",
+    summary = "System settings",
+    responses(
+        (status = 200, description = "Settings", body = crate::control::openapi::SystemSettingsDoc),
+        crate::control::openapi::LoggedIn,
+    )))]
+pub(super) fn show_settings(ctl: &Control) -> Res {
+    Ok(Answer::ok(json!(ctl.app.settings.get())))
+}
+
+/// `PATCH /v1/settings`: a merge of the body into the settings in force.
+#[cfg_attr(test, utoipa::path(patch, tag = "settings", path = "/v1/settings",
+    summary = "Change system settings",
+    request_body = Option<crate::control::openapi::SettingsPatchDoc>,
+    responses(
+        (status = 200, description = "Settings now", body = crate::control::openapi::SystemSettingsDoc),
+        crate::control::openapi::Writes,
+        crate::control::openapi::OutOfRange,
+    )))]
 pub(super) fn edit_settings(ctl: &Control, body: &[u8]) -> Res {
     let patch: Value = json_body(body)?;
     let mut current = serde_json::to_value(ctl.app.settings.get()).map_err(internal)?;
