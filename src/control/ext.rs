@@ -103,10 +103,25 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
     }))
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/dashboard",
+    summary = "Figures for the dashboard",
+    responses(
+        (status = 200, description = "Figures", body = crate::control::openapi::DashboardDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn dashboard(ctl: &Control) -> Res {
     summary(ctl).map(Answer::ok)
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/audit",
+    summary = "Audit log of admin actions, newest first",
+    description = "One page, newest first; next is the id of the oldest entry looked at.",
+    params(("filter" = Option<String>, Query, nullable = false, description = "Only entries containing this"), ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 1000, description = "Items per page (default 100, at most 1000; outside 1 to 1000 is 400)"), ("after" = Option<String>, Query, nullable = false, description = "The next cursor of the page before; absent or empty: the first page")),
+    responses(
+        (status = 200, description = "Entries", body = crate::control::routes::paging::Paged<crate::control::openapi::AuditEntryDoc>),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !["filter", "limit", "after"].contains(&k.as_str()) {
@@ -126,6 +141,14 @@ pub(super) fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     Ok(paging::numbered(page))
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/logs",
+    summary = "Search the recent log lines kept in memory",
+    params(("q" = Option<String>, Query, nullable = false, description = "Text to find (case-insensitive)"), ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 10000, description = "")),
+    responses(
+        (status = 200, description = "Lines, oldest first", body = Vec<String>),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn logs(q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !["q", "limit"].contains(&k.as_str()) {
@@ -169,17 +192,35 @@ fn cert_view(ctl: &Control) -> Value {
     json!({ "sha256_fingerprint": fp, "chain_length": ck.cert.len(), "certificate": pem })
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "tls", path = "/v1/tls/certificate",
+    summary = "The certificate served by every TLS listener",
+    responses(
+        (status = 200, description = "Certificate", body = crate::control::openapi::CertificateDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn show_cert(ctl: &Control) -> Res {
     Ok(Answer::ok(cert_view(ctl)))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = NewCertificate))]
 struct NewCert {
+    /// PEM certificate chain
     certificate: String,
+    /// PEM private key matching the first certificate
     private_key: String,
 }
 
+#[cfg_attr(test, utoipa::path(put, tag = "tls", path = "/v1/tls/certificate",
+    summary = "Replace the certificate (checked first; listeners use it at once)",
+    request_body(content = NewCert),
+    responses(
+        (status = 200, description = "Now in use", body = crate::control::openapi::CertificateDoc),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn put_cert(ctl: &Control, body: &[u8]) -> Res {
     let req: NewCert = json_body(body)?;
     let ck = crate::tls::certified_key(req.certificate.as_bytes(), req.private_key.as_bytes())
@@ -201,10 +242,28 @@ pub(super) fn put_cert(ctl: &Control, body: &[u8]) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 struct NewPassword {
+    #[cfg_attr(test, schema(min_length = 8))]
     password: String,
 }
 
+/// The admin password is changed.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct PasswordChanged {
+    changed: bool,
+}
+
+#[cfg_attr(test, utoipa::path(put, tag = "system", path = "/v1/admin/password",
+    summary = "Change the admin password (ends every HTTPS session)",
+    request_body(content = NewPassword),
+    responses(
+        (status = 200, description = "Changed", body = PasswordChanged),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
     let req: NewPassword = json_body(body)?;
     check_password(&req.password).map_err(bad)?;
@@ -213,5 +272,5 @@ pub(super) fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
         .set_admin_password(&password::hash(&req.password))
         .map_err(internal)?;
     tracing::info!("admin password changed");
-    Ok(Answer::ok(json!({ "changed": true })))
+    Ok(Answer::ok(json!(PasswordChanged { changed: true })))
 }

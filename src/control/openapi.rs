@@ -7,9 +7,12 @@
 //!
 //! The schemas of the request and response types that derive
 //! `utoipa::ToSchema` (and the per-user settings, from the table in
-//! `users::spec`) are generated; `openapi_rest.json` holds the rest, still
-//! written by hand: the paths and the schemas not yet typed. The two must
-//! not both define a schema.
+//! `users::spec`) are generated, and so are the paths of the handlers that
+//! carry `#[utoipa::path]`. `openapi_rest.json` holds the rest, still
+//! written by hand: the info and security parts, the admin face's own
+//! paths (session, openapi.json, metrics) and the schemas of answers not
+//! yet typed, which generated paths name through `rest_schema!`. The two
+//! must not both define a schema or an operation.
 //!
 //! utoipa writes OpenAPI 3.1; the description stays 3.0.3 (what the
 //! clients and the schema test read), so `to_oas30` turns a
@@ -63,6 +66,25 @@ const PATH: &str = "src/admin/openapi.json";
         crate::control::routes::users::export_users,
         crate::control::routes::incoming::import_incoming,
         crate::control::routes::incoming::import_incoming_csv,
+        crate::control::ext::dashboard,
+        crate::control::update::upload,
+        crate::control::routes::health,
+        crate::control::ext::set_admin_password,
+        crate::control::appliance::set_ntp,
+        crate::control::appliance::factory_reset,
+        crate::control::routes::set_clock,
+        crate::control::ext::audit,
+        crate::control::ext::logs,
+        crate::control::ext::show_cert,
+        crate::control::ext::put_cert,
+        crate::control::dkim::list,
+        crate::control::dkim::show,
+        crate::control::dkim::generate,
+        crate::control::dkim::delete,
+        crate::control::dkim::rotate,
+        crate::control::dkim::activate,
+        crate::control::appliance::status,
+        crate::control::update::system,
         crate::control::routes::show_settings,
         crate::control::routes::edit_settings,
     ),
@@ -105,6 +127,35 @@ rest_schema!(SettingsPatchDoc, "SettingsPatch");
 rest_schema!(ErrorDoc, "Error");
 rest_schema!(LineErrorDoc, "LineError");
 rest_schema!(ImportProgressDoc, "ImportProgress");
+rest_schema!(DashboardDoc, "Dashboard");
+rest_schema!(CertificateDoc, "Certificate");
+rest_schema!(DkimDomainDoc, "DkimDomain");
+rest_schema!(ApplianceDoc, "Appliance");
+rest_schema!(SystemDoc, "System");
+rest_schema!(AuditEntryDoc, "AuditEntry");
+rest_schema!(StatsDoc, "Stats");
+
+/// A binary body (an update bundle).
+pub(crate) struct BinaryBody;
+impl PartialSchema for BinaryBody {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{KnownFormat, SchemaFormat, Type};
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+impl ToSchema for BinaryBody {}
+
+/// A JSON object, fields not described.
+pub(crate) struct AnyObject;
+impl PartialSchema for AnyObject {
+    fn schema() -> RefOr<Schema> {
+        utoipa::openapi::ObjectBuilder::new().into()
+    }
+}
+impl ToSchema for AnyObject {}
 
 /// The answer of `POST /v1/users/import` without `background`: the
 /// import's result, or with `preview` what it would do.
@@ -345,6 +396,24 @@ pub(crate) fn recipients() -> RefOr<Schema> {
                 "last_reply": { "type": ["string", "null"] },
             },
         },
+    }))
+}
+
+/// `NewDkimKey.algorithm`: a name of `dkim::Algorithm`, or null.
+pub(crate) fn dkim_algorithm() -> RefOr<Schema> {
+    schema(json!({
+        "type": ["string", "null"],
+        "enum": ["ed25519", "rsa", null],
+        "description": "Default ed25519, or for rotate the active key's (null: the default)",
+    }))
+}
+
+/// `PUT /v1/appliance/ntp`'s servers (`appliance::ntp`).
+pub(crate) fn ntp_servers() -> RefOr<Schema> {
+    schema(json!({
+        "type": "array",
+        "maxItems": crate::appliance::ntp::MAX_SERVERS,
+        "items": { "type": "string", "minLength": 1, "maxLength": 253 },
     }))
 }
 

@@ -125,14 +125,36 @@ pub(crate) fn unescape(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/health",
+    summary = "Liveness and counters since start",
+    responses(
+        (status = 200, description = "OK", body = Health),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn health(ctl: &Control) -> Answer {
-    Answer::ok(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "stats": ctl.app.stats.snapshot(),
-        "hardening": ctl.app.hardening,
-        "delivery": ctl.delivery.snapshot(),
+    Answer::ok(json!(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        stats: ctl.app.stats.snapshot(),
+        hardening: &ctl.app.hardening,
+        delivery: ctl.delivery.snapshot(),
     }))
+}
+
+/// Liveness and counters since start.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct Health<'a> {
+    status: &'static str,
+    version: &'static str,
+    #[cfg_attr(test, schema(value_type = crate::control::openapi::StatsDoc))]
+    stats: Value,
+    /// How the daemon is confined (uid, no_new_privs, landlock, seccomp).
+    #[cfg_attr(test, schema(value_type = Object))]
+    hardening: &'a crate::jail::Hardening,
+    /// Delivery counters.
+    #[cfg_attr(test, schema(value_type = Object))]
+    delivery: Value,
 }
 
 /// Merges a partial JSON object into the current settings.
@@ -188,11 +210,30 @@ pub(super) fn edit_settings(ctl: &Control, body: &[u8]) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 struct ClockRequest {
-    /// RFC 3339 time to move to; absent: back to the system clock.
+    /// RFC 3339 time to move to; absent: back to the system clock
+    #[cfg_attr(test, schema(value_type = Option<String>, format = DateTime))]
     now: Option<jiff::Timestamp>,
 }
 
+/// The daemon's clock now.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct ClockNow {
+    #[cfg_attr(test, schema(value_type = String))]
+    now: jiff::Timestamp,
+}
+
+#[cfg_attr(test, utoipa::path(put, tag = "system", path = "/v1/debug/clock",
+    summary = "Move the daemon's clock (needs debug.clock_override)",
+    request_body(content = Option<ClockRequest>),
+    responses(
+        (status = 200, description = "Now", body = ClockNow),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn set_clock(ctl: &Control, body: &[u8]) -> Res {
     if !ctl.config.debug.clock_override {
         return Err(Answer::error(
@@ -206,7 +247,9 @@ pub(super) fn set_clock(ctl: &Control, body: &[u8]) -> Res {
         None => ctl.app.clock.reset(),
     }
     tracing::warn!(now = %ctl.app.clock.now(), "clock overridden");
-    Ok(Answer::ok(json!({ "now": ctl.app.clock.now() })))
+    Ok(Answer::ok(json!(ClockNow {
+        now: ctl.app.clock.now()
+    })))
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ impl Want {
     }
 }
 
-/// One page of a list, in key order: follow next until it is null
+/// One page of a list: follow next until it is null
 #[derive(serde::Serialize)]
 #[cfg_attr(test, derive(utoipa::ToSchema))]
 pub struct Paged<T> {
