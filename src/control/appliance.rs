@@ -15,17 +15,30 @@ type Res = Result<Answer, Answer>;
 #[cfg_attr(test, utoipa::path(get, tag = "appliance", path = "/v1/appliance",
     summary = "Clock synchronisation, NTP servers, a pending factory reset",
     responses(
-        (status = 200, description = "State", body = crate::control::openapi::ApplianceDoc),
+        (status = 200, description = "State", body = Appliance),
         (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
     )))]
 pub(super) fn status(ctl: &Control) -> Res {
     let data = &ctl.data;
-    Ok(Answer::ok(json!({
-        "hostname": ctl.app.hostname,
-        "clock": clock::state(),
-        "ntp_servers": ntp::load(data).map_err(internal)?,
-        "factory_reset_pending": reset::pending(data),
+    Ok(Answer::ok(json!(Appliance {
+        hostname: &ctl.app.hostname,
+        clock: clock::state(),
+        ntp_servers: ntp::load(data).map_err(internal)?,
+        factory_reset_pending: reset::pending(data),
     })))
+}
+
+/// The appliance's state (`GET /v1/appliance`).
+#[derive(Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct Appliance<'a> {
+    hostname: &'a str,
+    /// The kernel's clock state (adjtimex); null where it cannot be read
+    #[cfg_attr(test, schema(schema_with = crate::control::openapi::clock_state, required = true))]
+    clock: Option<clock::ClockState>,
+    /// Set on the admin page; empty: the provisioned servers apply
+    ntp_servers: Vec<String>,
+    factory_reset_pending: bool,
 }
 
 #[derive(Deserialize)]

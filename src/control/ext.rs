@@ -189,13 +189,27 @@ fn cert_view(ctl: &Control) -> Value {
                 .join(":")
         })
         .unwrap_or_default();
-    json!({ "sha256_fingerprint": fp, "chain_length": ck.cert.len(), "certificate": pem })
+    json!(Certificate {
+        sha256_fingerprint: fp,
+        chain_length: ck.cert.len(),
+        certificate: pem,
+    })
+}
+
+/// The certificate served by every TLS listener.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct Certificate {
+    sha256_fingerprint: String,
+    chain_length: usize,
+    /// PEM chain in use
+    certificate: String,
 }
 
 #[cfg_attr(test, utoipa::path(get, tag = "tls", path = "/v1/tls/certificate",
     summary = "The certificate served by every TLS listener",
     responses(
-        (status = 200, description = "Certificate", body = crate::control::openapi::CertificateDoc),
+        (status = 200, description = "Certificate", body = Certificate),
         (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
     )))]
 pub(super) fn show_cert(ctl: &Control) -> Res {
@@ -216,7 +230,7 @@ struct NewCert {
     summary = "Replace the certificate (checked first; listeners use it at once)",
     request_body(content = NewCert),
     responses(
-        (status = 200, description = "Now in use", body = crate::control::openapi::CertificateDoc),
+        (status = 200, description = "Now in use", body = Certificate),
         (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
         (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
         (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),

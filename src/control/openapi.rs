@@ -94,6 +94,7 @@ const PATH: &str = "src/admin/openapi.json";
         NewUser,
         EditUser,
         LockRequest,
+        ErrorDoc,
         crate::control::routes::users::ImportResult,
         crate::control::routes::users::ImportPreview,
         QueueView,
@@ -124,13 +125,12 @@ macro_rules! rest_schema {
 rest_schema!(UserDoc, "User");
 rest_schema!(SystemSettingsDoc, "SystemSettings");
 rest_schema!(SettingsPatchDoc, "SettingsPatch");
-rest_schema!(ErrorDoc, "Error");
+/// The error answer's schema, under the name the paths use.
+pub(crate) type ErrorDoc = crate::control::ErrorBody<'static>;
 rest_schema!(LineErrorDoc, "LineError");
 rest_schema!(ImportProgressDoc, "ImportProgress");
 rest_schema!(DashboardDoc, "Dashboard");
-rest_schema!(CertificateDoc, "Certificate");
 rest_schema!(DkimDomainDoc, "DkimDomain");
-rest_schema!(ApplianceDoc, "Appliance");
 rest_schema!(SystemDoc, "System");
 rest_schema!(AuditEntryDoc, "AuditEntry");
 rest_schema!(StatsDoc, "Stats");
@@ -187,7 +187,7 @@ impl ToSchema for CsvBody {}
 
 fn error(description: &str) -> RefOr<Response> {
     let json = ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name("Error")))
+        .schema(Some(Ref::from_schema_name(ErrorDoc::name())))
         .build();
     ResponseBuilder::new()
         .description(description)
@@ -406,6 +406,27 @@ pub(crate) fn dkim_algorithm() -> RefOr<Schema> {
         "enum": ["ed25519", "rsa", null],
         "description": "Default ed25519, or for rotate the active key's (null: the default)",
     }))
+}
+
+/// `Appliance.clock` (`appliance::clock::ClockState`, or null).
+pub(crate) fn clock_state() -> RefOr<Schema> {
+    use utoipa::openapi::schema::Type;
+    let state = schema(json!({
+        "type": "object",
+        "required": ["synchronised", "max_error_us", "est_error_us"],
+        "properties": {
+            "synchronised": { "type": "boolean" },
+            "max_error_us": { "type": "integer" },
+            "est_error_us": { "type": "integer" },
+        },
+    }));
+    utoipa::openapi::OneOfBuilder::new()
+        .item(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Null))
+        .item(state)
+        .description(Some(
+            "The kernel's clock state (adjtimex); null where it cannot be read",
+        ))
+        .into()
 }
 
 /// `PUT /v1/appliance/ntp`'s servers (`appliance::ntp`).

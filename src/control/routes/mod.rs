@@ -47,9 +47,9 @@ pub(super) fn refuse_invalid_lines(
     }
     Err(Answer {
         status: StatusCode::UNPROCESSABLE_ENTITY,
-        body: json!({
-            "error": format!("{} invalid line(s); nothing was imported", errors.len()),
-            "errors": errors,
+        body: json!(crate::control::ErrorBody {
+            error: format!("{} invalid line(s); nothing was imported", errors.len()),
+            errors: Some(errors),
         }),
     })
 }
