@@ -129,7 +129,6 @@ rest_schema!(SettingsPatchDoc, "SettingsPatch");
 pub(crate) type ErrorDoc = crate::control::ErrorBody<'static>;
 rest_schema!(LineErrorDoc, "LineError");
 rest_schema!(ImportProgressDoc, "ImportProgress");
-rest_schema!(DashboardDoc, "Dashboard");
 rest_schema!(DkimDomainDoc, "DkimDomain");
 rest_schema!(SystemDoc, "System");
 rest_schema!(AuditEntryDoc, "AuditEntry");
@@ -427,6 +426,30 @@ pub(crate) fn clock_state() -> RefOr<Schema> {
             "The kernel's clock state (adjtimex); null where it cannot be read",
         ))
         .into()
+}
+
+/// A count by name (`Dashboard.queue_by_state`).
+pub(crate) fn counts_by_name() -> RefOr<Schema> {
+    schema(json!({ "type": "object", "additionalProperties": { "type": "integer" } }))
+}
+
+/// `delivery::Stats::snapshot`.
+pub(crate) fn delivery_counters() -> RefOr<Schema> {
+    schema(json!({
+        "type": "object",
+        "description": "Delivery counters since start; tls_policy counts MX sessions under \
+                        MTA-STS (sts) or DANE (tlsa) by result.",
+        "properties": {
+            "tls_policy": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": { "type": "integer" },
+                },
+            },
+        },
+        "additionalProperties": { "type": "integer" },
+    }))
 }
 
 /// `PUT /v1/appliance/ntp`'s servers (`appliance::ntp`).
