@@ -15,8 +15,12 @@ type Res = Result<Answer, Answer>;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = NewDkimKey))]
 struct NewKey {
+    /// DNS label(s); default outguard1, or for rotate the other of outguard1/outguard2 (null: the default)
     selector: Option<String>,
+    /// Default ed25519, or for rotate the active key's (null: the default)
+    #[cfg_attr(test, schema(schema_with = crate::control::openapi::dkim_algorithm))]
     algorithm: Option<String>,
 }
 
@@ -28,6 +32,13 @@ fn domain(d: &str) -> Result<String, Answer> {
     validate_domain(d).map_err(bad)
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "dkim", path = "/v1/dkim",
+    summary = "DKIM keys of every sender domain",
+    responses(
+        (status = 200, description = "Domains with keys", body = Vec<crate::control::openapi::DkimDomainDoc>),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn list(ctl: &Control) -> Res {
     let keys = ctl.app.store.dkim_list().map_err(internal)?;
     Ok(Answer::ok(json!(
@@ -35,6 +46,15 @@ pub(super) fn list(ctl: &Control) -> Res {
     )))
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "dkim", path = "/v1/dkim/{domain}",
+    summary = "A domain's DKIM keys and their DNS TXT records",
+    params(("domain" = String, Path, description = "Sender domain (the From: domain of the mail to sign)")),
+    responses(
+        (status = 200, description = "The keys", body = crate::control::openapi::DkimDomainDoc),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 404, description = "No such object", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn show(ctl: &Control, d: &str) -> Res {
     let d = domain(d)?;
     match ctl.app.store.dkim_keys(&d).map_err(internal)? {
@@ -57,6 +77,17 @@ fn params(
     Ok((selector, algorithm))
 }
 
+#[cfg_attr(test, utoipa::path(post, tag = "dkim", path = "/v1/dkim/{domain}",
+    summary = "Generate the domain's first DKIM key; mail from it is signed at delivery from now on",
+    params(("domain" = String, Path, description = "Sender domain (the From: domain of the mail to sign)")),
+    request_body(content = Option<NewKey>),
+    responses(
+        (status = 200, description = "Generated; publish the active record", body = crate::control::openapi::DkimDomainDoc),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        (status = 409, description = "The domain already has a key (use rotate)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn generate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     let d = domain(d)?;
     let req: NewKey = json_body(body)?;
@@ -82,6 +113,18 @@ pub(super) fn generate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(stored.map(|k| k.view()).unwrap_or_default()))
 }
 
+#[cfg_attr(test, utoipa::path(post, tag = "dkim", path = "/v1/dkim/{domain}/rotate",
+    summary = "Rotation step 1: generate the next key under another selector, to publish before activating",
+    params(("domain" = String, Path, description = "Sender domain (the From: domain of the mail to sign)")),
+    request_body(content = Option<NewKey>),
+    responses(
+        (status = 200, description = "The keys with the next one", body = crate::control::openapi::DkimDomainDoc),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        (status = 404, description = "No such object", body = crate::control::openapi::ErrorDoc),
+        (status = 409, description = "A next key is already pending, or the selector is the active one", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn rotate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     let d = domain(d)?;
     let req: NewKey = json_body(body)?;
@@ -130,6 +173,17 @@ pub(super) fn rotate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(stored.map(|k| k.view()).unwrap_or_default()))
 }
 
+#[cfg_attr(test, utoipa::path(post, tag = "dkim", path = "/v1/dkim/{domain}/activate",
+    summary = "Rotation step 2: sign with the next key from now on; the old key becomes retired",
+    params(("domain" = String, Path, description = "Sender domain (the From: domain of the mail to sign)")),
+    responses(
+        (status = 200, description = "The keys after the switch", body = crate::control::openapi::DkimDomainDoc),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        (status = 404, description = "No such object", body = crate::control::openapi::ErrorDoc),
+        (status = 409, description = "No next key to activate", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn activate(ctl: &Control, d: &str) -> Res {
     let d = domain(d)?;
     let stored = ctl
@@ -154,6 +208,17 @@ pub(super) fn activate(ctl: &Control, d: &str) -> Res {
 
 /// Deletes a domain's keys, or with `?selector=` only its next or retired
 /// key (the active key goes only with the domain).
+#[cfg_attr(test, utoipa::path(delete, tag = "dkim", path = "/v1/dkim/{domain}",
+    summary = "Delete the domain's keys (its mail goes unsigned), or with ?selector= only its next or retired key",
+    params(("domain" = String, Path, description = "Sender domain (the From: domain of the mail to sign)"), ("selector" = Option<String>, Query, nullable = false)),
+    responses(
+        (status = 200, description = "Deleted: the remaining keys, or {deleted: domain}", body = inline(crate::control::openapi::AnyObject)),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        (status = 404, description = "No such object", body = crate::control::openapi::ErrorDoc),
+        (status = 409, description = "The selector is the active key", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn delete(ctl: &Control, d: &str, q: &[(String, String)]) -> Res {
     let d = domain(d)?;
     let selector = q

@@ -76,37 +76,85 @@ pub fn summary(ctl: &Control) -> Result<Value, Answer> {
     let (incoming_domains, incoming_users) = store.incoming_counts().map_err(internal)?;
     let today = ctl.app.today_counts();
     let (under_attack, account_blocks) = ctl.app.throttle.account_stats();
-    Ok(json!({
-        "today": w.day,
-        "quarantine_size": quarantine_size,
-        "messages_quarantined_today": quarantined_today,
-        "messages_refused_today": today.refused,
-        "messages_caught_today": today.caught,
-        "messages_accepted_today": accepted_today,
-        "recipients_today": recipients_today,
-        "users": store.user_count().map_err(internal)?,
+    let queue_size = states.get("queued").and_then(Value::as_u64).unwrap_or(0);
+    Ok(json!(Dashboard {
+        today: w.day,
+        quarantine_size,
+        messages_quarantined_today: quarantined_today,
+        messages_refused_today: today.refused,
+        messages_caught_today: today.caught,
+        messages_accepted_today: accepted_today,
+        recipients_today,
+        users: store.user_count().map_err(internal)?,
         // Kept by the store with every user write (store::users).
-        "locked_users": store.locked_users().map_err(internal)?,
-        "queue_size": states.get("queued").and_then(Value::as_u64).unwrap_or(0),
-        "queue_by_state": states,
-        "recipients_delivered_in_queue": delivered,
-        "incoming_domains": incoming_domains,
-        "incoming_users": incoming_users,
-        "since_start": ctl.app.stats.snapshot(),
-        // Accounts refused to unknown addresses after too many failed
-        // logins (auth::throttle), now and since start.
-        "auth_accounts_under_attack": under_attack,
-        "auth_account_blocks": account_blocks,
-        "delivery": ctl.delivery.snapshot(),
-        // Null for a box alone (no `[store] shared`).
-        "fleet": crate::store::fleet::current().map(|f| f.status()),
+        locked_users: store.locked_users().map_err(internal)?,
+        queue_size,
+        queue_by_state: states,
+        recipients_delivered_in_queue: delivered,
+        incoming_domains,
+        incoming_users,
+        since_start: ctl.app.stats.snapshot(),
+        auth_accounts_under_attack: under_attack,
+        auth_account_blocks: account_blocks,
+        delivery: ctl.delivery.snapshot(),
+        fleet: crate::store::fleet::current().map(|f| f.status()),
     }))
 }
 
+/// Figures for the dashboard (`GET /v1/dashboard`, and /metrics).
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct Dashboard {
+    today: String,
+    /// Caught today and still held (released or deleted ones no longer count)
+    messages_quarantined_today: u64,
+    quarantine_size: u64,
+    /// Refused today (limits, locks, content, policy), counted since the daemon started
+    messages_refused_today: u64,
+    /// Caught as spam or malware today, counted since the daemon started
+    messages_caught_today: u64,
+    messages_accepted_today: u64,
+    recipients_today: u64,
+    users: u64,
+    locked_users: u64,
+    queue_size: u64,
+    #[cfg_attr(test, schema(schema_with = crate::control::openapi::counts_by_name))]
+    queue_by_state: serde_json::Map<String, Value>,
+    recipients_delivered_in_queue: u64,
+    incoming_domains: u64,
+    incoming_users: u64,
+    #[cfg_attr(test, schema(value_type = crate::control::openapi::StatsDoc))]
+    since_start: Value,
+    /// Accounts refused now to addresses that never logged in to them, after too many failed SMTP logins
+    auth_accounts_under_attack: u64,
+    /// Such account blocks since start
+    auth_account_blocks: u64,
+    #[cfg_attr(test, schema(schema_with = crate::control::openapi::delivery_counters))]
+    delivery: Value,
+    /// The shared store's state; null for a box alone (no `[store] shared`)
+    #[cfg_attr(test, schema(value_type = Option<Object>, required = true))]
+    fleet: Option<Value>,
+}
+
+#[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/dashboard",
+    summary = "Figures for the dashboard",
+    responses(
+        (status = 200, description = "Figures", body = Dashboard),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn dashboard(ctl: &Control) -> Res {
     summary(ctl).map(Answer::ok)
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/audit",
+    summary = "Audit log of admin actions, newest first",
+    description = "One page, newest first; next is the id of the oldest entry looked at.",
+    params(("filter" = Option<String>, Query, nullable = false, description = "Only entries containing this"), ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 1000, description = "Items per page (default 100, at most 1000; outside 1 to 1000 is 400)"), ("after" = Option<String>, Query, nullable = false, description = "The next cursor of the page before; absent or empty: the first page")),
+    responses(
+        (status = 200, description = "Entries", body = crate::control::routes::paging::Paged<crate::control::openapi::AuditEntryDoc>),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !["filter", "limit", "after"].contains(&k.as_str()) {
@@ -126,6 +174,14 @@ pub(super) fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     Ok(paging::numbered(page))
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/logs",
+    summary = "Search the recent log lines kept in memory",
+    params(("q" = Option<String>, Query, nullable = false, description = "Text to find (case-insensitive)"), ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 10000, description = "")),
+    responses(
+        (status = 200, description = "Lines, oldest first", body = Vec<String>),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn logs(q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !["q", "limit"].contains(&k.as_str()) {
@@ -166,20 +222,52 @@ fn cert_view(ctl: &Control) -> Value {
                 .join(":")
         })
         .unwrap_or_default();
-    json!({ "sha256_fingerprint": fp, "chain_length": ck.cert.len(), "certificate": pem })
+    json!(Certificate {
+        sha256_fingerprint: fp,
+        chain_length: ck.cert.len(),
+        certificate: pem,
+    })
 }
 
+/// The certificate served by every TLS listener.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct Certificate {
+    sha256_fingerprint: String,
+    chain_length: usize,
+    /// PEM chain in use
+    certificate: String,
+}
+
+#[cfg_attr(test, utoipa::path(get, tag = "tls", path = "/v1/tls/certificate",
+    summary = "The certificate served by every TLS listener",
+    responses(
+        (status = 200, description = "Certificate", body = Certificate),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn show_cert(ctl: &Control) -> Res {
     Ok(Answer::ok(cert_view(ctl)))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = NewCertificate))]
 struct NewCert {
+    /// PEM certificate chain
     certificate: String,
+    /// PEM private key matching the first certificate
     private_key: String,
 }
 
+#[cfg_attr(test, utoipa::path(put, tag = "tls", path = "/v1/tls/certificate",
+    summary = "Replace the certificate (checked first; listeners use it at once)",
+    request_body(content = NewCert),
+    responses(
+        (status = 200, description = "Now in use", body = Certificate),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn put_cert(ctl: &Control, body: &[u8]) -> Res {
     let req: NewCert = json_body(body)?;
     let ck = crate::tls::certified_key(req.certificate.as_bytes(), req.private_key.as_bytes())
@@ -201,10 +289,28 @@ pub(super) fn put_cert(ctl: &Control, body: &[u8]) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 struct NewPassword {
+    #[cfg_attr(test, schema(min_length = 8))]
     password: String,
 }
 
+/// The admin password is changed.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct PasswordChanged {
+    changed: bool,
+}
+
+#[cfg_attr(test, utoipa::path(put, tag = "system", path = "/v1/admin/password",
+    summary = "Change the admin password (ends every HTTPS session)",
+    request_body(content = NewPassword),
+    responses(
+        (status = 200, description = "Changed", body = PasswordChanged),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
     let req: NewPassword = json_body(body)?;
     check_password(&req.password).map_err(bad)?;
@@ -213,5 +319,5 @@ pub(super) fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
         .set_admin_password(&password::hash(&req.password))
         .map_err(internal)?;
     tracing::info!("admin password changed");
-    Ok(Answer::ok(json!({ "changed": true })))
+    Ok(Answer::ok(json!(PasswordChanged { changed: true })))
 }

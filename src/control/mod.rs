@@ -9,6 +9,8 @@ pub mod client;
 pub mod dkim;
 pub mod ext;
 pub mod logs;
+#[cfg(test)]
+mod openapi;
 pub mod router;
 pub mod routes;
 pub mod update;
@@ -129,7 +131,25 @@ impl Answer {
     pub fn error(status: StatusCode, message: impl Into<String>) -> Answer {
         Answer {
             status,
-            body: serde_json::json!({ "error": message.into() }),
+            body: serde_json::json!(ErrorBody {
+                error: message.into(),
+                errors: None,
+            }),
         }
     }
+}
+
+// An error answer (`Error` in the OpenAPI description).
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = Error))]
+pub(crate) struct ErrorBody<'a> {
+    /// What went wrong.
+    pub error: String,
+    /// The invalid lines of an import (422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        test,
+        schema(value_type = Vec<crate::control::openapi::LineErrorDoc>, required = false)
+    )]
+    pub errors: Option<&'a [crate::import::LineError]>,
 }

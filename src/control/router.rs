@@ -202,10 +202,8 @@ pub fn api(ctl: Arc<Control>) -> Router {
         .merge(incoming_routes())
         .route(
             "/settings",
-            get(h!(|c, _| Ok(Answer::ok(serde_json::json!(
-                c.app.settings.get()
-            )))))
-            .patch(h!(|c, a| routes::edit_settings(c, &a.body))),
+            get(h!(|c, _| routes::show_settings(c)))
+                .patch(h!(|c, a| routes::edit_settings(c, &a.body))),
         )
         .route("/queue", get(h!(|c, a| queue::list_queue(c, &a.q))))
         .route(

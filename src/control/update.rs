@@ -34,19 +34,46 @@ pub fn is_upload(method: &Method, path: &str) -> bool {
 }
 
 /// `GET /v1/system`: the slots, the version and the last update report.
+#[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/system",
+    summary = "Running version, booted slot, slot states and the last update install",
+    responses(
+        (status = 200, description = "OK", body = crate::control::openapi::SystemDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn system(ctl: &Control) -> Answer {
     Answer::ok(status(&ctl.config.data_dir, Path::new(REPORT_DIR)))
 }
 
+/// A bundle is spooled for the update agent.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct UpdateAccepted {
+    accepted: bool,
+    bytes: usize,
+    message: &'static str,
+}
+
 /// `POST /v1/system/update`: spools the bundle for the update agent.
+#[cfg_attr(test, utoipa::path(post, tag = "system", path = "/v1/system/update",
+    summary = "Upload a signed RAUC bundle: the update agent checks its signature and installs it into the other slot (reboot to run it)",
+    request_body(content = inline(crate::control::openapi::BinaryBody), content_type = "application/octet-stream"),
+    responses(
+        (status = 202, description = "Spooled for the update agent", body = UpdateAccepted),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        (status = 409, description = "A bundle is already waiting for the update agent", body = crate::control::openapi::ErrorDoc),
+        (status = 413, description = "Bundle over 64 MiB", body = crate::control::openapi::ErrorDoc),
+        (status = 500, description = "The spool could not be written", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn upload(ctl: &Control, body: &[u8]) -> Result<Answer, Answer> {
     spool(&ctl.config.data_dir, body)?;
     Ok(Answer {
         status: StatusCode::ACCEPTED,
-        body: json!({
-            "accepted": true,
-            "bytes": body.len(),
-            "message": "the bundle is being checked and installed into the other slot; see GET /v1/system, then reboot",
+        body: json!(UpdateAccepted {
+            accepted: true,
+            bytes: body.len(),
+            message: "the bundle is being checked and installed into the other slot; see GET /v1/system, then reboot",
         }),
     })
 }

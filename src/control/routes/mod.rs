@@ -47,9 +47,9 @@ pub(super) fn refuse_invalid_lines(
     }
     Err(Answer {
         status: StatusCode::UNPROCESSABLE_ENTITY,
-        body: json!({
-            "error": format!("{} invalid line(s); nothing was imported", errors.len()),
-            "errors": errors,
+        body: json!(crate::control::ErrorBody {
+            error: format!("{} invalid line(s); nothing was imported", errors.len()),
+            errors: Some(errors),
         }),
     })
 }
@@ -60,6 +60,14 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Answer {
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal error; see the daemon log",
     )
+}
+
+/// What a `DELETE` removed.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub(crate) struct Deleted {
+    /// The name or id of what was deleted.
+    pub deleted: String,
 }
 
 pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Answer> {
@@ -117,14 +125,36 @@ pub(crate) fn unescape(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/health",
+    summary = "Liveness and counters since start",
+    responses(
+        (status = 200, description = "OK", body = Health),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn health(ctl: &Control) -> Answer {
-    Answer::ok(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "stats": ctl.app.stats.snapshot(),
-        "hardening": ctl.app.hardening,
-        "delivery": ctl.delivery.snapshot(),
+    Answer::ok(json!(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        stats: ctl.app.stats.snapshot(),
+        hardening: &ctl.app.hardening,
+        delivery: ctl.delivery.snapshot(),
     }))
+}
+
+/// Liveness and counters since start.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct Health<'a> {
+    status: &'static str,
+    version: &'static str,
+    #[cfg_attr(test, schema(value_type = crate::control::openapi::StatsDoc))]
+    stats: Value,
+    /// How the daemon is confined (uid, no_new_privs, landlock, seccomp).
+    #[cfg_attr(test, schema(value_type = Object))]
+    hardening: &'a crate::jail::Hardening,
+    /// Delivery counters.
+    #[cfg_attr(test, schema(value_type = Object))]
+    delivery: Value,
 }
 
 /// Merges a partial JSON object into the current settings.
@@ -144,6 +174,26 @@ fn merge(into: &mut Value, patch: &Value) -> Result<(), String> {
     }
 }
 
+/// `GET /v1/settings`.
+#[cfg_attr(test, utoipa::path(get, tag = "settings", path = "/v1/settings",
+    summary = "System settings",
+    responses(
+        (status = 200, description = "Settings", body = crate::control::openapi::SystemSettingsDoc),
+        crate::control::openapi::LoggedIn,
+    )))]
+pub(super) fn show_settings(ctl: &Control) -> Res {
+    Ok(Answer::ok(json!(ctl.app.settings.get())))
+}
+
+/// `PATCH /v1/settings`: a merge of the body into the settings in force.
+#[cfg_attr(test, utoipa::path(patch, tag = "settings", path = "/v1/settings",
+    summary = "Change system settings",
+    request_body = Option<crate::control::openapi::SettingsPatchDoc>,
+    responses(
+        (status = 200, description = "Settings now", body = crate::control::openapi::SystemSettingsDoc),
+        crate::control::openapi::Writes,
+        crate::control::openapi::OutOfRange,
+    )))]
 pub(super) fn edit_settings(ctl: &Control, body: &[u8]) -> Res {
     let patch: Value = json_body(body)?;
     let mut current = serde_json::to_value(ctl.app.settings.get()).map_err(internal)?;
@@ -160,11 +210,30 @@ pub(super) fn edit_settings(ctl: &Control, body: &[u8]) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 struct ClockRequest {
-    /// RFC 3339 time to move to; absent: back to the system clock.
+    /// RFC 3339 time to move to; absent: back to the system clock
+    #[cfg_attr(test, schema(value_type = Option<String>, format = DateTime))]
     now: Option<jiff::Timestamp>,
 }
 
+/// The daemon's clock now.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct ClockNow {
+    #[cfg_attr(test, schema(value_type = String))]
+    now: jiff::Timestamp,
+}
+
+#[cfg_attr(test, utoipa::path(put, tag = "system", path = "/v1/debug/clock",
+    summary = "Move the daemon's clock (needs debug.clock_override)",
+    request_body(content = Option<ClockRequest>),
+    responses(
+        (status = 200, description = "Now", body = ClockNow),
+        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
+        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(super) fn set_clock(ctl: &Control, body: &[u8]) -> Res {
     if !ctl.config.debug.clock_override {
         return Err(Answer::error(
@@ -178,7 +247,9 @@ pub(super) fn set_clock(ctl: &Control, body: &[u8]) -> Res {
         None => ctl.app.clock.reset(),
     }
     tracing::warn!(now = %ctl.app.clock.now(), "clock overridden");
-    Ok(Answer::ok(json!({ "now": ctl.app.clock.now() })))
+    Ok(Answer::ok(json!(ClockNow {
+        now: ctl.app.clock.now()
+    })))
 }
 
 #[cfg(test)]

@@ -66,22 +66,41 @@ impl Want {
     }
 }
 
+/// One page of a list: follow next until it is null
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// Cursor of the next page (pass as after); null: this is the last page
+    #[cfg_attr(test, schema(required = true))]
+    pub next: Option<String>,
+}
+
 /// The answer for a page whose cursor is a name.
 pub fn named<T>(
     page: Page<T, String>,
     view: impl FnMut(&T) -> Result<Value, Answer>,
 ) -> Result<Answer, Answer> {
     let items = page.items.iter().map(view).collect::<Result<Vec<_>, _>>()?;
-    Ok(Answer::ok(json!({ "items": items, "next": page.next })))
+    Ok(Answer::ok(json!(Paged {
+        items,
+        next: page.next
+    })))
 }
 
 /// The answer for a page keyed by queue or quarantine id.
 pub fn by_id<T>(page: Page<T, u64>, view: impl FnMut(&T) -> Value) -> Answer {
     let items: Vec<Value> = page.items.iter().map(view).collect();
-    Answer::ok(json!({ "items": items, "next": page.next.map(queue_id) }))
+    Answer::ok(json!(Paged {
+        items,
+        next: page.next.map(queue_id)
+    }))
 }
 
 /// The answer for a page keyed by a plain number (the audit log).
 pub fn numbered<T: serde::Serialize>(page: Page<T, u64>) -> Answer {
-    Answer::ok(json!({ "items": page.items, "next": page.next.map(|n| n.to_string()) }))
+    Answer::ok(json!(Paged {
+        items: page.items,
+        next: page.next.map(|n| n.to_string())
+    }))
 }

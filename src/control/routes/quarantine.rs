@@ -1,5 +1,6 @@
 //! `/v1/quarantine`: held messages, released or deleted.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Res, bad, internal, not_found};
@@ -10,23 +11,64 @@ pub(crate) fn quarantine_id(id: &str) -> Result<u64, Answer> {
     parse_id(id).ok_or_else(|| bad(format!("'{id}' is not a quarantine id")))
 }
 
+// A held message as the API shows it (`QuarantineEntry` in the OpenAPI
+// description).
+#[derive(Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = QuarantineEntry))]
+pub(crate) struct QuarantineView<'a> {
+    #[cfg_attr(test, schema(pattern = "^[0-9A-F]{16}$"))]
+    id: String,
+    user: &'a str,
+    sender: &'a str,
+    recipients: &'a [String],
+    size: u64,
+    #[cfg_attr(test, schema(value_type = String))]
+    received: jiff::Timestamp,
+    client_ip: &'a str,
+    /// spam, malware, or clean (held for unusual sending)
+    class: &'a str,
+    score: f64,
+    /// hold (kept for review), lock (this message locked the sender), or
+    /// empty for entries from before the response ladder
+    fate: &'a str,
+    reasons: &'a [String],
+    /// The message's header (`GET /v1/quarantine/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, schema(value_type = String, required = false))]
+    headers: Option<String>,
+}
+
+impl<'a> QuarantineView<'a> {
+    pub(crate) fn new(q: &'a crate::store::QuarantineEntry) -> QuarantineView<'a> {
+        QuarantineView {
+            id: queue_id(q.id),
+            user: &q.user,
+            sender: &q.sender,
+            recipients: &q.recipients,
+            size: q.size,
+            received: q.received,
+            client_ip: &q.client_ip,
+            class: &q.class,
+            score: q.score,
+            fate: &q.fate,
+            reasons: &q.reasons,
+            headers: None,
+        }
+    }
+}
+
 pub(crate) fn quarantine_view(q: &crate::store::QuarantineEntry) -> Value {
-    json!({
-        "id": queue_id(q.id),
-        "user": q.user,
-        "sender": q.sender,
-        "recipients": q.recipients,
-        "size": q.size,
-        "received": q.received,
-        "client_ip": q.client_ip,
-        "class": q.class,
-        "score": q.score,
-        "fate": q.fate,
-        "reasons": q.reasons,
-    })
+    json!(QuarantineView::new(q))
 }
 
 /// `GET /v1/quarantine`: one page of held messages, oldest first.
+#[cfg_attr(test, utoipa::path(get, tag = "quarantine", path = "/v1/quarantine",
+    summary = "Messages held in quarantine", description = "One page, oldest first (id order).",
+    params(crate::control::openapi::Paging),
+    responses(
+        (status = 200, description = "Entries", body = super::paging::Paged<QuarantineView>),
+        crate::control::openapi::Reads,
+    )))]
 pub(crate) fn list_quarantine(ctl: &Control, q: &[(String, String)]) -> Res {
     for (k, _) in q {
         if !super::paging::is_paging(k) {
@@ -42,6 +84,12 @@ pub(crate) fn list_quarantine(ctl: &Control, q: &[(String, String)]) -> Res {
     Ok(super::paging::by_id(page, quarantine_view))
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "quarantine", path = "/v1/quarantine/{id}", summary = "One quarantined message with its headers and reasons",
+    params(("id" = String, Path, description = "16 hex digits")),
+    responses(
+        (status = 200, description = "Entry", body = QuarantineView),
+        crate::control::openapi::Reads, crate::control::openapi::Missing,
+    )))]
 pub(crate) fn show_quarantine(ctl: &Control, id: &str) -> Res {
     let n = quarantine_id(id)?;
     let (q, body) = ctl
@@ -50,11 +98,17 @@ pub(crate) fn show_quarantine(ctl: &Control, id: &str) -> Res {
         .quarantine_entry(n)
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no quarantined message {id}")))?;
-    let mut v = quarantine_view(&q);
-    v["headers"] = json!(header_text(&body));
-    Ok(Answer::ok(v))
+    let mut v = QuarantineView::new(&q);
+    v.headers = Some(header_text(&body));
+    Ok(Answer::ok(json!(v)))
 }
 
+#[cfg_attr(test, utoipa::path(post, tag = "quarantine", path = "/v1/quarantine/{id}/release", summary = "Release a quarantined message into the queue",
+    params(("id" = String, Path, description = "16 hex digits")),
+    responses(
+        (status = 200, description = "Released", body = Released),
+        crate::control::openapi::Writes, crate::control::openapi::Missing,
+    )))]
 pub(crate) fn release_quarantine(ctl: &Control, id: &str) -> Res {
     let n = quarantine_id(id)?;
     let queue = ctl.app.committer.reserve_id();
@@ -68,18 +122,37 @@ pub(crate) fn release_quarantine(ctl: &Control, id: &str) -> Res {
         return Err(not_found(format!("no quarantined message {id}")));
     }
     tracing::info!(quarantine_id = %id, queue_id = %queue_id(queue), "released from quarantine");
-    Ok(Answer::ok(
-        json!({ "released": id, "queue_id": queue_id(queue) }),
-    ))
+    Ok(Answer::ok(json!(Released {
+        released: id.to_string(),
+        queue_id: queue_id(queue),
+    })))
 }
 
+/// What `POST /v1/quarantine/{id}/release` did.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub(crate) struct Released {
+    /// The quarantine id.
+    released: String,
+    /// The message's id in the queue.
+    queue_id: String,
+}
+
+#[cfg_attr(test, utoipa::path(delete, tag = "quarantine", path = "/v1/quarantine/{id}", summary = "Delete a quarantined message",
+    params(("id" = String, Path, description = "16 hex digits")),
+    responses(
+        (status = 200, description = "Deleted", body = super::Deleted),
+        crate::control::openapi::Writes, crate::control::openapi::Missing,
+    )))]
 pub(crate) fn delete_quarantine(ctl: &Control, id: &str) -> Res {
     let n = quarantine_id(id)?;
     if !ctl.app.store.delete_quarantined(n).map_err(internal)? {
         return Err(not_found(format!("no quarantined message {id}")));
     }
     tracing::info!(quarantine_id = %id, "deleted from quarantine");
-    Ok(Answer::ok(json!({ "deleted": id })))
+    Ok(Answer::ok(json!(super::Deleted {
+        deleted: id.to_string()
+    })))
 }
 
 /// The header section of a message, bounded, as text.

@@ -27,6 +27,18 @@ pub(crate) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
 
 /// `GET /v1/users`: one page of users in name order (`paging`), those
 /// whose name contains `filter` and whose lock state is `status`.
+#[cfg_attr(test, utoipa::path(get, tag = "users", path = "/v1/users",
+    summary = "List outgoing users",
+    description = "One page, in name order; a filtered page may hold fewer than limit items (a page looks at no more than 10,000 rows): follow next until it is null.",
+    params(
+        ("filter" = Option<String>, Query, description = "Only names containing this", nullable = false),
+        ("status" = inline(Option<crate::control::openapi::UserStatus>), Query, description = "Lock state: locked is either kind of lock", nullable = false),
+        crate::control::openapi::Paging,
+    ),
+    responses(
+        (status = 200, description = "Users", body = super::paging::Paged<crate::control::openapi::UserDoc>),
+        crate::control::openapi::Reads,
+    )))]
 pub(crate) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
     let want = super::paging::want(q)?;
     let filter = q
@@ -74,17 +86,27 @@ pub(crate) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 pub(crate) struct NewUser {
+    /// user@domain, or an IP address or network
     name: String,
+    /// At least 8 characters; blank or absent only for IP address users
     #[serde(default)]
     password: Option<String>,
-    /// For IP users: the domain they may send from.
+    /// For IP address users: the domain they may send from
     #[serde(default)]
     domain: Option<String>,
     #[serde(default)]
     settings: UserSettings,
 }
 
+#[cfg_attr(test, utoipa::path(post, tag = "users", path = "/v1/users",
+    summary = "Add an outgoing user ('Add outgoing user')",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Added", body = crate::control::openapi::UserDoc),
+        crate::control::openapi::Writes, crate::control::openapi::Conflict, crate::control::openapi::OutOfRange,
+    )))]
 pub(crate) fn add_user(ctl: &Control, body: &[u8]) -> Res {
     let req: NewUser = json_body(body)?;
     let name = UserName::parse(&req.name).map_err(bad)?;
@@ -129,6 +151,13 @@ pub(crate) fn add_user(ctl: &Control, body: &[u8]) -> Res {
     })
 }
 
+#[cfg_attr(test, utoipa::path(get, tag = "users", path = "/v1/users/{name}",
+    summary = "One user",
+    params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
+    responses(
+        (status = 200, description = "User", body = crate::control::openapi::UserDoc),
+        crate::control::openapi::Reads, crate::control::openapi::Missing,
+    )))]
 pub(crate) fn show_user(ctl: &Control, name: &str) -> Res {
     let name = canonical(name)?;
     let u = ctl
@@ -142,16 +171,26 @@ pub(crate) fn show_user(ctl: &Control, name: &str) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 pub(crate) struct EditUser {
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
     settings: UserSettings,
-    /// Settings to reset to the system default.
+    /// Settings to reset to the system default
     #[serde(default)]
+    #[cfg_attr(test, schema(schema_with = crate::control::openapi::clear))]
     clear: Vec<String>,
 }
 
+#[cfg_attr(test, utoipa::path(patch, tag = "users", path = "/v1/users/{name}",
+    summary = "Change a user's password or settings",
+    params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
+    request_body = Option<EditUser>,
+    responses(
+        (status = 200, description = "Changed", body = crate::control::openapi::UserDoc),
+        crate::control::openapi::Writes, crate::control::openapi::Missing, crate::control::openapi::OutOfRange,
+    )))]
 pub(crate) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     let name = canonical(name)?;
     let req: EditUser = json_body(body)?;
@@ -196,23 +235,40 @@ pub(crate) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(view(ctl, &updated)?))
 }
 
+#[cfg_attr(test, utoipa::path(delete, tag = "users", path = "/v1/users/{name}",
+    summary = "Delete a user and its counters",
+    params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
+    responses(
+        (status = 200, description = "Deleted", body = super::Deleted),
+        crate::control::openapi::Writes, crate::control::openapi::Missing,
+    )))]
 pub(crate) fn delete_user(ctl: &Control, name: &str) -> Res {
     let name = canonical(name)?;
     if !ctl.app.store.delete_user(&name).map_err(internal)? {
         return Err(not_found(format!("no user {name}")));
     }
     tracing::info!(user = %name, "user deleted");
-    Ok(Answer::ok(json!({ "deleted": name })))
+    Ok(Answer::ok(json!(super::Deleted { deleted: name })))
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 pub(crate) struct LockRequest {
-    /// Lock for this long; absent: until an admin unlocks.
+    /// Absent: locked until an admin unlocks
+    #[cfg_attr(test, schema(schema_with = crate::control::openapi::lock_minutes))]
     minutes: Option<u32>,
     reason: Option<String>,
 }
 
+#[cfg_attr(test, utoipa::path(post, tag = "users", path = "/v1/users/{name}/lock",
+    summary = "Lock a user",
+    params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
+    request_body = Option<LockRequest>,
+    responses(
+        (status = 200, description = "Locked", body = crate::control::openapi::UserDoc),
+        crate::control::openapi::Writes, crate::control::openapi::Missing, crate::control::openapi::OutOfRange,
+    )))]
 pub(crate) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     let name = canonical(name)?;
     let req: LockRequest = json_body(body)?;
@@ -244,6 +300,13 @@ pub(crate) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     Ok(Answer::ok(view(ctl, &updated)?))
 }
 
+#[cfg_attr(test, utoipa::path(post, tag = "users", path = "/v1/users/{name}/unlock",
+    summary = "Unlock a user (and reset its unlocks by timeout)",
+    params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
+    responses(
+        (status = 200, description = "Unlocked", body = crate::control::openapi::UserDoc),
+        crate::control::openapi::Writes, crate::control::openapi::Missing,
+    )))]
 pub(crate) fn unlock_user(ctl: &Control, name: &str) -> Res {
     let name = canonical(name)?;
     let now = ctl.app.clock.now();
@@ -277,6 +340,24 @@ pub(crate) fn importer(ctl: &Control) -> import::job::Importer {
 /// at once, answering with every name, or with `background=true` as a job
 /// whose progress `GET /v1/users/import/{id}` reports (202). With
 /// `fast_hash=true` plaintext passwords get `password::IMPORT`'s cost.
+#[cfg_attr(test, utoipa::path(post, tag = "users", path = "/v1/users/import",
+    summary = "Import users from CSV lines user,domainname,password",
+    params(
+        ("skip_invalid" = Option<bool>, Query, nullable = false, description = "Import the valid lines even if some are invalid"),
+        ("preview" = Option<bool>, Query, nullable = false, description = "Only say what would happen"),
+        ("background" = Option<bool>, Query, nullable = false, description = "Import as a background job (202 with its progress); follow it with GET /v1/users/import/{id}. The CLI and the page use this for files of more than one batch (1,000 users)."),
+        ("fast_hash" = Option<bool>, Query, nullable = false, description = "Hash plaintext passwords at the lighter import cost (argon2id 7 MiB, 1 pass instead of 5); each user's first successful login re-hashes the password at the full cost"),
+    ),
+    request_body(content = inline(Option<crate::control::openapi::CsvBody>), content_type = "text/csv",
+        description = "CSV text (any bytes: unreadable lines are reported with their numbers); an empty body imports nothing"),
+    responses(
+        (status = 200, description = "Imported, or with preview=true what would be imported", body = inline(crate::control::openapi::ImportAnswerDoc)),
+        (status = 202, description = "Background import started (the whole file was validated first); invalid lines skipped are listed in errors", body = crate::control::openapi::ImportProgressDoc),
+        crate::control::openapi::Writes,
+        (status = 409, description = "Another import is still running", body = crate::control::openapi::ErrorDoc),
+        (status = 422, description = "Invalid CSV lines; nothing imported", body = crate::control::openapi::ErrorDoc),
+        (status = 500, description = "The store failed during the import; the batches committed before stay", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(crate) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -> Res {
     let (lines, errors) = import::parse(body);
     refuse_invalid_lines(&errors, flag(q, "skip_invalid"))?;
@@ -328,13 +409,62 @@ pub(crate) fn import_users(ctl: &Control, q: &[(String, String)], body: &[u8]) -
             }),
         });
     }
-    Ok(Answer::ok(json!({
-        "added": added,
-        "existing": existing,
-        "errors": errors,
+    Ok(Answer::ok(json!(ImportResult {
+        added,
+        existing,
+        errors
     })))
 }
 
+/// What `POST /v1/users/import` imported.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub(crate) struct ImportResult {
+    added: Vec<String>,
+    existing: Vec<String>,
+    /// The lines skipped (with skip_invalid).
+    #[cfg_attr(test, schema(value_type = Vec<crate::control::openapi::LineErrorDoc>))]
+    errors: Vec<import::LineError>,
+}
+
+/// What `POST /v1/users/import?preview=true` would do.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub(crate) struct ImportPreview {
+    add: Vec<PreviewLine>,
+    existing: Vec<PreviewLine>,
+    #[cfg_attr(test, schema(value_type = Vec<crate::control::openapi::LineErrorDoc>))]
+    errors: Vec<import::LineError>,
+}
+
+/// One valid line of an import preview.
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub(crate) struct PreviewLine {
+    line: u64,
+    name: String,
+    #[cfg_attr(test, schema(inline))]
+    kind: PreviewKind,
+}
+
+/// A user address or an IP address user.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub(crate) enum PreviewKind {
+    Address,
+    Ip,
+}
+
+#[cfg_attr(test, utoipa::path(get, tag = "users", path = "/v1/users/import/{id}",
+    summary = "Progress of a background user import",
+    params(("id" = String, Path, description = "The job id from the 202 answer")),
+    responses(
+        (status = 200, description = "The job's progress", body = crate::control::openapi::ImportProgressDoc),
+        (status = 400, description = "The id is not a number", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::LoggedIn,
+        (status = 404, description = "No such import (the last 16 are kept)", body = crate::control::openapi::ErrorDoc),
+    )))]
 pub(crate) fn import_progress(ctl: &Control, id: &str) -> Res {
     let id: u64 = id
         .parse()
@@ -385,9 +515,24 @@ pub fn export_csv(ctl: &Control) -> Result<(String, usize), Answer> {
     Ok((String::from_utf8_lossy(&bytes).into_owned(), users.len()))
 }
 
+/// The CSV export (`GET /v1/users/export`).
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub(crate) struct Export {
+    /// How many users.
+    count: usize,
+    csv: String,
+}
+
+#[cfg_attr(test, utoipa::path(get, tag = "users", path = "/v1/users/export",
+    summary = "Outgoing users as CSV (never password hashes)",
+    responses(
+        (status = 200, description = "CSV", body = Export),
+        crate::control::openapi::LoggedIn,
+    )))]
 pub(crate) fn export_users(ctl: &Control) -> Res {
     let (csv, count) = export_csv(ctl)?;
-    Ok(Answer::ok(json!({ "count": count, "csv": csv })))
+    Ok(Answer::ok(json!(Export { count, csv })))
 }
 
 /// What an import would do, without doing it.
@@ -396,20 +541,24 @@ pub(crate) fn preview_import(ctl: &Control, body: &[u8]) -> Res {
     let (mut add, mut existing) = (Vec::new(), Vec::new());
     for l in &lines {
         let name = l.name.to_string();
-        let entry = json!({
-            "line": l.line,
-            "name": name,
-            "kind": if l.name.network().is_some() { "ip" } else { "address" },
-        });
+        let entry = PreviewLine {
+            line: l.line,
+            kind: if l.name.network().is_some() {
+                PreviewKind::Ip
+            } else {
+                PreviewKind::Address
+            },
+            name: name.clone(),
+        };
         if ctl.app.store.user(&name).map_err(internal)?.is_some() {
             existing.push(entry);
         } else {
             add.push(entry);
         }
     }
-    Ok(Answer::ok(json!({
-        "add": add,
-        "existing": existing,
-        "errors": errors,
+    Ok(Answer::ok(json!(ImportPreview {
+        add,
+        existing,
+        errors
     })))
 }
