@@ -116,7 +116,7 @@ def test_audit_log_is_paged_newest_first(many):
 
 
 @pytest.mark.parametrize("path", ["/v1/users", "/v1/queue", "/v1/quarantine", "/v1/audit",
-                                  "/v1/incoming/users", "/v1/incoming/domains"])
+                                  "/v1/incoming/users", "/v1/incoming/domains", "/v1/dkim"])
 def test_bad_limits_are_refused_with_the_range(many, path):
     for bad in ("0", "1001", "-1", "ten", ""):
         status, body = many.api("GET", f"{path}?limit={bad}")
@@ -146,3 +146,35 @@ def test_cli_lists_follow_every_page(many):
     assert len(json.loads(many.cli("quarantine", "list", "--json").stdout)) == 5
     # The audit log's --limit counts entries, over as many pages as it takes.
     assert len(json.loads(many.cli("audit", "--limit", "3", "--json").stdout)) == 3
+
+
+DKIM_N = 105  # more than one default page of 100
+
+
+def test_dkim_domains_are_paged_in_domain_order(many):
+    # Ed25519 keys, made in an order that is not the domains' order.
+    want = sorted(f"k{(i * 37) % DKIM_N:03d}.dkim.example" for i in range(DKIM_N))
+    for i in range(DKIM_N):
+        status, body = many.api("POST", f"/v1/dkim/k{(i * 37) % DKIM_N:03d}.dkim.example",
+                                {"algorithm": "ed25519"})
+        assert status == 200, body
+    pages = walk(many, "/v1/dkim", 40)
+    assert [len(p) for p in pages] == [40, 40, 25]
+    assert [d["domain"] for p in pages for d in p] == want
+    assert all(d["active"]["algorithm"] == "ed25519" and d["active"]["zone"] for p in pages for d in p)
+    # The default page is 100; the cursor is the last domain shown.
+    status, body = many.api("GET", "/v1/dkim")
+    assert status == 200 and len(body["items"]) == 100 and body["next"] == want[99]
+    status, body = many.api("GET", f"/v1/dkim?after={want[99]}")
+    assert status == 200 and [d["domain"] for d in body["items"]] == want[100:] and body["next"] is None
+    # A cursor that is no domain is refused; one past the end is an empty last page.
+    for bad in ("not a domain", "-x-", "a..b"):
+        status, body = many.api("GET", f"/v1/dkim?after={bad.replace(' ', '%20')}")
+        assert status == 400 and "after must be a domain" in body["error"], (bad, body)
+    status, body = many.api("GET", "/v1/dkim?after=zzzz.example")
+    assert status == 200 and body == {"items": [], "next": None}
+    # The CLI follows every page.
+    listed = json.loads(many.cli("dkim", "list", "--json").stdout)
+    assert [d["domain"] for d in listed] == want
+    text = many.cli("dkim", "list").stdout.splitlines()
+    assert [line.split()[0] for line in text] == want

@@ -5,7 +5,7 @@ use std::path::Path;
 use clap::{Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::control::client::{call, print_json, seg};
+use crate::control::client::{call, call_pages, print_json, seg};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum AlgorithmArg {
@@ -115,7 +115,8 @@ pub fn run(c: DkimCmd, socket: &Path) -> Result<(), String> {
         }
         DkimCmd::Show { domain, json } => (call(socket, "GET", &path(&domain), None)?, json),
         DkimCmd::List { json } => {
-            let v = call(socket, "GET", "/v1/dkim", None)?;
+            // Every page, in domain order.
+            let v = call_pages(socket, "/v1/dkim", usize::MAX)?;
             if json {
                 print_json(&v);
             } else {

@@ -6,7 +6,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::routes::{bad, internal, json_body, not_found};
+use super::routes::{bad, internal, json_body, not_found, paging};
 use super::{Answer, Control};
 use crate::dkim::{Algorithm, DomainKeys, Key, SELECTORS, validate_selector};
 use crate::users::validate_domain;
@@ -32,18 +32,29 @@ fn domain(d: &str) -> Result<String, Answer> {
     validate_domain(d).map_err(bad)
 }
 
+/// `GET /v1/dkim`: one page, in domain order.
 #[cfg_attr(test, utoipa::path(get, tag = "dkim", path = "/v1/dkim",
-    summary = "DKIM keys of every sender domain",
+    summary = "DKIM keys of the sender domains",
+    description = "One page, in domain order: follow next until it is null.",
+    params(crate::control::openapi::Paging),
     responses(
-        (status = 200, description = "Domains with keys", body = Vec<crate::control::openapi::DkimDomainDoc>),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        (status = 200, description = "Domains with keys", body = super::routes::paging::Paged<crate::control::openapi::DkimDomainDoc>),
+        crate::control::openapi::Reads,
     )))]
-pub(super) fn list(ctl: &Control) -> Res {
-    let keys = ctl.app.store.dkim_list().map_err(internal)?;
-    Ok(Answer::ok(json!(
-        keys.iter().map(DomainKeys::view).collect::<Vec<_>>()
-    )))
+pub(super) fn list(ctl: &Control, q: &[(String, String)]) -> Res {
+    let want = paging::want(q)?;
+    // The cursor is the last domain of the page before.
+    let after = want
+        .after
+        .as_deref()
+        .map(|a| validate_domain(a).map_err(|_| bad(format!("after must be a domain, not '{a}'"))))
+        .transpose()?;
+    let page = ctl
+        .app
+        .store
+        .dkim_page(after.as_deref(), want.limit)
+        .map_err(internal)?;
+    paging::named(page, |k| Ok(k.view()))
 }
 
 #[cfg_attr(test, utoipa::path(get, tag = "dkim", path = "/v1/dkim/{domain}",

@@ -236,7 +236,7 @@ pub fn api(ctl: Arc<Control>) -> Router {
             "/debug/clock",
             put(h!(|c, a| routes::set_clock(c, &a.body))),
         )
-        .route("/dkim", get(h!(|c, _| dkim::list(c))))
+        .route("/dkim", get(h!(|c, a| dkim::list(c, &a.q))))
         .route(
             "/dkim/{domain}",
             get(h!(|c, a| dkim::show(c, a.p())))

@@ -22,14 +22,15 @@ impl Store {
         t.get(domain)?.map(|v| from_json(v.value())).transpose()
     }
 
-    pub fn dkim_list(&self) -> Result<Vec<DomainKeys>> {
+    /// Up to `limit` domains' keys after `after`, in domain order.
+    pub fn dkim_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<super::Page<DomainKeys, String>> {
         let txn = self.read()?;
         let t = txn.open_table(KEYS)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            out.push(from_json(row?.1.value())?);
-        }
-        Ok(out)
+        super::paging::by_name(&t, after, limit, |v| Ok(Some(from_json(v)?)))
     }
 
     /// Reads, changes and writes one domain's keys in one transaction;

@@ -5,14 +5,20 @@ use hyper::Method;
 use maud::html;
 use serde_json::{Value, json};
 
-use super::{Ctx, cell, ok};
+use super::{Ctx, cell, items, ok};
 use crate::admin::html::{button, csrf_field, seg};
 use crate::admin::server::Resp;
 
 const ACTIVE: &str = "/dkim";
 
+/// One page of the domains with keys, in domain order (`?after=` is the
+/// API's cursor).
 pub fn page(c: &Ctx) -> Resp {
-    let a = c.get("/v1/dkim");
+    let q = c.query();
+    let a = match q.text("after").filter(|a| !a.is_empty()) {
+        Some(after) => c.get(&format!("/v1/dkim?after={}", seg(after))),
+        None => c.get("/v1/dkim"),
+    };
     if !ok(&a) {
         return c.failed("DKIM", ACTIVE, &a, "/dashboard");
     }
@@ -84,11 +90,12 @@ pub fn page(c: &Ctx) -> Resp {
         table #dkim {
             thead { tr { th { "Domain" } th { "DNS records" } th {} } }
             tbody {
-                @for d in a.body.as_array().into_iter().flatten() {
+                @for d in items(&a) {
                     (row(d))
                 }
             }
         }
+        (c.pager(ACTIVE, &a))
         p.hint { "Ed25519 (RFC 8463) keys are short; not every receiver checks them yet. RSA-2048 is understood everywhere; its record is split into 255-octet strings as DNS requires." }
     };
     c.render("DKIM signing keys", ACTIVE, body)
