@@ -440,3 +440,49 @@ def test_incoming_page_lists_domains_and_users_a_page_at_a_time(og, api):
     assert link(page2, "users-first") == "/incoming"
     assert "inc-page.example" in rows(page2, "domains")
     api.delete(og.url + "/v1/incoming/domains/inc-page.example")
+
+
+def test_dkim_page_and_api_are_paged_over_https(og, api):
+    """105 Ed25519 keys: the HTTPS API answers them a page at a time in
+    domain order, and the DKIM page shows 100 with a Next page link to
+    the other 5, and a First page link back."""
+    import html
+
+    def rows(page):
+        body = re.search(r'<table id="dkim">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
+        return re.findall(r"<tr><td>([^<]*)</td>", body)
+
+    def link(page, id):
+        tag = re.search(rf'<a [^>]*id="{id}"[^>]*>', page)
+        return tag and html.unescape(re.search(r'href="([^"]*)"', tag.group(0)).group(1))
+
+    want = [f"p{i:03d}.dkim-page.example" for i in range(105)]
+    for d in reversed(want):
+        r = api.post(og.url + "/v1/dkim/" + d, json={"algorithm": "ed25519"})
+        assert r.status_code == 200, r.text
+    try:
+        got, after = [], None
+        while True:
+            r = api.get(og.url + "/v1/dkim", params={"limit": 30, **({"after": after} if after else {})})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert len(body["items"]) <= 30
+            got += [d["domain"] for d in body["items"]]
+            after = body["next"]
+            if after is None:
+                break
+        assert [d for d in got if d.endswith(".dkim-page.example")] == want and got == sorted(got)
+        for q in ("limit=0", "limit=1001", "after=not%20a%20domain"):
+            r = api.get(og.url + "/v1/dkim?" + q)
+            assert r.status_code == 400 and r.json()["error"], (q, r.text)
+        page = api.get(og.url + "/dkim").text
+        first = rows(page)
+        assert len(first) == 100 and first == sorted(first)
+        assert link(page, "page-first") is None
+        page2 = api.get(og.url + link(page, "page-next")).text
+        second = rows(page2)
+        assert second and not set(first) & set(second) and set(want) <= set(first) | set(second)
+        assert link(page2, "page-first") == "/dkim" and link(page2, "page-next") is None
+    finally:
+        for d in want:
+            api.delete(og.url + "/v1/dkim/" + d)
