@@ -260,16 +260,18 @@ impl IntoResponses for Missing {
     }
 }
 
-// The `status` filter of `GET /v1/users`.
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub(crate) enum UserStatus {
-    Active,
-    Locked,
-    LockedUntil,
-    LockedUntilAdmin,
+// The `status` filter of `GET /v1/users`; empty is no filter, as absent
+// (what the users page sends for "any").
+pub(crate) struct UserStatus;
+impl PartialSchema for UserStatus {
+    fn schema() -> RefOr<Schema> {
+        schema(json!({
+            "type": "string",
+            "enum": ["", "active", "locked", "locked_until", "locked_until_admin"],
+        }))
+    }
 }
+impl ToSchema for UserStatus {}
 
 /// The paging parameters of every list (`routes::paging::want`).
 #[derive(utoipa::IntoParams)]
