@@ -99,6 +99,10 @@ const PATH: &str = "src/admin/openapi.json";
         crate::control::routes::users::ImportPreview,
         QueueView,
         QuarantineView,
+        crate::import::LineError,
+        crate::import::job::Progress,
+        ImportStarted,
+        crate::store::AuditEntry,
     ))
 )]
 struct Generated;
@@ -127,12 +131,20 @@ rest_schema!(SystemSettingsDoc, "SystemSettings");
 rest_schema!(SettingsPatchDoc, "SettingsPatch");
 /// The error answer's schema, under the name the paths use.
 pub(crate) type ErrorDoc = crate::control::ErrorBody<'static>;
-rest_schema!(LineErrorDoc, "LineError");
-rest_schema!(ImportProgressDoc, "ImportProgress");
 rest_schema!(DkimDomainDoc, "DkimDomain");
 rest_schema!(SystemDoc, "System");
-rest_schema!(AuditEntryDoc, "AuditEntry");
 rest_schema!(StatsDoc, "Stats");
+
+/// The 202 answer of `POST /v1/users/import?background=true`: the job's
+/// progress and the invalid lines skipped.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ImportStarted {
+    #[serde(flatten)]
+    progress: crate::import::job::Progress,
+    /// The invalid lines skipped (`skip_invalid`)
+    errors: Vec<crate::import::LineError>,
+}
 
 /// A binary body (an update bundle).
 pub(crate) struct BinaryBody;

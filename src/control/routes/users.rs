@@ -352,7 +352,7 @@ pub(crate) fn importer(ctl: &Control) -> import::job::Importer {
         description = "CSV text (any bytes: unreadable lines are reported with their numbers); an empty body imports nothing"),
     responses(
         (status = 200, description = "Imported, or with preview=true what would be imported", body = inline(crate::control::openapi::ImportAnswerDoc)),
-        (status = 202, description = "Background import started (the whole file was validated first); invalid lines skipped are listed in errors", body = crate::control::openapi::ImportProgressDoc),
+        (status = 202, description = "Background import started (the whole file was validated first); invalid lines skipped are listed in errors", body = crate::control::openapi::ImportStarted),
         crate::control::openapi::Writes,
         (status = 409, description = "Another import is still running", body = crate::control::openapi::ErrorDoc),
         (status = 422, description = "Invalid CSV lines; nothing imported", body = crate::control::openapi::ErrorDoc),
@@ -423,7 +423,7 @@ pub(crate) struct ImportResult {
     added: Vec<String>,
     existing: Vec<String>,
     /// The lines skipped (with skip_invalid).
-    #[cfg_attr(test, schema(value_type = Vec<crate::control::openapi::LineErrorDoc>))]
+    #[cfg_attr(test, schema(value_type = Vec<crate::import::LineError>))]
     errors: Vec<import::LineError>,
 }
 
@@ -433,7 +433,7 @@ pub(crate) struct ImportResult {
 pub(crate) struct ImportPreview {
     add: Vec<PreviewLine>,
     existing: Vec<PreviewLine>,
-    #[cfg_attr(test, schema(value_type = Vec<crate::control::openapi::LineErrorDoc>))]
+    #[cfg_attr(test, schema(value_type = Vec<crate::import::LineError>))]
     errors: Vec<import::LineError>,
 }
 
@@ -460,7 +460,7 @@ pub(crate) enum PreviewKind {
     summary = "Progress of a background user import",
     params(("id" = String, Path, description = "The job id from the 202 answer")),
     responses(
-        (status = 200, description = "The job's progress", body = crate::control::openapi::ImportProgressDoc),
+        (status = 200, description = "The job's progress", body = crate::import::job::Progress),
         (status = 400, description = "The id is not a number", body = crate::control::openapi::ErrorDoc),
         crate::control::openapi::LoggedIn,
         (status = 404, description = "No such import (the last 16 are kept)", body = crate::control::openapi::ErrorDoc),
