@@ -7,7 +7,7 @@
 mod csrf;
 mod form;
 mod html;
-mod login;
+pub(crate) mod login;
 mod metrics;
 mod pages;
 mod server;

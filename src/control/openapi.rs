@@ -87,6 +87,10 @@ const PATH: &str = "src/admin/openapi.json";
         crate::control::update::system,
         crate::control::routes::show_settings,
         crate::control::routes::edit_settings,
+        login,
+        show_session,
+        logout,
+        openapi_json,
     ),
     components(schemas(
         UserSettings,
@@ -145,6 +149,54 @@ pub(crate) struct ImportStarted {
     /// The invalid lines skipped (`skip_invalid`)
     errors: Vec<crate::import::LineError>,
 }
+
+/// The body of `POST /v1/session`.
+#[derive(ToSchema)]
+#[schema(as = Login)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct LoginBody {
+    password: String,
+}
+
+// The admin face's own paths, served by `admin::server` and
+// `admin::login` rather than by a `control` handler: described here.
+
+#[utoipa::path(post, tag = "session", path = "/v1/session",
+    summary = "Log in (HTTPS face only); sets the og_session cookie",
+    request_body = LoginBody,
+    responses(
+        (status = 201, description = "Logged in", body = crate::admin::login::SessionView),
+        LoginErrors,
+    ),
+    security(()))]
+#[allow(dead_code)]
+fn login() {}
+
+#[utoipa::path(get, tag = "session", path = "/v1/session",
+    summary = "The current session and its CSRF token",
+    responses(
+        (status = 200, description = "Session", body = crate::admin::login::SessionView),
+        LoggedIn,
+    ))]
+#[allow(dead_code)]
+fn show_session() {}
+
+#[utoipa::path(delete, tag = "session", path = "/v1/session",
+    summary = "Log out",
+    responses(
+        (status = 200, description = "Logged out", body = AnyObject),
+        LogoutErrors,
+    ))]
+#[allow(dead_code)]
+fn logout() {}
+
+#[utoipa::path(get, tag = "session", path = "/v1/openapi.json",
+    summary = "This description (no login needed)",
+    responses((status = 200, description = "OpenAPI 3 document", body = AnyObject)),
+    security(()))]
+#[allow(dead_code)]
+fn openapi_json() {}
 
 /// A binary body (an update bundle).
 pub(crate) struct BinaryBody;
@@ -217,6 +269,8 @@ fn errors(codes: &[&str]) -> BTreeMap<String, RefOr<Response>> {
                 "403" => "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden",
                 "404" => "No such object",
                 "409" => "Already exists",
+                "415" => "Wrong content type",
+                "429" => "Too many failed logins",
                 _ => "A value out of its allowed range; the message names the field and the range",
             };
             (code.to_string(), error(what))
@@ -261,6 +315,22 @@ pub(crate) struct OutOfRange;
 impl IntoResponses for OutOfRange {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors(&["422"])
+    }
+}
+
+/// The errors of a login: 400, 401, 415, 429.
+pub(crate) struct LoginErrors;
+impl IntoResponses for LoginErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&["400", "401", "415", "429"])
+    }
+}
+
+/// The errors of a logout: 401, 403.
+pub(crate) struct LogoutErrors;
+impl IntoResponses for LogoutErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&["401", "403"])
     }
 }
 
@@ -546,6 +616,11 @@ pub(crate) fn generate() -> String {
         let mut item = item.clone();
         for op in item.as_object_mut().expect("a path item").values_mut() {
             optional_body(op);
+            // `security(())` (no login needed): utoipa writes one empty
+            // requirement, the description no requirement at all.
+            if op.get("security") == Some(&json!([{}])) {
+                op["security"] = json!([]);
+            }
         }
         to_oas30(&mut item);
         let have = paths.entry(path.clone()).or_insert_with(|| json!({}));
