@@ -123,8 +123,7 @@ struct Dashboard {
     recipients_delivered_in_queue: u64,
     incoming_domains: u64,
     incoming_users: u64,
-    #[cfg_attr(test, schema(value_type = crate::control::openapi::StatsDoc))]
-    since_start: Value,
+    since_start: crate::app::Snapshot,
     /// Accounts refused now to addresses that never logged in to them, after too many failed SMTP logins
     auth_accounts_under_attack: u64,
     /// Such account blocks since start

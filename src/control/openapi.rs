@@ -131,13 +131,11 @@ macro_rules! rest_schema {
 }
 
 rest_schema!(UserDoc, "User");
-rest_schema!(SystemSettingsDoc, "SystemSettings");
 rest_schema!(SettingsPatchDoc, "SettingsPatch");
 /// The error answer's schema, under the name the paths use.
 pub(crate) type ErrorDoc = crate::control::ErrorBody<'static>;
 rest_schema!(DkimDomainDoc, "DkimDomain");
 rest_schema!(SystemDoc, "System");
-rest_schema!(StatsDoc, "Stats");
 
 /// The 202 answer of `POST /v1/users/import?background=true`: the job's
 /// progress and the invalid lines skipped.
