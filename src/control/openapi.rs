@@ -130,7 +130,6 @@ macro_rules! rest_schema {
     };
 }
 
-rest_schema!(UserDoc, "User");
 rest_schema!(SettingsPatchDoc, "SettingsPatch");
 /// The error answer's schema, under the name the paths use.
 pub(crate) type ErrorDoc = crate::control::ErrorBody<'static>;
@@ -473,6 +472,32 @@ pub(crate) fn recipients() -> RefOr<Schema> {
                 "state": { "type": "string" },
                 "attempts": { "type": "integer" },
                 "last_reply": { "type": ["string", "null"] },
+            },
+        },
+    }))
+}
+
+/// `User.lock` (`users::LockState`, of which the API promises the state).
+pub(crate) fn lock_state() -> RefOr<Schema> {
+    schema(json!({
+        "type": "object",
+        "required": ["state"],
+        "properties": {
+            "state": { "type": "string", "enum": ["active", "locked_until", "locked_by_admin"] },
+        },
+    }))
+}
+
+/// `User.history` (`users::HistoryEvent`).
+pub(crate) fn history() -> RefOr<Schema> {
+    schema(json!({
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["at", "event"],
+            "properties": {
+                "at": { "type": "string" },
+                "event": { "type": "string" },
             },
         },
     }))

@@ -36,7 +36,7 @@ pub(crate) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
         crate::control::openapi::Paging,
     ),
     responses(
-        (status = 200, description = "Users", body = super::paging::Paged<crate::control::openapi::UserDoc>),
+        (status = 200, description = "Users", body = super::paging::Paged<crate::control::views::UserView>),
         crate::control::openapi::Reads,
     )))]
 pub(crate) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
@@ -104,7 +104,7 @@ pub(crate) struct NewUser {
     summary = "Add an outgoing user ('Add outgoing user')",
     request_body = NewUser,
     responses(
-        (status = 201, description = "Added", body = crate::control::openapi::UserDoc),
+        (status = 201, description = "Added", body = crate::control::views::UserView),
         crate::control::openapi::Writes, crate::control::openapi::Conflict, crate::control::openapi::OutOfRange,
     )))]
 pub(crate) fn add_user(ctl: &Control, body: &[u8]) -> Res {
@@ -155,7 +155,7 @@ pub(crate) fn add_user(ctl: &Control, body: &[u8]) -> Res {
     summary = "One user",
     params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
     responses(
-        (status = 200, description = "User", body = crate::control::openapi::UserDoc),
+        (status = 200, description = "User", body = crate::control::views::UserView),
         crate::control::openapi::Reads, crate::control::openapi::Missing,
     )))]
 pub(crate) fn show_user(ctl: &Control, name: &str) -> Res {
@@ -188,7 +188,7 @@ pub(crate) struct EditUser {
     params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
     request_body = Option<EditUser>,
     responses(
-        (status = 200, description = "Changed", body = crate::control::openapi::UserDoc),
+        (status = 200, description = "Changed", body = crate::control::views::UserView),
         crate::control::openapi::Writes, crate::control::openapi::Missing, crate::control::openapi::OutOfRange,
     )))]
 pub(crate) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
@@ -266,7 +266,7 @@ pub(crate) struct LockRequest {
     params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
     request_body = Option<LockRequest>,
     responses(
-        (status = 200, description = "Locked", body = crate::control::openapi::UserDoc),
+        (status = 200, description = "Locked", body = crate::control::views::UserView),
         crate::control::openapi::Writes, crate::control::openapi::Missing, crate::control::openapi::OutOfRange,
     )))]
 pub(crate) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
@@ -304,7 +304,7 @@ pub(crate) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     summary = "Unlock a user (and reset its unlocks by timeout)",
     params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
     responses(
-        (status = 200, description = "Unlocked", body = crate::control::openapi::UserDoc),
+        (status = 200, description = "Unlocked", body = crate::control::views::UserView),
         crate::control::openapi::Writes, crate::control::openapi::Missing,
     )))]
 pub(crate) fn unlock_user(ctl: &Control, name: &str) -> Res {
