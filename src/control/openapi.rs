@@ -134,7 +134,6 @@ rest_schema!(SettingsPatchDoc, "SettingsPatch");
 /// The error answer's schema, under the name the paths use.
 pub(crate) type ErrorDoc = crate::control::ErrorBody<'static>;
 rest_schema!(DkimDomainDoc, "DkimDomain");
-rest_schema!(SystemDoc, "System");
 
 /// The 202 answer of `POST /v1/users/import?background=true`: the job's
 /// progress and the invalid lines skipped.
@@ -500,6 +499,15 @@ pub(crate) fn history() -> RefOr<Schema> {
                 "event": { "type": "string" },
             },
         },
+    }))
+}
+
+/// `System.last_install`: the update agent's last report, or null.
+pub(crate) fn last_install() -> RefOr<Schema> {
+    schema(json!({
+        "type": ["object", "null"],
+        "additionalProperties": { "type": "string" },
+        "description": "state (installing, installed, failed), version, message, time",
     }))
 }
 
