@@ -8,11 +8,12 @@
 //! The schemas of the request and response types that derive
 //! `utoipa::ToSchema` (and the per-user settings, from the table in
 //! `users::spec`) are generated, and so are the paths of the handlers that
-//! carry `#[utoipa::path]`. `openapi_rest.json` holds the rest, still
-//! written by hand: the info and security parts, the admin face's own
-//! paths (session, openapi.json, metrics) and the schemas of answers not
-//! yet typed, which generated paths name through `rest_schema!`. The two
-//! must not both define a schema or an operation.
+//! carry `#[utoipa::path]` (the admin face's own session and
+//! openapi.json paths by functions here). `openapi_rest.json` holds the
+//! rest, still written by hand: the info and security parts, `/metrics`
+//! and the schemas `SettingsPatch`, `DkimDomain` and `DkimKey`, which
+//! generated paths name through `rest_schema!`. The two must not both
+//! define a schema or an operation.
 //!
 //! utoipa writes OpenAPI 3.1; the description stays 3.0.3 (what the
 //! clients and the schema test read), so `to_oas30` turns a
