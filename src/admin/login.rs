@@ -10,23 +10,8 @@ use super::{Admin, csrf, form, html};
 use crate::auth::throttle::Refusal;
 use crate::control::{Answer, audit};
 
-/// The answer of `GET /v1/session` and of a JSON login.
-#[derive(serde::Serialize)]
-#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = Session))]
-pub(crate) struct SessionView<'a> {
-    /// Send as X-CSRF-Token on every request that changes something
-    csrf_token: &'a str,
-    #[cfg_attr(test, schema(value_type = String, format = DateTime))]
-    created: jiff::Timestamp,
-    /// The address the session logged in from
-    #[cfg_attr(test, schema(value_type = String))]
-    client: std::net::IpAddr,
-    idle_timeout_secs: u64,
-    max_age_secs: u64,
-}
-
 pub(super) fn session_view(admin: &Admin, s: &Session) -> serde_json::Value {
-    serde_json::json!(SessionView {
+    serde_json::json!(crate::control::views::SessionView {
         csrf_token: &s.csrf,
         created: s.created,
         client: s.ip,

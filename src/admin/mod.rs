@@ -7,7 +7,7 @@
 mod csrf;
 mod form;
 mod html;
-pub(crate) mod login;
+mod login;
 mod metrics;
 mod pages;
 mod server;

@@ -14,7 +14,7 @@ mod openapi;
 pub mod router;
 pub mod routes;
 pub mod update;
-mod views;
+pub(crate) mod views;
 
 use std::sync::Arc;
 use std::time::Duration;

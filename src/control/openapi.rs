@@ -163,7 +163,7 @@ pub(crate) struct LoginBody {
     summary = "Log in (HTTPS face only); sets the og_session cookie",
     request_body = LoginBody,
     responses(
-        (status = 201, description = "Logged in", body = crate::admin::login::SessionView),
+        (status = 201, description = "Logged in", body = crate::control::views::SessionView),
         LoginErrors,
     ),
     security(()))]
@@ -173,7 +173,7 @@ fn login() {}
 #[utoipa::path(get, tag = "session", path = "/v1/session",
     summary = "The current session and its CSRF token",
     responses(
-        (status = 200, description = "Session", body = crate::admin::login::SessionView),
+        (status = 200, description = "Session", body = crate::control::views::SessionView),
         LoggedIn,
     ))]
 #[allow(dead_code)]

@@ -118,3 +118,18 @@ struct Usage {
     month: u32,
     recipients_day: u32,
 }
+
+/// The answer of `GET /v1/session` and of a JSON login (`admin::login`).
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = Session))]
+pub(crate) struct SessionView<'a> {
+    /// Send as X-CSRF-Token on every request that changes something
+    pub csrf_token: &'a str,
+    #[cfg_attr(test, schema(value_type = String, format = DateTime))]
+    pub created: jiff::Timestamp,
+    /// The address the session logged in from
+    #[cfg_attr(test, schema(value_type = String))]
+    pub client: std::net::IpAddr,
+    pub idle_timeout_secs: u64,
+    pub max_age_secs: u64,
+}
