@@ -241,15 +241,27 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> serde_json::Value {
+    pub fn snapshot(&self) -> Snapshot {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        serde_json::json!({
-            "sessions": g(&self.sessions),
-            "sessions_refused": g(&self.sessions_refused),
-            "auth_failures": g(&self.auth_failures),
-            "messages_accepted": g(&self.accepted),
-            "messages_refused": g(&self.refused),
-            "messages_caught": g(&self.quarantined),
-        })
+        Snapshot {
+            sessions: g(&self.sessions),
+            sessions_refused: g(&self.sessions_refused),
+            auth_failures: g(&self.auth_failures),
+            messages_accepted: g(&self.accepted),
+            messages_refused: g(&self.refused),
+            messages_caught: g(&self.quarantined),
+        }
     }
+}
+
+/// The counters since start, as health and the dashboard answer them.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = Stats))]
+pub struct Snapshot {
+    pub sessions: u64,
+    pub sessions_refused: u64,
+    pub auth_failures: u64,
+    pub messages_accepted: u64,
+    pub messages_refused: u64,
+    pub messages_caught: u64,
 }

@@ -13,6 +13,7 @@ use crate::policy::windows;
 use crate::users::EffectiveSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SenderCheck {
     /// MAIL FROM must be the user's own address.
@@ -23,27 +24,38 @@ pub enum SenderCheck {
     Off,
 }
 
+/// The system settings (`GET /v1/settings`); every field is in the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct SystemSettings {
     /// IANA name; limit windows are calendar days/weeks/months here.
+    #[cfg_attr(test, schema(required = true))]
     pub timezone: String,
     /// Whether IP-address users authenticate by their address.
+    #[cfg_attr(test, schema(required = true))]
     pub ip_auth: bool,
+    #[cfg_attr(test, schema(required = true))]
     pub sender_check: SenderCheck,
     /// The same rule for the header From (every address) and Sender.
+    #[cfg_attr(test, schema(required = true))]
     pub header_from_check: SenderCheck,
     /// Keep spam and malware for the admin to release or delete (off:
     /// such mail is dropped). The user's quarantine response decides the
     /// reply either way.
+    #[cfg_attr(test, schema(required = true))]
     pub quarantine: bool,
     /// Days a quarantined message is kept before it is deleted.
+    #[cfg_attr(test, schema(required = true, minimum = 1, maximum = 3650))]
     pub quarantine_retention_days: u32,
     /// Where lock and unlock notices are mailed; empty: none are sent.
+    #[cfg_attr(test, schema(required = true))]
     pub admin_address: String,
     /// Values for user settings a user leaves unset.
+    #[cfg_attr(test, schema(required = true))]
     pub defaults: EffectiveSettings,
     /// When to let through, hold or lock (`policy::response::Policy`).
+    #[cfg_attr(test, schema(required = true))]
     pub response: crate::policy::response::Policy,
 }
 

@@ -11,12 +11,12 @@ use crate::auth::throttle::Refusal;
 use crate::control::{Answer, audit};
 
 pub(super) fn session_view(admin: &Admin, s: &Session) -> serde_json::Value {
-    serde_json::json!({
-        "csrf_token": s.csrf,
-        "created": s.created,
-        "client": s.ip,
-        "idle_timeout_secs": admin.cfg.session_idle_secs,
-        "max_age_secs": admin.cfg.session_max_secs,
+    serde_json::json!(crate::control::views::SessionView {
+        csrf_token: &s.csrf,
+        created: s.created,
+        client: s.ip,
+        idle_timeout_secs: admin.cfg.session_idle_secs,
+        max_age_secs: admin.cfg.session_max_secs,
     })
 }
 

@@ -123,8 +123,7 @@ struct Dashboard {
     recipients_delivered_in_queue: u64,
     incoming_domains: u64,
     incoming_users: u64,
-    #[cfg_attr(test, schema(value_type = crate::control::openapi::StatsDoc))]
-    since_start: Value,
+    since_start: crate::app::Snapshot,
     /// Accounts refused now to addresses that never logged in to them, after too many failed SMTP logins
     auth_accounts_under_attack: u64,
     /// Such account blocks since start
@@ -151,7 +150,7 @@ pub(super) fn dashboard(ctl: &Control) -> Res {
     description = "One page, newest first; next is the id of the oldest entry looked at.",
     params(("filter" = Option<String>, Query, nullable = false, description = "Only entries containing this"), ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 1000, description = "Items per page (default 100, at most 1000; outside 1 to 1000 is 400)"), ("after" = Option<String>, Query, nullable = false, description = "The next cursor of the page before; absent or empty: the first page")),
     responses(
-        (status = 200, description = "Entries", body = crate::control::routes::paging::Paged<crate::control::openapi::AuditEntryDoc>),
+        (status = 200, description = "Entries", body = crate::control::routes::paging::Paged<crate::store::AuditEntry>),
         (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
         (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
     )))]

@@ -14,7 +14,7 @@ mod openapi;
 pub mod router;
 pub mod routes;
 pub mod update;
-mod views;
+pub(crate) mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,7 +149,7 @@ pub(crate) struct ErrorBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         test,
-        schema(value_type = Vec<crate::control::openapi::LineErrorDoc>, required = false)
+        schema(value_type = Vec<crate::import::LineError>, required = false)
     )]
     pub errors: Option<&'a [crate::import::LineError]>,
 }

@@ -8,11 +8,12 @@
 //! The schemas of the request and response types that derive
 //! `utoipa::ToSchema` (and the per-user settings, from the table in
 //! `users::spec`) are generated, and so are the paths of the handlers that
-//! carry `#[utoipa::path]`. `openapi_rest.json` holds the rest, still
-//! written by hand: the info and security parts, the admin face's own
-//! paths (session, openapi.json, metrics) and the schemas of answers not
-//! yet typed, which generated paths name through `rest_schema!`. The two
-//! must not both define a schema or an operation.
+//! carry `#[utoipa::path]` (the admin face's own session and
+//! openapi.json paths by functions here). `openapi_rest.json` holds the
+//! rest, still written by hand: the info and security parts, `/metrics`
+//! and the schemas `SettingsPatch`, `DkimDomain` and `DkimKey`, which
+//! generated paths name through `rest_schema!`. The two must not both
+//! define a schema or an operation.
 //!
 //! utoipa writes OpenAPI 3.1; the description stays 3.0.3 (what the
 //! clients and the schema test read), so `to_oas30` turns a
@@ -87,6 +88,10 @@ const PATH: &str = "src/admin/openapi.json";
         crate::control::update::system,
         crate::control::routes::show_settings,
         crate::control::routes::edit_settings,
+        login,
+        show_session,
+        logout,
+        openapi_json,
     ),
     components(schemas(
         UserSettings,
@@ -99,6 +104,10 @@ const PATH: &str = "src/admin/openapi.json";
         crate::control::routes::users::ImportPreview,
         QueueView,
         QuarantineView,
+        crate::import::LineError,
+        crate::import::job::Progress,
+        ImportStarted,
+        crate::store::AuditEntry,
     ))
 )]
 struct Generated;
@@ -122,17 +131,69 @@ macro_rules! rest_schema {
     };
 }
 
-rest_schema!(UserDoc, "User");
-rest_schema!(SystemSettingsDoc, "SystemSettings");
 rest_schema!(SettingsPatchDoc, "SettingsPatch");
 /// The error answer's schema, under the name the paths use.
 pub(crate) type ErrorDoc = crate::control::ErrorBody<'static>;
-rest_schema!(LineErrorDoc, "LineError");
-rest_schema!(ImportProgressDoc, "ImportProgress");
 rest_schema!(DkimDomainDoc, "DkimDomain");
-rest_schema!(SystemDoc, "System");
-rest_schema!(AuditEntryDoc, "AuditEntry");
-rest_schema!(StatsDoc, "Stats");
+
+/// The 202 answer of `POST /v1/users/import?background=true`: the job's
+/// progress and the invalid lines skipped.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ImportStarted {
+    #[serde(flatten)]
+    progress: crate::import::job::Progress,
+    /// The invalid lines skipped (`skip_invalid`)
+    errors: Vec<crate::import::LineError>,
+}
+
+/// The body of `POST /v1/session`.
+#[derive(ToSchema)]
+#[schema(as = Login)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct LoginBody {
+    password: String,
+}
+
+// The admin face's own paths, served by `admin::server` and
+// `admin::login` rather than by a `control` handler: described here.
+
+#[utoipa::path(post, tag = "session", path = "/v1/session",
+    summary = "Log in (HTTPS face only); sets the og_session cookie",
+    request_body = LoginBody,
+    responses(
+        (status = 201, description = "Logged in", body = crate::control::views::SessionView),
+        LoginErrors,
+    ),
+    security(()))]
+#[allow(dead_code)]
+fn login() {}
+
+#[utoipa::path(get, tag = "session", path = "/v1/session",
+    summary = "The current session and its CSRF token",
+    responses(
+        (status = 200, description = "Session", body = crate::control::views::SessionView),
+        LoggedIn,
+    ))]
+#[allow(dead_code)]
+fn show_session() {}
+
+#[utoipa::path(delete, tag = "session", path = "/v1/session",
+    summary = "Log out",
+    responses(
+        (status = 200, description = "Logged out", body = AnyObject),
+        LogoutErrors,
+    ))]
+#[allow(dead_code)]
+fn logout() {}
+
+#[utoipa::path(get, tag = "session", path = "/v1/openapi.json",
+    summary = "This description (no login needed)",
+    responses((status = 200, description = "OpenAPI 3 document", body = AnyObject)),
+    security(()))]
+#[allow(dead_code)]
+fn openapi_json() {}
 
 /// A binary body (an update bundle).
 pub(crate) struct BinaryBody;
@@ -205,6 +266,8 @@ fn errors(codes: &[&str]) -> BTreeMap<String, RefOr<Response>> {
                 "403" => "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden",
                 "404" => "No such object",
                 "409" => "Already exists",
+                "415" => "Wrong content type",
+                "429" => "Too many failed logins",
                 _ => "A value out of its allowed range; the message names the field and the range",
             };
             (code.to_string(), error(what))
@@ -249,6 +312,22 @@ pub(crate) struct OutOfRange;
 impl IntoResponses for OutOfRange {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors(&["422"])
+    }
+}
+
+/// The errors of a login: 400, 401, 415, 429.
+pub(crate) struct LoginErrors;
+impl IntoResponses for LoginErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&["400", "401", "415", "429"])
+    }
+}
+
+/// The errors of a logout: 401, 403.
+pub(crate) struct LogoutErrors;
+impl IntoResponses for LogoutErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&["401", "403"])
     }
 }
 
@@ -400,6 +479,41 @@ pub(crate) fn recipients() -> RefOr<Schema> {
     }))
 }
 
+/// `User.lock` (`users::LockState`, of which the API promises the state).
+pub(crate) fn lock_state() -> RefOr<Schema> {
+    schema(json!({
+        "type": "object",
+        "required": ["state"],
+        "properties": {
+            "state": { "type": "string", "enum": ["active", "locked_until", "locked_by_admin"] },
+        },
+    }))
+}
+
+/// `User.history` (`users::HistoryEvent`).
+pub(crate) fn history() -> RefOr<Schema> {
+    schema(json!({
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["at", "event"],
+            "properties": {
+                "at": { "type": "string" },
+                "event": { "type": "string" },
+            },
+        },
+    }))
+}
+
+/// `System.last_install`: the update agent's last report, or null.
+pub(crate) fn last_install() -> RefOr<Schema> {
+    schema(json!({
+        "type": ["object", "null"],
+        "additionalProperties": { "type": "string" },
+        "description": "state (installing, installed, failed), version, message, time",
+    }))
+}
+
 /// `NewDkimKey.algorithm`: a name of `dkim::Algorithm`, or null.
 pub(crate) fn dkim_algorithm() -> RefOr<Schema> {
     schema(json!({
@@ -536,6 +650,11 @@ pub(crate) fn generate() -> String {
         let mut item = item.clone();
         for op in item.as_object_mut().expect("a path item").values_mut() {
             optional_body(op);
+            // `security(())` (no login needed): utoipa writes one empty
+            // requirement, the description no requirement at all.
+            if op.get("security") == Some(&json!([{}])) {
+                op["security"] = json!([]);
+            }
         }
         to_oas30(&mut item);
         let have = paths.entry(path.clone()).or_insert_with(|| json!({}));

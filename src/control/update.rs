@@ -37,7 +37,7 @@ pub fn is_upload(method: &Method, path: &str) -> bool {
 #[cfg_attr(test, utoipa::path(get, tag = "system", path = "/v1/system",
     summary = "Running version, booted slot, slot states and the last update install",
     responses(
-        (status = 200, description = "OK", body = crate::control::openapi::SystemDoc),
+        (status = 200, description = "OK", body = System),
         (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
     )))]
 pub(super) fn system(ctl: &Control) -> Answer {
@@ -174,23 +174,82 @@ pub fn status(data_dir: &Path, report_dir: &Path) -> Value {
         let ok = get(&format!("{name}_OK"));
         let tried = get(&format!("{name}_TRY"));
         let state = match (ok.as_deref(), tried.as_deref()) {
-            (None, _) => "unknown",
-            (Some("1"), Some("1")) => "on trial",
-            (Some("1"), _) => "good",
-            _ => "bad or empty",
+            (None, _) => SlotState::Unknown,
+            (Some("1"), Some("1")) => SlotState::OnTrial,
+            (Some("1"), _) => SlotState::Good,
+            _ => SlotState::BadOrEmpty,
         };
-        json!({ "state": state, "booted": booted.as_deref() == Some(name) })
+        Slot {
+            state,
+            booted: booted.as_deref() == Some(name),
+        }
     };
     let order = get("ORDER");
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "os_version": os_version(),
-        "booted_slot": booted,
-        "boot_order": order,
-        "slots": { "A": slot("A"), "B": slot("B") },
-        "last_install": report(&report_dir.join("update-status")).map(Value::Object),
-        "update_waiting": fs::symlink_metadata(spool_dir(data_dir).join(INCOMING)).is_ok(),
+    json!(System {
+        version: env!("CARGO_PKG_VERSION"),
+        os_version: os_version(),
+        slots: Slots {
+            a: slot("A"),
+            b: slot("B"),
+        },
+        booted_slot: booted,
+        boot_order: order,
+        last_install: report(&report_dir.join("update-status")),
+        update_waiting: fs::symlink_metadata(spool_dir(data_dir).join(INCOMING)).is_ok(),
     })
+}
+
+/// Running version and the A/B slots (RAUC); slot state and the last
+/// install come from the appliance's update agent (null or unknown
+/// elsewhere).
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct System {
+    /// The daemon's version
+    version: &'static str,
+    /// VERSION_ID of /etc/os-release (the image)
+    #[cfg_attr(test, schema(required = true))]
+    os_version: Option<String>,
+    /// A or B
+    #[cfg_attr(test, schema(required = true))]
+    booted_slot: Option<String>,
+    /// GRUB's ORDER, e.g. "B A"
+    #[cfg_attr(test, schema(required = true))]
+    boot_order: Option<String>,
+    slots: Slots,
+    #[cfg_attr(test, schema(required = true, schema_with = crate::control::openapi::last_install))]
+    last_install: Option<serde_json::Map<String, Value>>,
+    /// An uploaded bundle waits for the update agent
+    update_waiting: bool,
+}
+
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct Slots {
+    #[serde(rename = "A")]
+    a: Slot,
+    #[serde(rename = "B")]
+    b: Slot,
+}
+
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+struct Slot {
+    state: SlotState,
+    booted: bool,
+}
+
+#[derive(serde::Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+enum SlotState {
+    #[serde(rename = "good")]
+    Good,
+    #[serde(rename = "on trial")]
+    OnTrial,
+    #[serde(rename = "bad or empty")]
+    BadOrEmpty,
+    #[serde(rename = "unknown")]
+    Unknown,
 }
 
 /// VERSION_ID of /etc/os-release (the image's version, with its git commit).

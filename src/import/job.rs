@@ -37,6 +37,7 @@ pub const BATCH: usize = 1_000;
 const KEPT: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = ImportState))]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Running,
@@ -44,8 +45,11 @@ pub enum State {
     Failed,
 }
 
+/// A user import's progress (`GET /v1/users/import/{id}`).
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = ImportProgress))]
 pub struct Progress {
+    #[cfg_attr(test, schema(minimum = 1))]
     pub id: u64,
     pub state: State,
     /// Valid lines to import.
@@ -56,7 +60,7 @@ pub struct Progress {
     pub existing: usize,
     /// Invalid lines passed over (`skip_invalid`).
     pub skipped: usize,
-    /// Batches committed.
+    /// Batches of up to 1,000 users committed.
     pub batches: usize,
     /// Plaintext passwords hashed at the lighter import cost.
     pub fast_hash: bool,

@@ -29,7 +29,10 @@ pub struct ImportLine {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 pub struct LineError {
+    /// The line's number, from 1.
+    #[cfg_attr(test, schema(minimum = 1))]
     pub line: u64,
     pub message: String,
 }

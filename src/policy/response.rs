@@ -11,20 +11,26 @@ use crate::users::LockState;
 
 /// The response settings (`response` in the system settings).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema), schema(as = ResponsePolicy))]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// Use the behaviour model (off: content alone decides, and a spam
     /// verdict below the lock score holds).
     pub behaviour: bool,
     /// Content score at or above which a spam verdict locks by itself.
+    #[cfg_attr(test, schema(minimum = 0, maximum = 10000))]
     pub content_lock_score: f64,
     /// Behaviour points at which a message with clean content is held.
+    #[cfg_attr(test, schema(minimum = 1, maximum = 100))]
     pub hold_points: u32,
     /// Behaviour points at which a spam verdict below the lock score
     /// locks instead of holding.
+    #[cfg_attr(test, schema(minimum = 1, maximum = 100))]
     pub spam_lock_points: u32,
     /// Holds within the window that lock the user (0: holds never lock).
+    #[cfg_attr(test, schema(minimum = 0, maximum = 8))]
     pub holds_to_lock: u32,
+    #[cfg_attr(test, schema(minimum = 1, maximum = 10080))]
     pub hold_window_minutes: u32,
 }
 

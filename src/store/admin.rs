@@ -16,10 +16,14 @@ const PASSWORD: &str = "password";
 /// Audit entries kept; the oldest are dropped past this.
 const AUDIT_KEEP: u64 = 100_000;
 
+/// One audit entry (`GET /v1/audit`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     #[serde(default)]
+    #[cfg_attr(test, schema(required = true))]
     pub id: u64,
+    #[cfg_attr(test, schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     /// `admin@<address>` on the LAN face, `root@control-socket` locally.
     pub who: String,

@@ -70,7 +70,7 @@ struct IncomingCsvImport {
     existing: Vec<String>,
     domains_added: Vec<String>,
     /// The lines skipped (with skip_invalid).
-    #[cfg_attr(test, schema(value_type = Vec<crate::control::openapi::LineErrorDoc>))]
+    #[cfg_attr(test, schema(value_type = Vec<crate::import::LineError>))]
     errors: Vec<crate::import::LineError>,
 }
 

@@ -147,8 +147,7 @@ pub(super) fn health(ctl: &Control) -> Answer {
 struct Health<'a> {
     status: &'static str,
     version: &'static str,
-    #[cfg_attr(test, schema(value_type = crate::control::openapi::StatsDoc))]
-    stats: Value,
+    stats: crate::app::Snapshot,
     /// How the daemon is confined (uid, no_new_privs, landlock, seccomp).
     #[cfg_attr(test, schema(value_type = Object))]
     hardening: &'a crate::jail::Hardening,
@@ -178,7 +177,7 @@ fn merge(into: &mut Value, patch: &Value) -> Result<(), String> {
 #[cfg_attr(test, utoipa::path(get, tag = "settings", path = "/v1/settings",
     summary = "System settings",
     responses(
-        (status = 200, description = "Settings", body = crate::control::openapi::SystemSettingsDoc),
+        (status = 200, description = "Settings", body = crate::settings::SystemSettings),
         crate::control::openapi::LoggedIn,
     )))]
 pub(super) fn show_settings(ctl: &Control) -> Res {
@@ -190,7 +189,7 @@ pub(super) fn show_settings(ctl: &Control) -> Res {
     summary = "Change system settings",
     request_body = Option<crate::control::openapi::SettingsPatchDoc>,
     responses(
-        (status = 200, description = "Settings now", body = crate::control::openapi::SystemSettingsDoc),
+        (status = 200, description = "Settings now", body = crate::settings::SystemSettings),
         crate::control::openapi::Writes,
         crate::control::openapi::OutOfRange,
     )))]

@@ -36,7 +36,7 @@ pub(crate) fn view(ctl: &Control, u: &User) -> Result<Value, Answer> {
         crate::control::openapi::Paging,
     ),
     responses(
-        (status = 200, description = "Users", body = super::paging::Paged<crate::control::openapi::UserDoc>),
+        (status = 200, description = "Users", body = super::paging::Paged<crate::control::views::UserView>),
         crate::control::openapi::Reads,
     )))]
 pub(crate) fn list_users(ctl: &Control, q: &[(String, String)]) -> Res {
@@ -104,7 +104,7 @@ pub(crate) struct NewUser {
     summary = "Add an outgoing user ('Add outgoing user')",
     request_body = NewUser,
     responses(
-        (status = 201, description = "Added", body = crate::control::openapi::UserDoc),
+        (status = 201, description = "Added", body = crate::control::views::UserView),
         crate::control::openapi::Writes, crate::control::openapi::Conflict, crate::control::openapi::OutOfRange,
     )))]
 pub(crate) fn add_user(ctl: &Control, body: &[u8]) -> Res {
@@ -155,7 +155,7 @@ pub(crate) fn add_user(ctl: &Control, body: &[u8]) -> Res {
     summary = "One user",
     params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
     responses(
-        (status = 200, description = "User", body = crate::control::openapi::UserDoc),
+        (status = 200, description = "User", body = crate::control::views::UserView),
         crate::control::openapi::Reads, crate::control::openapi::Missing,
     )))]
 pub(crate) fn show_user(ctl: &Control, name: &str) -> Res {
@@ -188,7 +188,7 @@ pub(crate) struct EditUser {
     params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
     request_body = Option<EditUser>,
     responses(
-        (status = 200, description = "Changed", body = crate::control::openapi::UserDoc),
+        (status = 200, description = "Changed", body = crate::control::views::UserView),
         crate::control::openapi::Writes, crate::control::openapi::Missing, crate::control::openapi::OutOfRange,
     )))]
 pub(crate) fn edit_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
@@ -266,7 +266,7 @@ pub(crate) struct LockRequest {
     params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
     request_body = Option<LockRequest>,
     responses(
-        (status = 200, description = "Locked", body = crate::control::openapi::UserDoc),
+        (status = 200, description = "Locked", body = crate::control::views::UserView),
         crate::control::openapi::Writes, crate::control::openapi::Missing, crate::control::openapi::OutOfRange,
     )))]
 pub(crate) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
@@ -304,7 +304,7 @@ pub(crate) fn lock_user(ctl: &Control, name: &str, body: &[u8]) -> Res {
     summary = "Unlock a user (and reset its unlocks by timeout)",
     params(("name" = String, Path, description = "user@domain or IP address/network, percent-encoded ('/' as %2F)")),
     responses(
-        (status = 200, description = "Unlocked", body = crate::control::openapi::UserDoc),
+        (status = 200, description = "Unlocked", body = crate::control::views::UserView),
         crate::control::openapi::Writes, crate::control::openapi::Missing,
     )))]
 pub(crate) fn unlock_user(ctl: &Control, name: &str) -> Res {
@@ -352,7 +352,7 @@ pub(crate) fn importer(ctl: &Control) -> import::job::Importer {
         description = "CSV text (any bytes: unreadable lines are reported with their numbers); an empty body imports nothing"),
     responses(
         (status = 200, description = "Imported, or with preview=true what would be imported", body = inline(crate::control::openapi::ImportAnswerDoc)),
-        (status = 202, description = "Background import started (the whole file was validated first); invalid lines skipped are listed in errors", body = crate::control::openapi::ImportProgressDoc),
+        (status = 202, description = "Background import started (the whole file was validated first); invalid lines skipped are listed in errors", body = crate::control::openapi::ImportStarted),
         crate::control::openapi::Writes,
         (status = 409, description = "Another import is still running", body = crate::control::openapi::ErrorDoc),
         (status = 422, description = "Invalid CSV lines; nothing imported", body = crate::control::openapi::ErrorDoc),
@@ -423,7 +423,7 @@ pub(crate) struct ImportResult {
     added: Vec<String>,
     existing: Vec<String>,
     /// The lines skipped (with skip_invalid).
-    #[cfg_attr(test, schema(value_type = Vec<crate::control::openapi::LineErrorDoc>))]
+    #[cfg_attr(test, schema(value_type = Vec<crate::import::LineError>))]
     errors: Vec<import::LineError>,
 }
 
@@ -433,7 +433,7 @@ pub(crate) struct ImportResult {
 pub(crate) struct ImportPreview {
     add: Vec<PreviewLine>,
     existing: Vec<PreviewLine>,
-    #[cfg_attr(test, schema(value_type = Vec<crate::control::openapi::LineErrorDoc>))]
+    #[cfg_attr(test, schema(value_type = Vec<crate::import::LineError>))]
     errors: Vec<import::LineError>,
 }
 
@@ -460,7 +460,7 @@ pub(crate) enum PreviewKind {
     summary = "Progress of a background user import",
     params(("id" = String, Path, description = "The job id from the 202 answer")),
     responses(
-        (status = 200, description = "The job's progress", body = crate::control::openapi::ImportProgressDoc),
+        (status = 200, description = "The job's progress", body = crate::import::job::Progress),
         (status = 400, description = "The id is not a number", body = crate::control::openapi::ErrorDoc),
         crate::control::openapi::LoggedIn,
         (status = 404, description = "No such import (the last 16 are kept)", body = crate::control::openapi::ErrorDoc),
