@@ -16,7 +16,7 @@ type Res = Result<Answer, Answer>;
     summary = "Clock synchronisation, NTP servers, a pending factory reset",
     responses(
         (status = 200, description = "State", body = Appliance),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::LoggedIn,
     )))]
 pub(super) fn status(ctl: &Control) -> Res {
     let data = &ctl.data;
@@ -68,9 +68,7 @@ struct ResetRequested {
     request_body(content = Ntp),
     responses(
         (status = 200, description = "Saved", body = NtpServers),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
-        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Writes,
         (status = 422, description = "A server is not a host name or address, or more than 8", body = crate::control::openapi::ErrorDoc),
     )))]
 pub(super) fn set_ntp(ctl: &Control, body: &[u8]) -> Res {

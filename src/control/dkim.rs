@@ -62,8 +62,7 @@ pub(super) fn list(ctl: &Control, q: &[(String, String)]) -> Res {
     params(("domain" = String, Path, description = "Sender domain (the From: domain of the mail to sign)")),
     responses(
         (status = 200, description = "The keys", body = crate::control::openapi::DkimDomainDoc),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Reads,
         (status = 404, description = "No such object", body = crate::control::openapi::ErrorDoc),
     )))]
 pub(super) fn show(ctl: &Control, d: &str) -> Res {
@@ -94,9 +93,7 @@ fn params(
     request_body(content = Option<NewKey>),
     responses(
         (status = 200, description = "Generated; publish the active record", body = crate::control::openapi::DkimDomainDoc),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
-        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Writes,
         (status = 409, description = "The domain already has a key (use rotate)", body = crate::control::openapi::ErrorDoc),
     )))]
 pub(super) fn generate(ctl: &Control, d: &str, body: &[u8]) -> Res {
@@ -130,9 +127,7 @@ pub(super) fn generate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     request_body(content = Option<NewKey>),
     responses(
         (status = 200, description = "The keys with the next one", body = crate::control::openapi::DkimDomainDoc),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
-        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Writes,
         (status = 404, description = "No such object", body = crate::control::openapi::ErrorDoc),
         (status = 409, description = "A next key is already pending, or the selector is the active one", body = crate::control::openapi::ErrorDoc),
     )))]
@@ -189,9 +184,7 @@ pub(super) fn rotate(ctl: &Control, d: &str, body: &[u8]) -> Res {
     params(("domain" = String, Path, description = "Sender domain (the From: domain of the mail to sign)")),
     responses(
         (status = 200, description = "The keys after the switch", body = crate::control::openapi::DkimDomainDoc),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
-        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Writes,
         (status = 404, description = "No such object", body = crate::control::openapi::ErrorDoc),
         (status = 409, description = "No next key to activate", body = crate::control::openapi::ErrorDoc),
     )))]
@@ -224,9 +217,7 @@ pub(super) fn activate(ctl: &Control, d: &str) -> Res {
     params(("domain" = String, Path, description = "Sender domain (the From: domain of the mail to sign)"), ("selector" = Option<String>, Query, nullable = false)),
     responses(
         (status = 200, description = "Deleted: the remaining keys, or {deleted: domain}", body = inline(crate::control::openapi::AnyObject)),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
-        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Writes,
         (status = 404, description = "No such object", body = crate::control::openapi::ErrorDoc),
         (status = 409, description = "The selector is the active key", body = crate::control::openapi::ErrorDoc),
     )))]

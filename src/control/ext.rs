@@ -139,7 +139,7 @@ struct Dashboard {
     summary = "Figures for the dashboard",
     responses(
         (status = 200, description = "Figures", body = Dashboard),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::LoggedIn,
     )))]
 pub(super) fn dashboard(ctl: &Control) -> Res {
     summary(ctl).map(Answer::ok)
@@ -151,8 +151,7 @@ pub(super) fn dashboard(ctl: &Control) -> Res {
     params(("filter" = Option<String>, Query, nullable = false, description = "Only entries containing this"), ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 1000, description = "Items per page (default 100, at most 1000; outside 1 to 1000 is 400)"), ("after" = Option<String>, Query, nullable = false, description = "The next cursor of the page before; absent or empty: the first page")),
     responses(
         (status = 200, description = "Entries", body = crate::control::routes::paging::Paged<crate::store::AuditEntry>),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Reads,
     )))]
 pub(super) fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     for (k, _) in q {
@@ -178,8 +177,7 @@ pub(super) fn audit(ctl: &Control, q: &[(String, String)]) -> Res {
     params(("q" = Option<String>, Query, nullable = false, description = "Text to find (case-insensitive)"), ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 10000, description = "")),
     responses(
         (status = 200, description = "Lines, oldest first", body = Vec<String>),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Reads,
     )))]
 pub(super) fn logs(q: &[(String, String)]) -> Res {
     for (k, _) in q {
@@ -242,7 +240,7 @@ struct Certificate {
     summary = "The certificate served by every TLS listener",
     responses(
         (status = 200, description = "Certificate", body = Certificate),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::LoggedIn,
     )))]
 pub(super) fn show_cert(ctl: &Control) -> Res {
     Ok(Answer::ok(cert_view(ctl)))
@@ -263,9 +261,7 @@ struct NewCert {
     request_body(content = NewCert),
     responses(
         (status = 200, description = "Now in use", body = Certificate),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
-        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Writes,
     )))]
 pub(super) fn put_cert(ctl: &Control, body: &[u8]) -> Res {
     let req: NewCert = json_body(body)?;
@@ -306,9 +302,7 @@ struct PasswordChanged {
     request_body(content = NewPassword),
     responses(
         (status = 200, description = "Changed", body = PasswordChanged),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
-        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Writes,
     )))]
 pub(super) fn set_admin_password(ctl: &Control, body: &[u8]) -> Res {
     let req: NewPassword = json_body(body)?;

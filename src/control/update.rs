@@ -38,7 +38,7 @@ pub fn is_upload(method: &Method, path: &str) -> bool {
     summary = "Running version, booted slot, slot states and the last update install",
     responses(
         (status = 200, description = "OK", body = System),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::LoggedIn,
     )))]
 pub(super) fn system(ctl: &Control) -> Answer {
     Answer::ok(status(&ctl.config.data_dir, Path::new(REPORT_DIR)))
@@ -59,9 +59,7 @@ struct UpdateAccepted {
     request_body(content = inline(crate::control::openapi::BinaryBody), content_type = "application/octet-stream"),
     responses(
         (status = 202, description = "Spooled for the update agent", body = UpdateAccepted),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
-        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Writes,
         (status = 409, description = "A bundle is already waiting for the update agent", body = crate::control::openapi::ErrorDoc),
         (status = 413, description = "Bundle over 64 MiB", body = crate::control::openapi::ErrorDoc),
         (status = 500, description = "The spool could not be written", body = crate::control::openapi::ErrorDoc),

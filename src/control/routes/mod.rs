@@ -129,7 +129,7 @@ pub(crate) fn unescape(s: &str, plus_is_space: bool) -> String {
     summary = "Liveness and counters since start",
     responses(
         (status = 200, description = "OK", body = Health),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::LoggedIn,
     )))]
 pub(super) fn health(ctl: &Control) -> Answer {
     Answer::ok(json!(Health {
@@ -229,9 +229,7 @@ struct ClockNow {
     request_body(content = Option<ClockRequest>),
     responses(
         (status = 200, description = "Now", body = ClockNow),
-        (status = 400, description = "Bad input (the message says what)", body = crate::control::openapi::ErrorDoc),
-        (status = 401, description = "Not logged in (HTTPS face)", body = crate::control::openapi::ErrorDoc),
-        (status = 403, description = "Missing or wrong X-CSRF-Token (HTTPS face), or forbidden", body = crate::control::openapi::ErrorDoc),
+        crate::control::openapi::Writes,
     )))]
 pub(super) fn set_clock(ctl: &Control, body: &[u8]) -> Res {
     if !ctl.config.debug.clock_override {
