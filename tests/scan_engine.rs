@@ -1,5 +1,7 @@
 //! End-to-end tests of the content scanner on real, fully formed messages.
 
+mod corpus;
+use corpus::corpus_dir;
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -493,23 +495,6 @@ fn scanner_shared_across_threads() {
     for h in handles {
         assert_eq!(h.join().unwrap(), Class::Clean);
     }
-}
-
-fn corpus_dir() -> PathBuf {
-    let candidates = [
-        std::env::var_os("OUTGUARD_CORPUS").map(PathBuf::from),
-        Some(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/spamassassin-public-2002"),
-        ),
-        Some(PathBuf::from(
-            "/work/shared/corpus/spamassassin-public-2002",
-        )),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("spam").is_dir())
-        .expect("SpamAssassin corpus not found; set OUTGUARD_CORPUS")
 }
 
 /// Regression floor for the classifier: 5-fold cross-validation on the

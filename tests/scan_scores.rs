@@ -11,27 +11,12 @@
 //! the rules that hit, a SHA-256 of the verdict's reasons and the
 //! malware findings.
 
-use std::path::{Path, PathBuf};
+mod corpus;
+use corpus::corpus_dir;
+use std::path::Path;
 
 use outguard::scan::{ScanConfig, Scanner, strip_mbox_from};
 use sha2::Digest;
-
-fn corpus_dir() -> PathBuf {
-    let candidates = [
-        std::env::var_os("OUTGUARD_CORPUS").map(PathBuf::from),
-        Some(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/spamassassin-public-2002"),
-        ),
-        Some(PathBuf::from(
-            "/work/shared/corpus/spamassassin-public-2002",
-        )),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("spam").is_dir())
-        .expect("SpamAssassin corpus not found; set OUTGUARD_CORPUS")
-}
 
 /// The messages: every 10th of ham/ and spam/, all of hard-ham/ (the
 /// newsletters, HTML-heavy), and bench/message.eml (the timed message).
