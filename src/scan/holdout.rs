@@ -282,14 +282,15 @@ pub fn tune(items: &[Item], config: &ScanConfig, c: f64, list_errors: bool) {
         .filter(|i| i.folder == Folder::HardHam)
         .collect();
     let model = train(&train_set, c);
-    let scored = score(&scanner, &model, &test);
+    let hard_out = score(&scanner, &model, &test);
+    let scored = &hard_out;
     print_rates(
         "tuning, hard-ham-out (trained on tuning ham + spam, scored on tuning hard ham):",
-        &scored,
+        scored,
         t,
     );
     if list_errors {
-        print_errors(&scored, t);
+        print_errors(scored, t);
     }
 
     let mut all = Vec::new();
@@ -305,8 +306,43 @@ pub fn tune(items: &[Item], config: &ScanConfig, c: f64, list_errors: bool) {
         t,
     );
     print_calibration(&all);
+    print_at_catch(&all, &hard_out, t);
     if list_errors {
         print_errors(&all, t);
+    }
+}
+
+/// The source-disjoint rates at the default threshold and at the
+/// thresholds where it catches 90, 95 and 97 % of the spam, with the
+/// hard-ham-out check's hard-ham rate at the same threshold (A): the
+/// operating points docs/SCANNING.md compares.
+fn print_at_catch(disjoint: &[Scored], hard_out: &[Scored], configured: f64) {
+    let mut spam: Vec<f64> = disjoint
+        .iter()
+        .filter(|s| s.folder.is_spam())
+        .map(|s| s.score)
+        .collect();
+    spam.sort_unstable_by(|a, b| b.total_cmp(a));
+    let rate = |v: &[Scored], f: Folder, t: f64| {
+        let of: Vec<&Scored> = v.iter().filter(|s| s.folder == f).collect();
+        100.0 * of.iter().filter(|s| s.score >= t).count() as f64 / of.len().max(1) as f64
+    };
+    println!("  operating points (ham FP / hard-ham FP / spam caught, A = hard-ham-out FP):");
+    let mut points = vec![("default".to_string(), configured)];
+    for share in [0.90, 0.95, 0.97] {
+        let k = ((share * spam.len() as f64).ceil() as usize).clamp(1, spam.len().max(1));
+        if let Some(&t) = spam.get(k - 1) {
+            points.push((format!("{:.0} % caught", share * 100.0), t));
+        }
+    }
+    for (name, t) in points {
+        println!(
+            "    {name:>12} (t {t:6.2}): {:.2} / {:.1} / {:.1}, A {:.1}",
+            rate(disjoint, Folder::Ham, t),
+            rate(disjoint, Folder::HardHam, t),
+            rate(disjoint, Folder::Spam, t),
+            rate(hard_out, Folder::HardHam, t),
+        );
     }
 }
 

@@ -154,6 +154,10 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
                 prefixed("email:", &domain.to_lowercase(), &mut emit);
                 continue;
             }
+            if !w.is_ascii() && w.chars().any(|c| no_space_script(c).is_some()) {
+                no_space_tokens(w, &mut word, &mut emit);
+                continue;
+            }
             let chars = w.chars().count();
             if chars > MAX_WORD {
                 let first = w.chars().next().unwrap_or('?');
@@ -164,6 +168,63 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
                 emit(&word);
             }
         }
+    }
+}
+
+/// The `script:` token of a writing system that does not separate words
+/// with spaces (Han, kana, Thai, Lao, Khmer, Myanmar); `None` for every
+/// other character.
+fn no_space_script(c: char) -> Option<&'static str> {
+    Some(match u32::from(c) {
+        0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F => "script:han",
+        0x3040..=0x309F => "script:hiragana",
+        0x30A0..=0x30FF | 0x31F0..=0x31FF | 0xFF66..=0xFF9F => "script:katakana",
+        0x0E00..=0x0E7F => "script:thai",
+        0x0E80..=0x0EFF => "script:lao",
+        0x1780..=0x17FF => "script:khmer",
+        0x1000..=0x109F => "script:myanmar",
+        _ => return None,
+    })
+}
+
+/// A whitespace-separated "word" holding text of a script written without
+/// spaces (a whole Chinese or Japanese sentence): its characters of such
+/// scripts give one `script:` token per script (`script:han`), not a
+/// `skip:` length token named after its first character (a token that
+/// training mostly never saw, so the text was no evidence at all and the
+/// message was scored by its few other, mostly ham-like tokens); runs of
+/// other characters in it are words as usual. Character bigrams were
+/// tried too and did worse (docs/SCANNING.md).
+fn no_space_tokens(w: &str, word: &mut String, emit: &mut impl FnMut(&str)) {
+    let mut other_start: Option<usize> = None;
+    let mut flush_other = |seg: &str, emit: &mut dyn FnMut(&str)| {
+        let seg = trim_word(seg);
+        if (MIN_WORD..=MAX_WORD).contains(&seg.chars().count()) {
+            normalise_word(seg, word);
+            emit(word);
+        }
+    };
+    let mut last_script = "";
+    for (i, c) in w.char_indices() {
+        match no_space_script(c) {
+            Some(script) => {
+                if let Some(start) = other_start.take() {
+                    flush_other(&w[start..i], emit);
+                }
+                if script != last_script {
+                    emit(script);
+                    last_script = script;
+                }
+            }
+            None => {
+                if other_start.is_none() {
+                    other_start = Some(i);
+                }
+            }
+        }
+    }
+    if let Some(start) = other_start {
+        flush_other(&w[start..], emit);
     }
 }
 
@@ -424,6 +485,26 @@ mod tests {
                 "{prefix} in {t:?}"
             );
         }
+    }
+
+    #[test]
+    fn scripts_without_spaces_give_script_tokens() {
+        let t = tokens(
+            "From: a@example.com\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+             今日は、Windows版のソフトを無料で。 ภาษาไทย plain words\r\n",
+        );
+        for want in [
+            "script:han",
+            "script:hiragana",
+            "script:katakana",
+            "script:thai",
+            "windows",
+            "plain",
+            "words",
+        ] {
+            assert!(t.iter().any(|x| x == want), "{want} missing from {t:?}");
+        }
+        assert!(!t.iter().any(|x| x.starts_with("skip:")), "{t:?}");
     }
 
     #[test]
