@@ -216,6 +216,13 @@ fn no_space_tokens(w: &str, word: &mut String, emit: &mut impl FnMut(&str)) {
                     last_script = script;
                 }
             }
+            // Ideographic space and punctuation, full-width forms: they
+            // separate, as spaces and punctuation do in other scripts.
+            None if matches!(u32::from(c), 0x3000..=0x303F | 0xFF00..=0xFF65) => {
+                if let Some(start) = other_start.take() {
+                    flush_other(&w[start..i], emit);
+                }
+            }
             None => {
                 if other_start.is_none() {
                     other_start = Some(i);
