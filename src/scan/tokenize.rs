@@ -140,7 +140,10 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
     }
     let mut word = String::new();
     for text in content.texts() {
-        for raw in words_of(without_list_footer(text)) {
+        let text = without_list_footer(text);
+        // Most texts are ASCII: then no word needs the script check.
+        let ascii = text.is_ascii();
+        for raw in words_of(text) {
             if raw.len() > 4 && raw.as_bytes()[..4].eq_ignore_ascii_case(b"http") {
                 continue; // counted as url tokens
             }
@@ -154,7 +157,7 @@ pub fn for_each_token(doc: &Document<'_>, content: &Content<'_>, mut emit: impl 
                 prefixed("email:", &domain.to_lowercase(), &mut emit);
                 continue;
             }
-            if !w.is_ascii() && w.chars().any(|c| no_space_script(c).is_some()) {
+            if !ascii && !w.is_ascii() && w.chars().any(|c| no_space_script(c).is_some()) {
                 no_space_tokens(w, &mut word, &mut emit);
                 continue;
             }
