@@ -38,15 +38,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Raw, ham
+from conftest import ROOT, Raw, ham, wait_for
 
 ROUNDS = int(os.environ.get("OUTGUARD_KILL_ROUNDS", "20"))
 UNLIMITED = dict(limit_day=0, limit_week=0, limit_month=0, max_recipients_day=0)
 
 
-def _submitter(daemon, how, acked, stop, errors):
+def _submitter(daemon, how, acked, stop, errors, loaded):
     """Sends messages until the daemon dies or `stop` is set; records the
-    queue id of every message answered with 250."""
+    queue id of every message answered with 250 and sets `loaded` at the
+    first."""
     n = 0
     while not stop.is_set():
         try:
@@ -65,6 +66,7 @@ def _submitter(daemon, how, acked, stop, errors):
                     errors.append(text)
                     break
                 acked.append(text.rsplit(" ", 1)[1])
+                loaded.set()
         except (OSError, AssertionError, ValueError, IndexError):
             # The daemon was killed mid-exchange: expected, start again
             # (the connection fails until `stop` is set after the restart).
@@ -77,7 +79,8 @@ def test_kill9_under_load_loses_nothing(daemon):
     TLS, two IP-authorised on the plain listener), the daemon is killed
     with SIGKILL at a random moment, restarted, and every message that got
     a 250 must be in the queue. Restarting is the check that the store
-    opens cleanly."""
+    opens cleanly. The kill comes once each client has had a 250 in the
+    round, at a random moment within the next 0.6 s."""
     daemon.add_user(USER, **UNLIMITED)
     daemon.add_user("127.0.0.1", password=None, domain="example.org", **UNLIMITED)
     seed = int(os.environ.get("OUTGUARD_KILL_SEED", str(random.randrange(1 << 30))))
@@ -85,13 +88,15 @@ def test_kill9_under_load_loses_nothing(daemon):
     acked_total, lost = 0, []
     for rnd in range(ROUNDS):
         acked, errors, stop = [], [], threading.Event()
+        loaded = [threading.Event() for _ in range(3)]
         threads = [
-            threading.Thread(target=_submitter, args=(daemon, how, acked, stop, errors), daemon=True)
-            for how in ("auth", "ip", "ip")
+            threading.Thread(target=_submitter, args=(daemon, how, acked, stop, errors, ev), daemon=True)
+            for how, ev in zip(("auth", "ip", "ip"), loaded)
         ]
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.3, 1.5))
+        wait_for(lambda: all(ev.is_set() for ev in loaded) or errors, 30, "every client to have a 250")
+        time.sleep(rng.uniform(0, 0.6))
         daemon.kill9()
         stop.set()
         for t in threads:

@@ -23,21 +23,30 @@ STRONG_TLS13 = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA2
 
 
 def sslscan(*args):
+    """sslscan's XML report. No key-exchange group enumeration (nothing
+    here checks groups): it took 9.4 of the 9.5 s per scan."""
     if shutil.which("sslscan") is None:
         pytest.fail("sslscan is not installed (apt-get install sslscan)")
-    out = subprocess.run(["sslscan", "--no-colour", "--xml=-", *args], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(["sslscan", "--no-colour", "--no-groups", "--xml=-", *args], capture_output=True, text=True, timeout=300)
     start = out.stdout.find("<?xml")
     assert start >= 0, out.stdout + out.stderr
     return ET.fromstring(out.stdout[start:])
 
 
 @pytest.mark.parametrize("where", ["465", "587-starttls", "587-implicit"])
-def test_tls_offers_only_strong_modern_tls(daemon, where):
+def test_tls_offers_only_strong_modern_tls(make_daemon, where):
     if where == "465":
+        daemon = make_daemon()
         doc = sslscan(f"127.0.0.1:{daemon.submissions}")
     elif where == "587-starttls":
+        # A STARTTLS client waits for the banner, so each of sslscan's ~100
+        # connections sat out the whole implicit-TLS sniff (conftest's CI
+        # margin of 400 ms: 47 s in all). The shipped default (1 ms) gives
+        # the banner at once; the same TLS is offered after STARTTLS.
+        daemon = make_daemon(smtp={"tls_sniff_ms": 1})
         doc = sslscan("--starttls-smtp", f"127.0.0.1:{daemon.submission}")
     else:
+        daemon = make_daemon()
         doc = sslscan(f"127.0.0.1:{daemon.submission}")
     test = doc.find("ssltest")
     assert test is not None, ET.tostring(doc)

@@ -1,10 +1,15 @@
-"""schemathesis against /v1/openapi.json, bounded in time: no server
-errors, every status and body as documented, and schema-violating input
-refused. Runs on a daemon of its own without the debug clock (moving it
-would expire the session); logging out and changing the admin password
-are left out for the same reason (tested in test_auth.py)."""
+"""schemathesis against /v1/openapi.json: no server errors, every status
+and body as documented, and schema-violating input refused. Each phase
+runs once (coverage, fuzzing with 10 examples per operation, stateful),
+bounded by the subprocess timeout; no --max-time, which repeats fuzzing
+and stateful runs until the time is spent (96 s against 56 s here). Every
+selected operation must have been tested. Runs on a daemon of its own
+without the debug clock (moving it would expire the session); logging out
+and changing the admin password are left out for the same reason (tested
+in test_auth.py)."""
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -32,7 +37,6 @@ def test_server_matches_openapi(built, tmp_path):
             "--generation-with-security-parameters", "false",
             "--generation-deterministic",
             "--max-examples", "10",
-            "--max-time", "90",
             "--request-timeout", "10",
             "--workers", "1",
             "--no-color",
@@ -43,7 +47,8 @@ def test_server_matches_openapi(built, tmp_path):
         # Run in the temp dir: schemathesis keeps a cache in its working directory.
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
         assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-2000:]
-        assert "Tested:" in r.stdout
+        tested = re.search(r"Selected: (\d+)/\d+\s+Tested: (\d+)", r.stdout)
+        assert tested and tested[1] == tested[2], r.stdout[-8000:]
         # Still logged in and still serving: nothing the fuzzer sent broke it.
         assert s.get(d.url + "/v1/health").status_code == 200
     finally:
