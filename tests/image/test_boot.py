@@ -30,11 +30,6 @@ ARCHS = [
     pytest.param("x86_64", id="x86_64"),
     pytest.param("aarch64", id="aarch64", marks=pytest.mark.slow),
 ]
-# the boots of aarch64 run beside the x86_64 tests (tests/image/conftest.py)
-BOOT_ARCHS = [
-    pytest.param("x86_64", id="x86_64"),
-    pytest.param("aarch64", id="aarch64", marks=[pytest.mark.slow, pytest.mark.beside]),
-]
 # Seconds. Measured here: x86_64 banner ~20 s, aarch64 ~40 s; generous for a loaded CI box.
 BANNER_TIMEOUT = {"x86_64": 180, "aarch64": 360}
 
@@ -161,7 +156,7 @@ def status_fields(vm: ogvm.VM, pid: str) -> dict[str, str]:
     return dict(re.findall(r"^(\w+):\s*(.*?)\s*$", out, re.M))
 
 
-@pytest.mark.parametrize("arch", BOOT_ARCHS)
+@pytest.mark.parametrize("arch", ARCHS)
 def test_boot_submit_reboot(arch, tmp_path):
     ogvm.require_image(arch)
     work = tmp_path / arch
@@ -319,7 +314,7 @@ def test_boot_submit_reboot(arch, tmp_path):
         vm.kill()
 
 
-@pytest.mark.parametrize("arch", BOOT_ARCHS)
+@pytest.mark.parametrize("arch", ARCHS)
 def test_unprovisioned_first_boot(arch, tmp_path):
     """The image as shipped, without provisioning: the daemon comes up with the default
     config (MX delivery, which reads /etc/resolv.conf inside the daemon's landlock ruleset)
