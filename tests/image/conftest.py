@@ -52,6 +52,9 @@ class Beside:
 
     def start(self, tmp_path_factory) -> None:
         if self.thread is None and self.items:
+            # made (and with --basetemp emptied) here, once: not by the thread and the
+            # foreground's first tmp_path at the same time
+            tmp_path_factory.getbasetemp()
             self.thread = threading.Thread(target=self._run, args=(tmp_path_factory,),
                                            name="image-beside", daemon=True)
             self.thread.start()
