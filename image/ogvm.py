@@ -6,6 +6,7 @@ Used by tests/image/test_boot.py and image/report.py. Standard library only.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -82,6 +83,18 @@ def provision(disk: Path, files: dict[str, str], workdir: Path) -> None:
                    stdout=subprocess.DEVNULL)
 
 
+# QEMU processes still running: killed when Python exits (a test run that stops early,
+# with a VM still up in a thread, leaves no QEMU behind)
+_LIVE: set[subprocess.Popen] = set()
+
+
+@atexit.register
+def _kill_live() -> None:
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.kill()
+
+
 class VM:
     """One QEMU run of image/run.sh with its serial console on pipes."""
 
@@ -111,12 +124,17 @@ class VM:
         self.proc = subprocess.Popen([str(TOP / "image" / "run.sh"), self.arch], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
+        _LIVE.add(self.proc)
         threading.Thread(target=self._reader, daemon=True).start()
         return self
 
     def _reader(self) -> None:
         assert self.proc and self.proc.stdout
         logf = open(self.log_path, "ab") if self.log_path else None
+        # beside the raw log, the same lines with the seconds since QEMU started (where
+        # a test's time goes: firmware, kernel, banner, each command)
+        tsf = open(f"{self.log_path}.ts", "a") if self.log_path else None
+        line = b""
         try:
             while True:
                 chunk = os.read(self.proc.stdout.fileno(), 4096)
@@ -125,12 +143,22 @@ class VM:
                 if logf:
                     logf.write(chunk)
                     logf.flush()
+                if tsf:
+                    line += chunk
+                    *done, line = line.split(b"\n")
+                    t = time.monotonic() - self.t0
+                    for ln in done:
+                        text = ANSI.sub(b"", ln.replace(b"\r", b"")).decode(errors="replace")
+                        tsf.write(f"{t:8.2f} {text}\n")
+                    tsf.flush()
                 with self.cond:
                     self.buf += ANSI.sub(b"", chunk.replace(b"\r", b""))
                     self.cond.notify_all()
         finally:
             if logf:
                 logf.close()
+            if tsf:
+                tsf.close()
             with self.cond:
                 self.cond.notify_all()
 
@@ -149,6 +177,7 @@ class VM:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        _LIVE.discard(self.proc)
 
     def output(self) -> str:
         with self.lock:

@@ -71,6 +71,7 @@ def queued_ids(vm: ogvm.VM) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.beside  # six x86_64 boots, beside the other tests (tests/image/conftest.py)
 def test_power_cuts_lose_no_acknowledged_mail(tmp_path):
     ogvm.require_image(ARCH)
     work = tmp_path / ARCH
