@@ -15,6 +15,7 @@ import time
 
 import requests
 import urllib3
+from conftest import free_port
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
@@ -22,12 +23,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = ROOT / "target" / "debug" / "outguard"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 PASSWORD = "admin-test-password"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build():

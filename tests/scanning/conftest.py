@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 # Only clamd knows this one (an .ndb signature written below); the
 # built-in scanner passes it.
@@ -31,12 +32,6 @@ START_DEADLINE = 300.0
 def _binary(name):
     path = os.environ.get("PATH", "") + ":/usr/sbin:/usr/bin:/sbin"
     return shutil.which(name, path=path)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _shared_dir(prefix):
