@@ -55,6 +55,10 @@ def require_image(arch: str, reason: str | None = None) -> None:
         pytest.skip(reason)
 
 
+# A whole console line written by the init scripts (lib.sh's og_log).
+CONSOLE_NOTE = re.compile(r"(?m)^outguard-init: .*\n")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -231,7 +235,9 @@ class VM:
                   f"printf '%s_%s_%s\\n' OGEND {n} $?\n")
         self.expect(rf"OGBEGIN_{n}\n", timeout)
         m = self.expect(rf"(?s)(.*?)OGEND_{n}_(\d+)\n", timeout)
-        out = m.group(1).decode(errors="replace")
+        # The init scripts also write their messages to the console (og_log), so one may
+        # land between the command's lines (seen: provisioning's "done" before a `cat`).
+        out = CONSOLE_NOTE.sub("", m.group(1).decode(errors="replace"))
         rc = int(m.group(2))
         if check and rc != 0:
             raise AssertionError(f"guest command failed ({rc}): {command}\n{out}")
