@@ -146,3 +146,54 @@ impl Shared {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// The ranges the OpenAPI description states for the system settings
+    /// (written by hand as schema attributes: utoipa takes no constants)
+    /// are the ones `check_ranges` enforces.
+    #[test]
+    fn documented_ranges_are_the_enforced_ones() {
+        let doc: Value = serde_json::from_str(include_str!("admin/openapi.json")).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let mut checked = 0;
+        for (schema, at) in [
+            ("SystemSettings", None),
+            ("ResponsePolicy", Some("response")),
+        ] {
+            let props = schemas[schema]["properties"].as_object().unwrap();
+            for (field, p) in props {
+                let (Some(min), Some(max)) = (p["minimum"].as_f64(), p["maximum"].as_f64()) else {
+                    continue;
+                };
+                let valid = |v: f64| {
+                    let mut s = serde_json::to_value(SystemSettings::default()).unwrap();
+                    let obj = match at {
+                        Some(key) => &mut s[key],
+                        None => &mut s,
+                    };
+                    obj[field] = if p["type"] == "integer" {
+                        json!(v as i64)
+                    } else {
+                        json!(v)
+                    };
+                    serde_json::from_value::<SystemSettings>(s)
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| s.check_ranges())
+                        .is_ok()
+                };
+                assert!(valid(min) && valid(max), "{schema}.{field}: {min}..={max}");
+                assert!(!valid(max + 1.0), "{schema}.{field}: above {max} accepted");
+                if min >= 1.0 || p["type"] != "integer" {
+                    assert!(!valid(min - 1.0), "{schema}.{field}: below {min} accepted");
+                }
+                checked += 1;
+            }
+        }
+        // quarantine_retention_days and the five numbers of `response`
+        assert_eq!(checked, 6);
+    }
+}
