@@ -283,14 +283,13 @@ pub fn tune(items: &[Item], config: &ScanConfig, c: f64, list_errors: bool) {
         .collect();
     let model = train(&train_set, c);
     let hard_out = score(&scanner, &model, &test);
-    let scored = &hard_out;
     print_rates(
         "tuning, hard-ham-out (trained on tuning ham + spam, scored on tuning hard ham):",
-        scored,
+        &hard_out,
         t,
     );
     if list_errors {
-        print_errors(scored, t);
+        print_errors(&hard_out, t);
     }
 
     let mut all = Vec::new();

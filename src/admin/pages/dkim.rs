@@ -14,11 +14,7 @@ const ACTIVE: &str = "/dkim";
 /// One page of the domains with keys, in domain order (`?after=` is the
 /// API's cursor).
 pub fn page(c: &Ctx) -> Resp {
-    let q = c.query();
-    let a = match q.text("after").filter(|a| !a.is_empty()) {
-        Some(after) => c.get(&format!("/v1/dkim?after={}", seg(after))),
-        None => c.get("/v1/dkim"),
-    };
+    let a = c.get_page("/v1/dkim");
     if !ok(&a) {
         return c.failed("DKIM", ACTIVE, &a, "/dashboard");
     }
