@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import re
 import shutil
 import socket
@@ -59,10 +60,32 @@ def require_image(arch: str, reason: str | None = None) -> None:
 CONSOLE_NOTE = re.compile(r"(?m)^outguard-init: .*\n")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, below the kernel's ephemeral range.
+
+    `bind(0)` hands out a port from the range the kernel also takes the local
+    ports of outgoing connections from, so between this check and the later
+    bind (QEMU's forward, a test daemon) a client connection could take it
+    (CI saw a daemon stop with "Address already in use"). Below that range
+    only listeners bind, and the check below sees them. The test suites use
+    this one too (tests/conftest.py)."""
+    low = min(_ephemeral_low(), 32768)
+    for _ in range(500):
+        port = random.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def fresh_disk(arch: str, workdir: Path) -> Path:

@@ -5,50 +5,25 @@ control socket, raw SMTP over plain or TLS sockets)."""
 import http.client
 import json
 import os
-import random
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "image"))
+from ogvm import free_port  # noqa: E402,F401  (one port picker for the suites and the VMs)
 BIN = Path(os.environ.get("OUTGUARD_BIN", ROOT / "target" / "debug" / "outguard"))
 PASSWORD = "correct-horse-battery"
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes a minute or more (deselect with -m 'not slow')")
-
-
-def _ephemeral_low():
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port():
-    """A loopback port nobody listens on, below the kernel's ephemeral range.
-
-    `bind(0)` hands out a port from the range the kernel also takes the local
-    ports of outgoing connections from, so between this check and the daemon's
-    own bind another test's client connection could take it (CI saw a daemon
-    stop with "Address already in use"). Below that range only listeners bind,
-    and the check below sees them."""
-    low = min(_ephemeral_low(), 32768)
-    for _ in range(500):
-        port = random.randrange(10000, low)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def wait_for(pred, timeout=15.0, what="condition"):

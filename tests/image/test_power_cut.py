@@ -14,7 +14,6 @@ import os
 import random
 import re
 import smtplib
-import socket
 import ssl
 import threading
 import time
@@ -33,9 +32,7 @@ ARCH = "x86_64"
 
 
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return ogvm.free_port()
 
 
 def load(vm: ogvm.VM, acked: list, stop: threading.Event, who: int) -> None:
