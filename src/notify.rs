@@ -9,6 +9,7 @@ use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 
+use crate::delivery::header_text;
 use crate::store::{QueueEntry, Recipient, Store, StoreError};
 use mail_builder::headers::date::Date;
 
@@ -16,10 +17,7 @@ use mail_builder::headers::date::Date;
 /// spaces; plain ASCII as it is, folded at spaces if long (mail-builder's
 /// Text would RFC 2047-encode a long one), anything else encoded.
 fn subject_field(subject: &str) -> HeaderType<'static> {
-    let clean: String = subject
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let clean = header_text(subject).into_owned();
     if clean.is_ascii() {
         Raw::new(clean).into()
     } else {
@@ -37,19 +35,30 @@ fn notice(
     text: &str,
     now: Timestamp,
 ) -> Vec<u8> {
+    let hostname = header_text(hostname);
+    // The body's lines end in CRLF; no other control is left in it.
+    let body: String = text
+        .replace("\r\n", "\n")
+        .chars()
+        .map(|c| match c {
+            '\n' | '\t' => c,
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
     let mut out = Vec::new();
     MessageBuilder::new()
         .from(Address::new_address(
             Some("Outguard"),
             format!("postmaster@{hostname}"),
         ))
-        .to(Address::new_address(None::<&str>, admin))
+        .to(Address::new_address(None::<&str>, header_text(admin)))
         .header("Subject", subject_field(subject))
         .date(Date::new(now.as_second()))
         .message_id(format!("notice-{id:016x}@{hostname}"))
         .header("Auto-Submitted", Raw::new("auto-generated"))
         .header("MIME-Version", Raw::new("1.0"))
-        .text_body(text.replace("\r\n", "\n").replace('\n', "\r\n"))
+        .text_body(body.replace('\n', "\r\n"))
         .serialize(&mut out);
     out
 }
@@ -164,6 +173,26 @@ mod tests {
         assert!(raw.is_ascii());
         let m = MessageParser::default().parse(&raw).unwrap();
         assert_eq!(m.subject(), Some(utf8));
+
+        // Controls from outside (a host name, an address) never reach the
+        // header as they are: mail-builder 1.0 would write them raw.
+        queue_notice(
+            &store,
+            11,
+            "gw\r\nX-Host: 1\x0b\x1b",
+            "ad\x07min@example.com\x7f",
+            "s\x00\x1b[2J",
+            "line\r\x0b\x1b end\n",
+            now,
+        )
+        .unwrap();
+        let raw = store.queue_body(11).unwrap().unwrap();
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let header = String::from_utf8(raw[..end].to_vec()).unwrap();
+        assert!(!header.replace("\r\n", "").chars().any(char::is_control));
+        let m = MessageParser::default().parse(&raw).unwrap();
+        assert!(m.header_raw("X-Host").is_none());
+        assert_eq!(m.body_text(0).as_deref(), Some("line    end\r\n"));
 
         // A UTF-8 admin address makes the notice need SMTPUTF8.
         queue_notice(&store, 8, "gw", "r\u{e9}my@example.com", "s", "t\n", now).unwrap();

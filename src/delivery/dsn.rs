@@ -85,6 +85,25 @@ pub fn original_header(message: &[u8]) -> &[u8] {
     }
 }
 
+/// Text for a header field of a message the daemon generates (bounces
+/// here, admin notices in `notify`): every control character (CR, LF,
+/// tab, NUL, ESC, DEL, C1) as a space, so nothing can end the field or
+/// start another. mail-builder 1.0 (the release Rust 1.88 builds) writes
+/// an address, a display name, unstructured text and a raw field as it is
+/// given; 2.x dropped controls from addresses and encoded them in text
+/// itself. Every value from outside the code goes through this.
+pub fn header_text(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        Cow::Owned(
+            s.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// One line of text safe inside a header field: no CR/LF, ASCII only.
 fn one_line(s: &str) -> String {
     s.chars()
@@ -191,6 +210,11 @@ pub fn build(
     hostname: &str,
     now: Timestamp,
 ) -> Vec<u8> {
+    // Every value from outside the code that reaches a header goes
+    // without controls (header_text says why): the host name
+    // (From, Message-ID) here, the sender (To) below.
+    let hostname = header_text(hostname);
+    let hostname = hostname.as_ref();
     let action = gravest(reports);
     let (subject, intro) = match action {
         Action::Failed => (
@@ -266,7 +290,10 @@ pub fn build(
             Some("Mail Delivery System"),
             format!("MAILER-DAEMON@{hostname}"),
         ))
-        .to(Address::new_address(None::<&str>, entry.sender.as_str()))
+        .to(Address::new_address(
+            None::<&str>,
+            header_text(&entry.sender),
+        ))
         .subject(subject)
         .date(Date::new(now.as_second()))
         .message_id(format!("{id}.{}.dsn@{hostname}", now.as_millisecond()))

@@ -408,6 +408,22 @@ fn header_injection_through_the_envelope_goes_nowhere() {
     );
     let m = MessageParser::default().parse(&raw).unwrap();
     assert!(m.header_raw("Bcc").is_none());
+    // mail-builder 1.0 writes what it is given: controls other than CR/LF
+    // (in the sender, or a host name) are taken out before it, too.
+    e.sender = "al\x1bice\x07@example.com\x0b\x7f".into();
+    let raw = build(
+        &e,
+        b"Subject: hi\r\n\r\n",
+        &reports,
+        "gw\x0b\x00X-Host: 1",
+        "2030-01-01T00:05:00Z".parse().unwrap(),
+    );
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let header = raw[..end].to_vec();
+    let header = String::from_utf8(header).unwrap().replace("\r\n", "");
+    assert!(!header.chars().any(char::is_control), "{header:?}");
+    let m = MessageParser::default().parse(&raw).unwrap();
+    assert!(m.header_raw("X-Host").is_none());
     let [_, status, _] = report_parts(&m);
     let g = groups(status);
     assert!(g[0].iter().all(|(n, _)| n != "X-Evil"));

@@ -67,8 +67,7 @@ impl Store {
         let mut p = load(&txn, user)?;
         assess::failed(&mut p, n, now);
         save(&txn, user, &p)?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(|e| super::StoreError(e.to_string()))?;
+        txn.set_durability(redb::Durability::None);
         txn.commit()?;
         self.changed(super::Change::Profile(
             user.to_string(),

@@ -64,15 +64,11 @@ impl Health {
     }
 }
 
-/// Errors after which redb's Database refuses further writes.
+/// Errors after which redb's Database refuses further writes (redb 2.6:
+/// an I/O error, and `PreviousIo` for every transaction after one; redb 3+
+/// adds `DatabaseClosed` and `Backend`, which a port must list here too).
 fn poisons(e: &StorageError) -> bool {
-    matches!(
-        e,
-        StorageError::Io(_)
-            | StorageError::PreviousIo
-            | StorageError::DatabaseClosed
-            | StorageError::Backend(_)
-    )
+    matches!(e, StorageError::Io(_) | StorageError::PreviousIo)
 }
 
 /// A write transaction that reports I/O failures to the store's `Health`:

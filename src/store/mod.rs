@@ -24,7 +24,7 @@ mod users;
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -129,8 +129,13 @@ impl Store {
         let measure = file.try_clone().ok();
         let backend =
             redb::backends::FileBackend::new(file).map_err(|e| StoreError(e.to_string()))?;
+        // redb 2.6 (the newest that Buildroot 2026.02's Rust 1.88 builds)
+        // writes the v3 file format only when asked; redb 3 and later read
+        // and write only v3, so this keeps the store open to a later redb
+        // (docs/ARCHITECTURE.md, "Store file format").
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
+            .create_with_file_format_v3(true)
             .create_with_backend(backend)?;
         let txn = db.begin_write()?;
         {

@@ -91,7 +91,7 @@ mod tests {
     use super::*;
     // The store's own table definitions, on a bare redb file.
     use super::super::{QUEUE as NUMBERS, USERS as NAMES};
-    use redb::{Database, ReadableDatabase};
+    use redb::Database;
 
     fn db() -> (Database, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!(

@@ -349,8 +349,7 @@ impl Store {
             entry
         };
         if !durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| super::StoreError(e.to_string()))?;
+            txn.set_durability(redb::Durability::None);
         }
         txn.commit()?;
         Ok(Some(entry))

@@ -118,9 +118,15 @@ def test_package_hash_and_license():
         assert "BR2_DOWNLOAD_FORCE_CHECK_HASHES=y" in (BR / "configs" / f"outguard_{board}_defconfig").read_text()
 
 
+# The Rust of Buildroot 2026.02.x, the LTS this tree targets (buildroot/README.md).
+LTS_RUST = "1.88"
+
+
 def test_msrv_lint():
+    """rust-version is at most the LTS's Rust, and clippy denies std APIs newer than it."""
     cargo = (TOP / "Cargo.toml").read_text()
-    assert re.search(r'^rust-version = "1\.\d+"$', cargo, re.M)
+    have = re.search(r'^rust-version = "(1\.\d+)"$', cargo, re.M).group(1)
+    assert tuple(map(int, have.split("."))) <= tuple(map(int, LTS_RUST.split("."))), have
     assert re.search(r'^incompatible_msrv = "deny"$', cargo, re.M)
 
 
@@ -131,6 +137,11 @@ def test_locked_dependencies_within_rust_version():
     r = subprocess.run([str(BR / "check-msrv.sh")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.match(rf"PASS  msrv: all \d+ locked packages build with Rust {re.escape(want)} ", r.stdout)
+    # And with the LTS's Rust itself, whatever rust-version says.
+    r = subprocess.run([str(BR / "check-msrv.sh")], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "MSRV": LTS_RUST})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.match(rf"PASS  msrv: all \d+ locked packages build with Rust {re.escape(LTS_RUST)} ", r.stdout)
 
 
 def test_msrv_check_names_what_is_too_new():
@@ -368,23 +379,29 @@ def test_run_names_a_taken_port():
 BUILDROOT_MIRROR = Path("/work/.mirror/buildroot+buildroot/repo")
 
 
-@pytest.fixture(scope="module")
-def buildroot_tree(tmp_path_factory):
-    """A Buildroot tree: BUILDROOT_DIR, or 2026.05.1 from the local mirror."""
+# The LTS this tree targets, and the newer release it still loads on.
+BUILDROOT_RELEASES = ["2026.02.3", "2026.05.1"]
+
+
+@pytest.fixture(scope="module", params=BUILDROOT_RELEASES)
+def buildroot_tree(request, tmp_path_factory):
+    """A Buildroot tree: BUILDROOT_DIR (once), or each release above from the local mirror."""
     import os
     if os.environ.get("BUILDROOT_DIR"):
+        if request.param != BUILDROOT_RELEASES[0]:
+            pytest.skip("BUILDROOT_DIR is one tree")
         return Path(os.environ["BUILDROOT_DIR"])
     if not BUILDROOT_MIRROR.exists():
         pytest.skip("no Buildroot tree (set BUILDROOT_DIR)")
     d = tmp_path_factory.mktemp("buildroot")
-    archive = subprocess.run(["git", f"--git-dir={BUILDROOT_MIRROR}", "archive", "2026.05.1"],
+    archive = subprocess.run(["git", f"--git-dir={BUILDROOT_MIRROR}", "archive", request.param],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(d)], input=archive, check=True)
     return d
 
 
 def test_buildroot_check(buildroot_tree, tmp_path):
-    """buildroot/check.sh passes against the Buildroot release this tree targets."""
+    """buildroot/check.sh passes against the LTS this tree targets and the newer release."""
     r = subprocess.run([str(BR / "check.sh"), str(buildroot_tree)], capture_output=True, text=True,
                        timeout=900, env={**__import__("os").environ, "WORK": str(tmp_path)})
     assert r.returncode == 0, r.stdout + r.stderr
