@@ -1,12 +1,21 @@
 """Graceful shutdown: on SIGTERM the daemon stops accepting, tells idle
 sessions 421 4.3.2, lets a message under way finish with its reply (and
-keeps it), then exits."""
+keeps it), then closes the store clean and exits."""
 
 import signal
 
 from conftest import ham, login
 
 USER = "alice@example.com"
+
+# redb's file header: 9 magic bytes, then the "god byte" whose bit 1 says
+# the file was not closed clean (redb 2.6 src/tree_store/page_store/header.rs).
+GOD_BYTE, RECOVERY_REQUIRED = 9, 2
+
+
+def recovery_required(store) -> bool:
+    with open(store, "rb") as f:
+        return bool(f.read(GOD_BYTE + 1)[GOD_BYTE] & RECOVERY_REQUIRED)
 
 
 def test_sigterm_drains_sessions(daemon):
@@ -34,6 +43,10 @@ def test_sigterm_drains_sessions(daemon):
     assert last.startswith("421 4.3.2"), last
     assert daemon.proc.wait(30) == 0
     daemon.wait_log("session closed: shutting down")
+    # The store was closed, not left to the exit: redb cleared the header's
+    # recovery bit, so the next start needs no repair pass over the file.
+    daemon.wait_log("store closed")
+    assert not recovery_required(daemon.data / "outguard.redb")
 
     # What got its 250 is on disk.
     daemon.start()

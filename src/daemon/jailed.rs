@@ -64,6 +64,12 @@ impl Resources {
 /// How long a daemon whose store failed answers 4xx before it exits.
 const STORE_FAILURE_GRACE: Duration = Duration::from_secs(5);
 
+/// How long tasks left at exit get to finish (bounded waits inside).
+const RUNTIME_STOP: Duration = Duration::from_secs(5);
+
+/// How long the exit waits for the store's last holder to let it go.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 impl Jailed {
     /// Builds the tokio runtime and serves until SIGTERM/SIGINT or a store
     /// failure.
@@ -73,7 +79,24 @@ impl Jailed {
             .thread_name("outguard")
             .build()
             .map_err(|e| format!("cannot start runtime: {e}"))?;
-        runtime.block_on(self.serve())
+        let mut serving = self;
+        let store_closed = serving.opened.store_closed.take();
+        let outcome = runtime.block_on(serving.serve());
+        // Tasks still waiting (housekeeping, an idle connection) hold the
+        // store, and the committer thread holds it until the last sender
+        // is gone: stop them, then wait for the last reference to drop, so
+        // redb marks the file clean and the next start opens it without a
+        // repair pass over the whole file.
+        runtime.shutdown_timeout(RUNTIME_STOP);
+        if let Some(closed) = store_closed {
+            match closed.recv_timeout(STORE_CLOSE_WAIT) {
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    tracing::info!("store closed")
+                }
+                _ => tracing::warn!("store still in use at exit; the next start repairs it"),
+            }
+        }
+        outcome
     }
 
     async fn serve(self) -> Result<(), String> {
@@ -87,6 +110,7 @@ impl Jailed {
                     certs,
                     delivery,
                     store,
+                    store_closed: _,
                     settings,
                     fleet,
                     screener,

@@ -26,6 +26,8 @@ pub(super) struct Opened {
     pub certs: Arc<tls::Certs>,
     pub delivery: crate::delivery::Prepared,
     pub store: Arc<Store>,
+    /// Disconnects once `store` is closed clean (`Store::close_signal`).
+    pub store_closed: Option<std::sync::mpsc::Receiver<()>>,
     pub settings: settings::Shared,
     /// The shared store's CA (read while privileged), when configured.
     pub fleet: Option<Vec<u8>>,
@@ -63,10 +65,10 @@ impl Privileged {
         let syslog = crate::appliance::syslog::Prepared::load(&root, &cfg.log)?;
         let store_path = cfg.store_path();
         let store_file = data.open_file(Path::new(STORE_FILE), true)?;
-        let store = Arc::new(
-            Store::open_file(store_file, cfg.store_cache_mib.max(1) << 20)
-                .map_err(|e| format!("{}: {e}", store_path.display()))?,
-        );
+        let mut store = Store::open_file(store_file, cfg.store_cache_mib.max(1) << 20)
+            .map_err(|e| format!("{}: {e}", store_path.display()))?;
+        let store_closed = store.close_signal();
+        let store = Arc::new(store);
         store.set_min_free(cfg.store.min_free_mib.saturating_mul(1 << 20));
         admin::provision(&store, &cfg)?;
         let settings = settings::Shared::new(store.settings().map_err(|e| e.to_string())?)?;
@@ -121,6 +123,7 @@ impl Privileged {
                 certs,
                 delivery,
                 store,
+                store_closed: Some(store_closed),
                 settings,
                 fleet,
                 screener,

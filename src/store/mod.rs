@@ -95,6 +95,10 @@ pub struct Store {
     health: Health,
     space: space::Space,
     observer: observer::Observer,
+    /// Dropped after `db` (fields drop in declaration order), so its
+    /// receiver (`close_signal`) learns that redb has written its allocator
+    /// state and marked the file clean.
+    closed: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// redb page cache when the config does not say (`store_cache_mib`).
@@ -162,7 +166,18 @@ impl Store {
             health: Health::default(),
             space: space::Space::new(measure),
             observer: observer::Observer::default(),
+            closed: None,
         })
+    }
+
+    /// A receiver that disconnects once this store is closed: its last
+    /// reference dropped and redb's clean shutdown on disk. A store dropped
+    /// unclean (process exit while a thread still held it) makes the next
+    /// open walk the whole file to rebuild the allocator state.
+    pub fn close_signal(&mut self) -> std::sync::mpsc::Receiver<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.closed = Some(tx);
+        rx
     }
 
     /// Whether writes still work (see `health`).
