@@ -163,3 +163,15 @@ def test_admin_page_factory_reset_needs_csrf_and_the_hostname():
         assert re.search(r"^outguard_clock_synchronised [01]$", metrics, re.M), metrics
     finally:
         d.stop()
+
+
+def test_hostname_must_be_a_dns_name(tmp_path):
+    """The hostname goes into the greeting, EHLO, Received and notices: the
+    daemon refuses to start on one that is not a DNS name, and says why."""
+    from conftest import Daemon
+    for bad in ("relay example.com", "relay.example.com\r\n250 forged", "-relay.example", "relay_1.example"):
+        d = Daemon(tmp_path / str(abs(hash(bad))), hostname=bad)
+        r = subprocess.run([str(BIN), "--config", str(d.config), "serve"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode != 0, bad
+        assert "hostname: domain" in r.stderr and "is not a valid domain name" in r.stderr, r.stderr

@@ -336,6 +336,11 @@ impl Config {
         let s = &self.smtp;
         let a = &self.auth;
         let many = 1_000_000;
+        // It is written into the greeting, EHLO, Received, Message-IDs and
+        // notices: only a DNS name may get there.
+        if !self.hostname.is_empty() {
+            crate::users::validate_domain(&self.hostname).map_err(|e| format!("hostname: {e}"))?;
+        }
         in_range("housekeeping_secs", self.housekeeping_secs, 1, DAY)?;
         check_remote(&self.log.remote)?;
         in_range("store_cache_mib", self.store_cache_mib, 1, 65_536)?;
@@ -463,7 +468,7 @@ impl Config {
         nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
-            .filter(|h| !h.is_empty())
+            .filter(|h| crate::users::validate_domain(h).is_ok())
             .unwrap_or_else(|| "outguard.localdomain".into())
     }
 }
