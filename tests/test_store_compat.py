@@ -91,3 +91,23 @@ def test_writes_to_a_store_written_by_redb_2_6(old_store_daemon):
     assert d.user("erin@example.com")["settings"]["limit_per_day"] == 3
     assert not d.user("carol@example.com")["locked"]
     assert len(d.queue()) == 1
+
+
+# The store of a development build before the move to redb 2.6 (redb 4.6.0,
+# commit 0abe326): a file in a newer store format than this build reads, as
+# after a rollback to an image older than a store upgrade.
+NEWER = Path(__file__).resolve().parent / "fixtures" / "store-redb-4.6.redb.xz"
+
+
+def test_a_store_in_a_newer_format_is_refused_with_the_reason(tmp_path):
+    import subprocess
+    from conftest import BIN
+    d = Daemon(tmp_path / "d")
+    d.data.mkdir(mode=0o700, parents=True)
+    (d.data / "outguard.redb").write_bytes(lzma.decompress(NEWER.read_bytes()))
+    r = subprocess.run([str(BIN), "--config", str(d.config), "serve"], capture_output=True,
+                       text=True, timeout=60)
+    # redb 2.6 panics on it (release builds abort): the daemon says what that means.
+    assert r.returncode != 0
+    assert "written by a newer store format than this build reads" in r.stderr, r.stderr
+    assert "move outguard.redb aside" in r.stderr

@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod fleet;
 mod health;
 mod observer;
+mod opening;
 pub mod paging;
 mod quarantine;
 mod queue;
@@ -137,10 +138,12 @@ impl Store {
         // writes the v3 file format only when asked; redb 3 and later read
         // and write only v3, so this keeps the store open to a later redb
         // (docs/ARCHITECTURE.md, "Store file format").
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create_with_file_format_v3(true)
-            .create_with_backend(backend)?;
+        let db = opening::explain_panics(|| {
+            redb::Builder::new()
+                .set_cache_size(cache_bytes)
+                .create_with_file_format_v3(true)
+                .create_with_backend(backend)
+        })?;
         let txn = db.begin_write()?;
         {
             txn.open_table(USERS)?;
