@@ -86,6 +86,15 @@ enum Command {
         /// Also time the scan of this message file.
         #[arg(long)]
         time: Option<PathBuf>,
+        /// With --tune: instead of the checks, explain the source-disjoint
+        /// scores of these tuning messages (file names or their prefixes)
+        /// by their strongest weighted tokens.
+        #[arg(long, num_args = 1.., requires = "tune")]
+        explain: Vec<String>,
+        /// With --tune: instead of the checks, print the N strongest spam
+        /// and ham tokens of a model trained on the tuning part.
+        #[arg(long, requires = "tune")]
+        top_tokens: Option<usize>,
     },
 }
 
@@ -112,7 +121,17 @@ fn main() -> ExitCode {
             c,
             list_errors,
             time,
-        } => scan_holdout(&corpus, tune, c, list_errors, time.as_deref()),
+            explain,
+            top_tokens,
+        } => scan_holdout(
+            &corpus,
+            tune,
+            c,
+            list_errors,
+            time.as_deref(),
+            &explain,
+            top_tokens,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -212,6 +231,8 @@ fn scan_holdout(
     c: f64,
     list_errors: bool,
     time: Option<&Path>,
+    explain: &[String],
+    top_tokens: Option<usize>,
 ) -> CliResult<()> {
     let config = ScanConfig::default();
     if let Some(file) = time {
@@ -228,7 +249,11 @@ fn scan_holdout(
         );
     }
     let items = holdout::load(corpus, &config)?;
-    if tune {
+    if let (true, Some(n)) = (tune, top_tokens) {
+        holdout::top_tokens(&items, &config, c, n);
+    } else if tune && !explain.is_empty() {
+        holdout::explain(&items, &config, c, explain, 25);
+    } else if tune {
         holdout::tune(&items, &config, c, list_errors);
     } else {
         holdout::report(&items, &config, c, list_errors);

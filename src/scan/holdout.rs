@@ -311,6 +311,100 @@ pub fn tune(items: &[Item], config: &ScanConfig, c: f64, list_errors: bool) {
     }
 }
 
+/// Explains the source-disjoint score of tuning messages: for each name
+/// (the first tuning message whose path contains it, e.g. `spam/00394`),
+/// the model of its source group's fold and the message's strongest
+/// weighted tokens. Reads only the tuning part.
+pub fn explain(items: &[Item], config: &ScanConfig, c: f64, names: &[String], top: usize) {
+    let scanner = Scanner::with_model(config.clone(), Model::new(), SignatureDb::default());
+    let tuning: Vec<&Item> = items.iter().filter(|i| !i.held_out).collect();
+    for name in names {
+        let Some(item) = tuning
+            .iter()
+            .find(|i| i.path.to_string_lossy().contains(name.as_str()))
+        else {
+            println!("{name}: not in the tuning part");
+            continue;
+        };
+        let g = group(item);
+        let train_set: Vec<&Item> = tuning.iter().copied().filter(|i| group(i) != g).collect();
+        let model = train(&train_set, c);
+        let Some(a) = item.analysis.as_ref() else {
+            println!("{}: over a scan limit", item.path.display());
+            continue;
+        };
+        let v = scanner.verdict(a, &model);
+        let raw = std::fs::read(&item.path).unwrap_or_default();
+        let names = scanner
+            .token_names(super::strip_mbox_from(&raw))
+            .unwrap_or_default();
+        let clues = model.clues(&a.tokens);
+        println!(
+            "{} ({}, source {}): score {:.2}, {} known tokens",
+            item.path.display(),
+            item.folder.name(),
+            item.source,
+            v.score,
+            clues.len()
+        );
+        for (h, w) in clues.iter().take(top) {
+            let n = names
+                .binary_search_by_key(h, |e| e.0)
+                .map_or("?", |i| names[i].1.as_str());
+            println!("    {w:+8.3}  {n}");
+        }
+    }
+}
+
+/// The `top` strongest spam and ham tokens of a model trained on the whole
+/// tuning part, each with the number of tuning messages (ham, hard ham,
+/// spam) and of sources that have it: a token that only one or two
+/// sources carry says where the corpus came from, not what was written.
+pub fn top_tokens(items: &[Item], config: &ScanConfig, c: f64, top: usize) {
+    let scanner = Scanner::with_model(config.clone(), Model::new(), SignatureDb::default());
+    let tuning: Vec<&Item> = items.iter().filter(|i| !i.held_out).collect();
+    let model = train(&tuning, c);
+    let mut names: std::collections::HashMap<u32, String> = Default::default();
+    // token -> (ham, hard ham, spam, sources)
+    let mut seen: std::collections::HashMap<u32, ([usize; 3], Vec<&str>)> = Default::default();
+    for i in &tuning {
+        let raw = std::fs::read(&i.path).unwrap_or_default();
+        for (h, n) in scanner
+            .token_names(super::strip_mbox_from(&raw))
+            .unwrap_or_default()
+        {
+            names.entry(h).or_insert(n);
+            let e = seen.entry(h).or_default();
+            e.0[match i.folder {
+                Folder::Ham => 0,
+                Folder::HardHam => 1,
+                Folder::Spam => 2,
+            }] += 1;
+            if !e.1.contains(&i.source.as_str()) {
+                e.1.push(&i.source);
+            }
+        }
+    }
+    let hashes: Vec<u32> = seen.keys().copied().collect();
+    let mut w = model.clues(&hashes);
+    w.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let line = |&(h, wt): &(u32, f32)| {
+        let (n, s) = seen.get(&h).map_or(([0; 3], 0), |e| (e.0, e.1.len()));
+        println!(
+            "    {wt:+8.3}  {:<32} ham {:4} hard {:3} spam {:4} sources {:4}",
+            names.get(&h).map_or("?", String::as_str),
+            n[0],
+            n[1],
+            n[2],
+            s
+        );
+    };
+    println!("strongest spam tokens (model trained on the tuning part):");
+    w.iter().take(top).for_each(line);
+    println!("strongest ham tokens:");
+    w.iter().rev().take(top).for_each(line);
+}
+
 /// The source-disjoint rates at the default threshold and at the
 /// thresholds where it catches 90, 95 and 97 % of the spam, with the
 /// hard-ham-out check's hard-ham rate at the same threshold (A): the

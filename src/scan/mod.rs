@@ -486,6 +486,28 @@ impl Scanner {
         })
     }
 
+    /// The classifier tokens of a message with their hashes (the rules'
+    /// tokens included), for explaining a score; not used by scanning.
+    pub fn token_names(&self, raw_message: &[u8]) -> Result<Vec<(u32, String)>, ScanError> {
+        let limits = &self.config.limits;
+        let mut budget = Budget::new(limits);
+        let parsed = mime::parse(raw_message, limits)?;
+        let doc = mime::Document::extract(parsed.as_ref(), raw_message, limits, &mut budget)?;
+        let content = content::Content::within(&doc, &mut budget)?;
+        let mut names = Vec::new();
+        tokenize::for_each_token(&doc, &content, |t| names.push(t.to_string()));
+        names.extend(
+            rules::evaluate(&doc, &content)
+                .iter()
+                .map(|h| format!("rule:{}", h.name)),
+        );
+        let mut out: Vec<(u32, String)> =
+            names.into_iter().map(|n| (tokenize::hash(&n), n)).collect();
+        out.sort_unstable();
+        out.dedup_by_key(|e| e.0);
+        Ok(out)
+    }
+
     /// Combines an analysis with a classifier model into the final verdict.
     pub fn verdict(&self, analysis: &Analysis, model: &Model) -> Verdict {
         let mut reasons = Vec::new();
@@ -566,6 +588,28 @@ mod tests {
             scanner.scan(&msg),
             Err(ScanError::WorkExceeded { .. })
         ));
+    }
+
+    #[test]
+    fn token_names_are_the_analysed_tokens() {
+        let msg = b"From: Bob <bob@example.org>\r\nSubject: Cheap pills!!\r\n\
+            Content-Type: text/plain\r\n\r\nBuy cheap pills at http://1.2.3.4/x today.\r\n";
+        let scanner =
+            Scanner::with_model(ScanConfig::default(), Model::default(), Default::default());
+        let names = scanner.token_names(msg).expect("names");
+        let hashes: Vec<u32> = names.iter().map(|n| n.0).collect();
+        assert_eq!(hashes, scanner.analyze(msg).expect("analysis").tokens);
+        for want in [
+            "subject:pills",
+            "cheap",
+            "url:ip-literal",
+            "rule:URL_IP_LITERAL",
+        ] {
+            assert!(
+                names.iter().any(|n| n.1 == want),
+                "{want} missing: {names:?}"
+            );
+        }
     }
 
     #[test]
