@@ -2,7 +2,10 @@
 every image once (a first boot on a fresh copy), so a change in the machine's load hits
 all of them alike. For comparing image variants, e.g. a build of main against a branch's.
 
-usage: python3 image/bootbench.py [--arch x86_64] [--rounds 3] IMAGE...
+usage: python3 image/bootbench.py [--arch x86_64] [--rounds 3] [--keep DIR] IMAGE...
+
+--keep DIR keeps each boot's console log and its `.ts` twin (seconds since QEMU started
+before each line) in DIR, named ROUND-IMAGE, to see which phase of the boot differs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ def main() -> None:
     ap.add_argument("images", nargs="+", type=Path)
     ap.add_argument("--arch", default="x86_64")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--keep", type=Path, help="keep the console logs here")
     args = ap.parse_args()
     times: dict[Path, list[float]] = {i: [] for i in args.images}
     with tempfile.TemporaryDirectory(prefix="og-bootbench-") as tmp:
@@ -40,6 +44,11 @@ def main() -> None:
                     vm.kill()
                 times[img].append(secs)
                 print(f"round {r + 1} {img}: {secs:.1f} s (load {load:.1f})", flush=True)
+                if args.keep:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    for log in ("console.log", "console.log.ts"):
+                        if (work / log).exists():
+                            shutil.copy(work / log, args.keep / f"{r + 1}-{img.stem}.{log}")
                 shutil.rmtree(work)
     for img, t in times.items():
         print(f"{img}: median {statistics.median(t):.1f} s ("
