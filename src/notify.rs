@@ -9,7 +9,7 @@ use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 
-use crate::delivery::header_text;
+use crate::delivery::controls_as_spaces;
 use crate::store::{QueueEntry, Recipient, Store, StoreError};
 use mail_builder::headers::date::Date;
 
@@ -17,7 +17,7 @@ use mail_builder::headers::date::Date;
 /// spaces; plain ASCII as it is, folded at spaces if long (mail-builder's
 /// Text would RFC 2047-encode a long one), anything else encoded.
 fn subject_field(subject: &str) -> HeaderType<'static> {
-    let clean = header_text(subject).into_owned();
+    let clean = controls_as_spaces(subject).into_owned();
     if clean.is_ascii() {
         Raw::new(clean).into()
     } else {
@@ -35,7 +35,7 @@ fn notice(
     text: &str,
     now: Timestamp,
 ) -> Vec<u8> {
-    let hostname = header_text(hostname);
+    let hostname = controls_as_spaces(hostname);
     // The body's lines end in CRLF; no other control is left in it.
     let body: String = text
         .replace("\r\n", "\n")
@@ -52,7 +52,10 @@ fn notice(
             Some("Outguard"),
             format!("postmaster@{hostname}"),
         ))
-        .to(Address::new_address(None::<&str>, header_text(admin)))
+        .to(Address::new_address(
+            None::<&str>,
+            controls_as_spaces(admin),
+        ))
         .header("Subject", subject_field(subject))
         .date(Date::new(now.as_second()))
         .message_id(format!("notice-{id:016x}@{hostname}"))

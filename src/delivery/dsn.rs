@@ -85,14 +85,14 @@ pub fn original_header(message: &[u8]) -> &[u8] {
     }
 }
 
-/// Text for a header field of a message the daemon generates (bounces
-/// here, admin notices in `notify`): every control character (CR, LF,
-/// tab, NUL, ESC, DEL, C1) as a space, so nothing can end the field or
-/// start another. mail-builder 1.0 (the release Rust 1.88 builds) writes
+/// Text for a header field (or a one-line body text) of a message the
+/// daemon generates (bounces here, admin notices in `notify`): every
+/// control character (CR, LF, tab, NUL, ESC, DEL, C1) as a space, so
+/// nothing can end the field or start another. mail-builder 1.0 (the release Rust 1.88 builds) writes
 /// an address, a display name, unstructured text and a raw field as it is
 /// given; 2.x dropped controls from addresses and encoded them in text
 /// itself. Every value from outside the code goes through this.
-pub fn header_text(s: &str) -> Cow<'_, str> {
+pub fn controls_as_spaces(s: &str) -> Cow<'_, str> {
     if s.chars().any(char::is_control) {
         Cow::Owned(
             s.chars()
@@ -211,9 +211,9 @@ pub fn build(
     now: Timestamp,
 ) -> Vec<u8> {
     // Every value from outside the code that reaches a header goes
-    // without controls (header_text says why): the host name
+    // without controls (controls_as_spaces says why): the host name
     // (From, Message-ID) here, the sender (To) below.
-    let hostname = header_text(hostname);
+    let hostname = controls_as_spaces(hostname);
     let hostname = hostname.as_ref();
     let action = gravest(reports);
     let (subject, intro) = match action {
@@ -240,7 +240,7 @@ pub fn build(
     for r in reports {
         let reply = r.recipient.last_reply.as_deref().unwrap_or("no reply");
         let line = format!("<{}>: {}", r.recipient.address, reply);
-        text.extend(line.chars().map(|c| if c.is_control() { ' ' } else { c }));
+        text.push_str(&controls_as_spaces(&line));
         text.push_str("\r\n");
     }
     let notification = MimePart::new(
@@ -292,7 +292,7 @@ pub fn build(
         ))
         .to(Address::new_address(
             None::<&str>,
-            header_text(&entry.sender),
+            controls_as_spaces(&entry.sender),
         ))
         .subject(subject)
         .date(Date::new(now.as_second()))

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use config::{DeliveryConfig, Mode};
 /// Control characters out of a header value (bounces, admin notices).
-pub use dsn::header_text;
+pub use dsn::controls_as_spaces;
 pub use outcome::{admin_bounce, admin_retry};
 pub use worker::{Delivery, Prepared};
 

@@ -1,7 +1,7 @@
 """Control characters from outside never reach the header of a bounce. The
 daemon builds its bounces with mail-builder 1.0 (the release Buildroot
 2026.02's Rust 1.88 builds), which writes addresses and text as it is
-given them; the daemon takes controls out itself (delivery::header_text,
+given them; the daemon takes controls out itself (delivery::controls_as_spaces,
 delivery::dsn). Driven end to end: a submission over real SMTP whose
 envelope sender, header fields and next-hop reply carry control characters
 and would-be header fields; the bounce is read where it lands, at the real
