@@ -134,6 +134,9 @@ impl App {
             }
             None => {
                 tracing::warn!(user, quarantine_id = %id, fate = %held.fate, reasons = %reasons, "message held for review");
+                if held.repeat {
+                    return;
+                }
                 (
                     format!("Outguard: message from {user} held"),
                     format!(

@@ -513,6 +513,7 @@ async fn engines_combine_and_failures_name_the_engine() {
         class: Class::Clean,
         score: 0.5,
         reasons: vec![],
+        fingerprint: 0,
     };
     let verdict = external::combine(builtin, &found);
     assert_eq!(verdict.class, Class::Malware);

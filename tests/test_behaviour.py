@@ -1,7 +1,8 @@
 """The graded response over real SMTP: a spam verdict below the lock score
 holds without locking; GTUBE and malware still lock under automatic lock;
 a burst to many new recipients from a user with a baseline is held with
-the behaviour reason named; holds accumulate into a lock; every hold and
+the behaviour reason named; holds accumulate into a lock, the held copies of
+one mail merge counting once; every hold and
 lock names its reasons in the quarantine API, the user's history,
 `outguard user show` and the admin notice; bad response settings get 422."""
 
@@ -128,6 +129,63 @@ def test_burst_to_new_recipients_is_held_with_reason_then_locks(make_daemon):
     notices = [e for e in d.queue() if e["sender"] == ""]
     bodies = [json.dumps(d.api("GET", "/v1/queue/" + n["id"])[1]) for n in notices]
     assert any("held" in b for b in bodies)
+
+
+def newsletter(name):
+    """One copy of a mail merge the scanner calls spam, personalised."""
+    return (
+        f'From: "Garden Shop" <{USER}>\r\nTo: {name.lower()}@home.example\r\n'
+        "Subject: LAST CHANCE: SPRING SALE ENDS TONIGHT!!\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
+        f"<p>Dear {name},</p><p>Our spring sale ends tonight: every garden tool is twenty "
+        "percent off, seed packets are two for one, and orders over fifty pounds ship free. "
+        "Come to the shop on Saturday for the seed swap, with tea and cake from ten until "
+        "four.</p><a href=\"http://192.0.2.1/sale\">https://www.gardenshop.example/sale</a> "
+        f'<a href="https://bit.ly/{name.lower()}">order now</a> act now!!! limited time!!!\r\n'
+    )
+
+
+def test_a_held_mail_merge_counts_once_towards_a_lock(make_daemon):
+    d = make_daemon()
+    d.add_user(USER)
+    d.settings(admin_address="admin@example.com")
+    # Every spam verdict short of GTUBE holds at this lock score.
+    assert d.api("PATCH", "/v1/settings", {"response": {"content_lock_score": 500}})[0] == 200
+    names = ["Ann", "Bert", "Chloe", "Dev", "Emil", "Fay", "Gus", "Hana", "Ivo", "Jill"]
+    readers = [f"{n.lower()}@home.example" for n in names]
+    # Four days of an ordinary mailing to the same readers: they are the
+    # user's contacts, ten messages an hour its usual.
+    for day in range(4):
+        d.set_clock(f"2026-03-{2 + day:02d}T10:00:00Z")
+        r = login(d.submission, USER)
+        try:
+            for to in readers:
+                assert send_message(r, USER, [to], body=ham(to=to))[0] == 250
+        finally:
+            r.close()
+    # The issue the scanner misjudges: every copy is held, none locks.
+    d.set_clock("2026-03-06T10:00:00Z")
+    for n, to in zip(names, readers):
+        code, reply = submit(d, newsletter(n), [to])
+        assert code == 550 and "spam detected" in reply, reply
+    u = d.user(USER)
+    assert not u["locked"], u["lock"]
+    assert u["behaviour"]["holds_last_day"] == 1
+    items = d.api("GET", "/v1/quarantine")[1]["items"]
+    assert len(items) == 10 and {q["fate"] for q in items} == {"hold"}
+    again = "(the same text as a message held at 2026-03-06 10:00 UTC: counts once towards a lock)"
+    assert sum(q["reasons"][0].endswith(again) for q in items) == 9, [q["reasons"][0] for q in items]
+    # One notice for the admin, not one per copy.
+    notices = lambda: [e for e in d.queue() if e["sender"] == ""]  # noqa: E731
+    assert len(notices()) == 1
+    # Other texts are other evidence: the third distinct one locks.
+    assert submit(d, phish())[0] == 550
+    assert not d.user(USER)["locked"]
+    assert submit(d, text("WIN A FREE CRUISE!!! act now!!! click here!!! limited time!!! "
+                          "http://192.0.2.7/win order now, this offer expires today"))[0] == 550
+    u = d.user(USER)
+    assert u["locked"] and "3 held messages within 1440 minutes" in u["lock"]["reason"], u["lock"]
+    assert len(notices()) == 3
 
 
 def test_usual_mail_is_not_held(make_daemon):

@@ -3,7 +3,7 @@
 //! whom it writes to, from which networks, and how many of its recipients
 //! fail. A stolen account shows itself here before its content does. The
 //! profile is a fixed-size record per user (`profile::ENCODED_LEN`, about
-//! 1.3 KiB) in the `behaviour` table, updated in the transaction that
+//! 1.5 KiB) in the `behaviour` table, updated in the transaction that
 //! accepts or holds the message (`store::accept`).
 
 pub mod assess;
@@ -11,4 +11,4 @@ pub mod profile;
 pub mod sketch;
 
 pub use assess::{Assessment, Observation};
-pub use profile::Profile;
+pub use profile::{Profile, RecentHolds};

@@ -6,14 +6,18 @@
 use jiff::Timestamp;
 
 use super::sketch::{Contacts, GEN_BYTES, NETS, Networks};
+use crate::scan::fingerprint;
 
 /// Distinct recipient domains counted per hour (more reads as "at least").
 pub const HOUR_DOMAINS: usize = 48;
 /// Distinct client addresses counted per hour.
 pub const HOUR_ADDRESSES: usize = 8;
-/// Recent holds remembered (minutes since the epoch).
+/// Recent holds remembered.
 pub const HOLDS: usize = 8;
-const VERSION: u8 = 2;
+/// Version 3 added each hold's text fingerprint; version 2 reads as 3
+/// with no fingerprints.
+const VERSION: u8 = 3;
+const VERSION_2: u8 = 2;
 
 /// What one hour or one day holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -45,6 +49,27 @@ pub struct Baseline {
     pub day: [f32; 2],
 }
 
+/// The user's recent holds, as the fate rule sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecentHolds {
+    /// Holds in the window, this message not included; the copies of one
+    /// text count once.
+    pub count: u32,
+    /// When a copy of this message's text was last held, if within the
+    /// window (minutes since the epoch): this hold is then no new evidence.
+    pub same_text_at: Option<u32>,
+}
+
+/// One recent hold: when, and of which text.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Hold {
+    /// Minutes since the epoch (0: an empty slot).
+    pub minute: u32,
+    /// `scan::fingerprint` of the held text; 0 for a hold for behaviour
+    /// alone, which is never merged with another.
+    pub text: u128,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     /// Days with mail folded into the baseline (the warm-up counts these).
@@ -63,8 +88,8 @@ pub struct Profile {
     pub hour_addresses: [u32; HOUR_ADDRESSES],
     pub contacts: Contacts,
     pub networks: Networks,
-    /// Minutes since the epoch of recent holds, newest last.
-    pub holds: [u32; HOLDS],
+    /// Recent holds, newest last; one per held text (`note_hold`).
+    pub holds: [Hold; HOLDS],
     /// Slowly decaying peaks of the same six values as the baseline.
     pub decayed: [f32; 6],
 }
@@ -84,14 +109,17 @@ impl Default for Profile {
             hour_addresses: [0; HOUR_ADDRESSES],
             contacts: Contacts::default(),
             networks: Networks::default(),
-            holds: [0; HOLDS],
+            holds: [Hold::default(); HOLDS],
             decayed: [0.0; 6],
         }
     }
 }
 
 /// Size of a stored profile.
-pub const ENCODED_LEN: usize = 1
+pub const ENCODED_LEN: usize = ENCODED_LEN_V2 + HOLDS * 16;
+
+/// Size of a version 2 profile (holds without fingerprints).
+const ENCODED_LEN_V2: usize = 1
     + 2
     + 6 * 4
     + 2 * 4
@@ -226,15 +254,40 @@ impl Profile {
         self.peak_today = self.peak_today.max(self.this_hour);
     }
 
-    /// Holds within the last `window_minutes` (this one not included).
+    /// Holds within the last `window_minutes` (this one not included),
+    /// the copies of one text counting once.
     pub fn recent_holds(&self, now: Timestamp, window_minutes: u32) -> u32 {
         let since = minute_of(now).saturating_sub(window_minutes);
-        self.holds.iter().filter(|&&m| m != 0 && m > since).count() as u32
+        self.holds
+            .iter()
+            .filter(|h| h.minute != 0 && h.minute > since)
+            .count() as u32
     }
 
-    pub fn note_hold(&mut self, now: Timestamp) {
-        self.holds.rotate_left(1);
-        self.holds[HOLDS - 1] = minute_of(now).max(1);
+    /// The minute of a hold within the window of the same text as `text`
+    /// (a `scan::fingerprint`; 0 matches nothing).
+    pub fn held_before(&self, text: u128, now: Timestamp, window_minutes: u32) -> Option<u32> {
+        let since = minute_of(now).saturating_sub(window_minutes);
+        self.holds
+            .iter()
+            .find(|h| h.minute > since && fingerprint::same_text(h.text, text))
+            .map(|h| h.minute)
+    }
+
+    /// Remembers a hold. A copy of a text held before refreshes that hold
+    /// rather than taking a slot: a held mail merge is one hold, and
+    /// cannot push the user's other holds out.
+    pub fn note_hold(&mut self, now: Timestamp, text: u128) {
+        let at = self
+            .holds
+            .iter()
+            .position(|h| h.minute != 0 && fingerprint::same_text(h.text, text))
+            .unwrap_or(0);
+        self.holds[at..].rotate_left(1);
+        self.holds[HOLDS - 1] = Hold {
+            minute: minute_of(now).max(1),
+            text,
+        };
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -264,10 +317,13 @@ impl Profile {
             }
         }
         for h in self.holds {
-            w.extend_from_slice(&h.to_le_bytes());
+            w.extend_from_slice(&h.minute.to_le_bytes());
         }
         for f in self.decayed {
             w.extend_from_slice(&f.to_le_bytes());
+        }
+        for h in self.holds {
+            w.extend_from_slice(&h.text.to_le_bytes());
         }
         w
     }
@@ -280,9 +336,11 @@ impl Profile {
     }
 
     fn try_decode(b: &[u8]) -> Option<Profile> {
-        if b.len() != ENCODED_LEN || b.first() != Some(&VERSION) {
-            return None;
-        }
+        let v2 = match (b.first(), b.len()) {
+            (Some(&VERSION), ENCODED_LEN) => false,
+            (Some(&VERSION_2), ENCODED_LEN_V2) => true,
+            _ => return None,
+        };
         let mut r = Reader { b, at: 1 };
         let mut p = Profile {
             active_days: u16::from_le_bytes(r.take()?),
@@ -310,10 +368,15 @@ impl Profile {
             *s = (r.u32()?, r.u32()?, r.u32()?);
         }
         for h in p.holds.iter_mut() {
-            *h = r.u32()?;
+            h.minute = r.u32()?;
         }
         for f in p.decayed.iter_mut() {
             *f = sane(f32::from_le_bytes(r.take()?));
+        }
+        if !v2 {
+            for h in p.holds.iter_mut() {
+                h.text = u128::from_le_bytes(r.take()?);
+            }
         }
         Some(p)
     }
@@ -401,7 +464,7 @@ mod tests {
             p.count(3, 1, &[i + 1], 7);
         }
         p.networks.note(5, 3);
-        p.note_hold(at("2026-03-02T09:30:00Z"));
+        p.note_hold(at("2026-03-02T09:30:00Z"), u128::MAX - 7);
         let e = p.encode();
         assert_eq!(e.len(), ENCODED_LEN);
         assert!(e.len() <= 2048, "profile is {} bytes", e.len());
@@ -411,6 +474,12 @@ mod tests {
         let mut bad = e.clone();
         bad[0] = 99;
         assert_eq!(Profile::decode(&bad), Profile::default());
+        // A version 2 record (no fingerprints) keeps everything else.
+        let mut v2 = e[..ENCODED_LEN_V2].to_vec();
+        v2[0] = VERSION_2;
+        let mut old = p.clone();
+        old.holds[HOLDS - 1].text = 0;
+        assert_eq!(Profile::decode(&v2), old);
     }
 
     #[test]
@@ -438,9 +507,65 @@ mod tests {
     #[test]
     fn holds_expire_from_the_window() {
         let mut p = Profile::default();
-        p.note_hold(at("2026-03-02T10:00:00Z"));
-        p.note_hold(at("2026-03-02T11:00:00Z"));
+        p.note_hold(at("2026-03-02T10:00:00Z"), 0);
+        p.note_hold(at("2026-03-02T11:00:00Z"), 0);
         assert_eq!(p.recent_holds(at("2026-03-02T11:30:00Z"), 60), 1);
         assert_eq!(p.recent_holds(at("2026-03-02T11:30:00Z"), 1440), 2);
+    }
+
+    /// A fingerprint of a text of 200 words, the fourth of which is `word`.
+    fn text(word: &str) -> u128 {
+        // Letters only: digits all read as 9.
+        let mut words: Vec<String> = (0..200u8)
+            .map(|i| {
+                format!(
+                    "w{}{}",
+                    char::from(b'a' + i / 26),
+                    char::from(b'a' + i % 26)
+                )
+            })
+            .collect();
+        words[3] = word.to_string();
+        fingerprint::of(None, [words.join(" ").as_str()].into_iter())
+    }
+
+    #[test]
+    fn copies_of_one_held_text_are_one_hold() {
+        let mut p = Profile::default();
+        let now = at("2026-03-02T12:00:00Z");
+        p.note_hold(at("2026-03-02T09:00:00Z"), 0);
+        p.note_hold(at("2026-03-02T10:00:00Z"), text("alice"));
+        // A hundred personalised copies of the same text, then another
+        // text: the first hold is still remembered.
+        for i in 0..100u8 {
+            let copy = text(&format!(
+                "name{}{}",
+                char::from(b'a' + i / 26),
+                char::from(b'a' + i % 26)
+            ));
+            assert_eq!(
+                p.held_before(copy, now, 1440),
+                Some(p.holds[HOLDS - 1].minute)
+            );
+            p.note_hold(at("2026-03-02T10:30:00Z"), copy);
+        }
+        let other = fingerprint::of(None, ["an entirely different text of many other words, not one of which the newsletter had in it at all"].into_iter());
+        assert_eq!(p.held_before(other, now, 1440), None);
+        p.note_hold(at("2026-03-02T11:00:00Z"), other);
+        assert_eq!(p.recent_holds(now, 1440), 3);
+        assert_eq!(
+            p.held_before(other, now, 1440),
+            Some(minute_of(at("2026-03-02T11:00:00Z")))
+        );
+        // Holds for behaviour alone (no text) never merge.
+        assert_eq!(p.held_before(0, now, 1440), None);
+        p.note_hold(now, 0);
+        p.note_hold(now, 0);
+        assert_eq!(
+            p.recent_holds(now + jiff::SignedDuration::from_mins(1), 1440),
+            5
+        );
+        // Outside the window nothing is "held before".
+        assert_eq!(p.held_before(other, now, 30), None);
     }
 }

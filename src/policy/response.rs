@@ -132,6 +132,10 @@ pub struct Held {
     pub kept: Option<u64>,
     /// The lock set, if this message locked the user.
     pub lock: Option<LockState>,
+    /// A copy of a text held earlier in the window, which the admin has
+    /// been told of: logged, not announced again (a held mail merge is
+    /// one notice, not one per subscriber).
+    pub repeat: bool,
 }
 
 #[cfg(test)]

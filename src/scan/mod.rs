@@ -11,6 +11,7 @@ pub mod archive;
 pub mod cli;
 pub mod content;
 pub mod external;
+pub mod fingerprint;
 pub mod holdout;
 pub mod html;
 pub mod linear;
@@ -143,6 +144,9 @@ pub struct Verdict {
     pub class: Class,
     pub score: f64,
     pub reasons: Vec<String>,
+    /// Near-duplicate fingerprint of the text (`fingerprint::of`; 0: none).
+    #[serde(skip)]
+    pub fingerprint: u128,
 }
 
 /// A message could not be scanned within the configured bounds. The caller
@@ -359,6 +363,8 @@ pub struct Analysis {
     pub rule_hits: Vec<rules::RuleHit>,
     /// Sorted, de-duplicated token hashes for the classifier.
     pub tokens: Vec<u32>,
+    /// Near-duplicate fingerprint of the subject and text.
+    pub fingerprint: u128,
 }
 
 /// The scanning engine. Immutable after construction, so it can be shared
@@ -478,11 +484,13 @@ impl Scanner {
         );
         tokens.sort_unstable();
         tokens.dedup();
+        let fingerprint = fingerprint::of(doc.subject, content.texts());
         Ok(Analysis {
             malware,
             forced_spam,
             rule_hits,
             tokens,
+            fingerprint,
         })
     }
 
@@ -517,6 +525,7 @@ impl Scanner {
                 class: Class::Malware,
                 score: 100.0,
                 reasons,
+                fingerprint: analysis.fingerprint,
             };
         }
         let mut score = 0.0;
@@ -540,6 +549,7 @@ impl Scanner {
             class,
             score: (score * 100.0).round() / 100.0,
             reasons,
+            fingerprint: analysis.fingerprint,
         }
     }
 }

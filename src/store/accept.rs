@@ -25,7 +25,7 @@ use super::usage::Usage;
 use super::{
     META, QBODIES, QUARANTINE, Result, Store, StoreError, USAGE, USERS, from_json, to_json,
 };
-use crate::behaviour::{Assessment, Observation, assess};
+use crate::behaviour::{Assessment, Observation, RecentHolds, assess};
 use crate::clock::Clock;
 use crate::policy::response::{self, Decision, Fate, Held, Policy};
 use crate::policy::{self, Ask, locking};
@@ -43,7 +43,7 @@ const MAX_BATCH: usize = 128;
 /// inside its transaction, where the profile and the holds are exact; the
 /// rule itself belongs to `submission` (above `store` in the import
 /// order), which passes it to `Committer::accept`.
-pub type Decide = fn(&Verdict, &Assessment, u32, &Policy, bool) -> Decision;
+pub type Decide = fn(&Verdict, &Assessment, RecentHolds, &Policy, bool) -> Decision;
 
 /// A message at the end of DATA, ready to be queued.
 #[derive(Debug)]
@@ -427,7 +427,13 @@ fn accept_one(
     } else {
         Assessment::default()
     };
-    let recent = profile.recent_holds(now, rules.hold_window_minutes);
+    // Content holds are matched by their text (a held mail merge is one
+    // piece of evidence); a hold for behaviour alone never is.
+    let text = if caught { s.content.fingerprint } else { 0 };
+    let recent = RecentHolds {
+        count: profile.recent_holds(now, rules.hold_window_minutes),
+        same_text_at: profile.held_before(text, now, rules.hold_window_minutes),
+    };
     let decision = (job.decide)(&s.content, &assessment, recent, &rules, eff.auto_lock);
     if decision.fate == Fate::Allow {
         // Counted fleet-wide ahead (`fleet_asks`); taking the grant
@@ -473,7 +479,7 @@ fn accept_one(
     // Held, perhaps with a lock. Mail held for behaviour alone is always
     // kept (it may well be legitimate); caught content follows the
     // quarantine setting as it always has.
-    profile.note_hold(now);
+    profile.note_hold(now, text);
     super::behaviour::save(txn, &s.user, &profile)?;
     let keep = quarantine || !caught;
     if keep {
@@ -518,6 +524,7 @@ fn accept_one(
         fate: decision.fate,
         reasons: decision.reasons,
         kept: keep.then_some(s.id),
+        repeat: decision.fate == Fate::Hold && recent.same_text_at.is_some(),
         lock,
     })))
 }

@@ -256,6 +256,7 @@ mod tests {
                 class: Class::Clean,
                 score: 0.0,
                 reasons: Vec::new(),
+                fingerprint: 0,
             },
         };
         let decide: crate::store::Decide = match fate {

@@ -10,20 +10,23 @@
 //! malware (EICAR, hash signatures, blocked attachments), or a score at or
 //! above `content_lock_score` (GTUBE scores 1000). Otherwise evidence must
 //! add up: a spam verdict together with unusual behaviour, or
-//! `holds_to_lock` holds within `hold_window_minutes`. A spam verdict
+//! `holds_to_lock` holds within `hold_window_minutes`, where the held
+//! copies of one text (a mail merge the classifier misjudges: one copy per
+//! subscriber) count once, so one newsletter cannot lock its sender;
+//! holds for behaviour alone each count. A spam verdict
 //! below the lock score, or behaviour alone that is far from the user's
 //! usual, holds. Automatic lock off turns every lock into a hold.
 
-use crate::behaviour::Assessment;
+use crate::behaviour::{Assessment, RecentHolds};
 use crate::policy::response::{Decision, Fate, Policy};
 use crate::scan::{Class, Verdict};
 
-/// Decides the fate of one message. `recent_holds`: the user's holds in
-/// the window, this message not included.
+/// Decides the fate of one message. `recent`: the user's holds in the
+/// window, this message not included.
 pub fn decide(
     content: &Verdict,
     behaviour: &Assessment,
-    recent_holds: u32,
+    recent: RecentHolds,
     policy: &Policy,
     auto_lock: bool,
 ) -> Decision {
@@ -69,13 +72,19 @@ pub fn decide(
             };
         }
     };
-    if fate == Fate::Hold && policy.holds_to_lock > 0 && recent_holds + 1 >= policy.holds_to_lock {
+    // A copy of a text held before adds no evidence.
+    let holds = recent.count + u32::from(recent.same_text_at.is_none());
+    if fate == Fate::Hold && policy.holds_to_lock > 0 && holds >= policy.holds_to_lock {
         fate = Fate::Lock;
         why = format!(
-            "{} held messages within {} minutes; last: {why}",
-            recent_holds + 1,
+            "{holds} held messages within {} minutes; last: {why}",
             policy.hold_window_minutes
         );
+    } else if let (Fate::Hold, Some(at)) = (fate, recent.same_text_at) {
+        why.push_str(&format!(
+            " (the same text as a message held at {}: counts once towards a lock)",
+            minute_text(at)
+        ));
     }
     if fate == Fate::Lock && !auto_lock {
         fate = Fate::Hold;
@@ -91,6 +100,13 @@ pub fn decide(
     Decision { fate, reasons }
 }
 
+/// A minute since the epoch as `2026-03-02 10:30 UTC`.
+fn minute_text(minute: u32) -> String {
+    jiff::Timestamp::from_second(i64::from(minute) * 60)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| minute.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +116,14 @@ mod tests {
             class,
             score,
             reasons: vec!["X".into()],
+            fingerprint: 0,
+        }
+    }
+
+    fn held(count: u32) -> RecentHolds {
+        RecentHolds {
+            count,
+            same_text_at: None,
         }
     }
 
@@ -114,7 +138,7 @@ mod tests {
     #[test]
     fn the_ladder() {
         let p = Policy::default();
-        let d = |c, s, b, h| decide(&verdict(c, s), &behaviour(b), h, &p, true).fate;
+        let d = |c, s, b, h| decide(&verdict(c, s), &behaviour(b), held(h), &p, true).fate;
         assert_eq!(d(Class::Clean, 1.0, 0, 0), Fate::Allow);
         assert_eq!(d(Class::Clean, 1.0, 2, 0), Fate::Allow);
         assert_eq!(d(Class::Clean, 1.0, 3, 0), Fate::Hold);
@@ -133,19 +157,52 @@ mod tests {
             ..behaviour(9)
         };
         assert_eq!(
-            decide(&verdict(Class::Clean, 0.0), &warm, 0, &p, true).fate,
+            decide(&verdict(Class::Clean, 0.0), &warm, held(0), &p, true).fate,
             Fate::Allow
         );
         assert_eq!(
-            decide(&verdict(Class::Spam, 7.0), &warm, 0, &p, true).fate,
+            decide(&verdict(Class::Spam, 7.0), &warm, held(0), &p, true).fate,
             Fate::Lock
         );
     }
 
     #[test]
+    fn copies_of_a_held_text_do_not_add_up_to_a_lock() {
+        let p = Policy::default();
+        // The 120th copy of a newsletter held at 10:00 (two holds in the
+        // window: that newsletter and one other text).
+        let again = RecentHolds {
+            count: 2,
+            same_text_at: Some(29_540_760),
+        };
+        let v = decide(&verdict(Class::Spam, 7.0), &behaviour(0), again, &p, true);
+        assert_eq!(v.fate, Fate::Hold);
+        assert!(
+            v.reasons[0].ends_with(
+                "(the same text as a message held at 2026-03-02 10:00 UTC: counts once towards a lock)"
+            ),
+            "{:?}",
+            v.reasons
+        );
+        // A third text locks.
+        let v = decide(&verdict(Class::Spam, 7.0), &behaviour(0), held(2), &p, true);
+        assert_eq!(v.fate, Fate::Lock);
+        assert!(v.reasons[0].starts_with("3 held messages within 1440 minutes"));
+        // Unusual sending still locks a copy at once.
+        let v = decide(&verdict(Class::Spam, 7.0), &behaviour(2), again, &p, true);
+        assert_eq!(v.fate, Fate::Lock);
+    }
+
+    #[test]
     fn no_auto_lock_means_hold_and_reasons_are_named() {
         let p = Policy::default();
-        let v = decide(&verdict(Class::Malware, 0.0), &behaviour(3), 0, &p, false);
+        let v = decide(
+            &verdict(Class::Malware, 0.0),
+            &behaviour(3),
+            held(0),
+            &p,
+            false,
+        );
         assert_eq!(v.fate, Fate::Hold);
         assert!(v.reasons[0].contains("automatic lock is off"));
         assert!(v.reasons.iter().any(|r| r == "content: X"));
@@ -158,7 +215,13 @@ mod tests {
             behaviour: false,
             ..Policy::default()
         };
-        let v = decide(&verdict(Class::Clean, 0.0), &behaviour(50), 0, &p, true);
+        let v = decide(
+            &verdict(Class::Clean, 0.0),
+            &behaviour(50),
+            held(0),
+            &p,
+            true,
+        );
         assert_eq!(v.fate, Fate::Allow);
     }
 }

@@ -324,6 +324,7 @@ pub fn combine(builtin: Verdict, findings: &[Finding]) -> Verdict {
         class,
         score,
         reasons: groups.into_iter().flat_map(|(_, r)| r).collect(),
+        fingerprint: builtin.fingerprint,
     }
 }
 
@@ -336,6 +337,7 @@ mod tests {
             class,
             score,
             reasons: vec!["BUILTIN (+1.0): x".into()],
+            fingerprint: 0,
         }
     }
 
