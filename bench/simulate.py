@@ -15,12 +15,21 @@ The company (corp.example), 30 days from Monday 2026-03-02:
   - six office users: 2-14 messages a working day, 1-3 recipients from
     colleagues and their own external contacts, now and then someone new;
     some days from home (another network);
-  - newsletter@: a weekly mail merge of one message per subscriber
-    (120, a few new each week) on Tuesdays, plus a little ordinary mail;
+  - newsletter@: a weekly mail merge on Tuesdays, one issue (a legitimate
+    commercial newsletter of the corpus's hard ham) sent as one message per
+    subscriber (120, a few new each week), plus a little ordinary mail;
   - sales@: about 40 messages a working day, a third to new prospects;
   - the scanner/printer (IP user 127.0.0.9): scans to colleagues.
-Legitimate content comes from the SpamAssassin public corpus (ham),
-attackers' from its spam folder or from generated phishing.
+Legitimate content comes from the SpamAssassin public corpus (ham and
+hard ham), attackers' from its spam folder or from generated phishing.
+
+Content the classifier never saw (BENCH_SIM_CONTENT=unseen, the default):
+the daemon scans with a model trained on the tuning part of the corpus
+without any hard ham (the hard-ham-out protocol of docs/SCANNING.md: the
+field report's case, newsletters of kinds the model never learnt), written
+to its data directory as model.bin, and every message sent is from the
+held-out part. BENCH_SIM_CONTENT=seen uses the shipped model (trained on
+the whole corpus) and all of it, which flatters the content side.
 
 Scenarios (the account's owner keeps sending as usual; the attacker sends
 until the account is locked, at most 60 messages):
@@ -63,6 +72,7 @@ CORPUS = Path(os.environ.get("BENCH_CORPUS", next(
                  Path("/work/shared/corpus/spamassassin-public-2002")) if p.exists()),
     REPO.parent / "shared/corpus/spamassassin-public-2002")))
 SEED = int(os.environ.get("BENCH_SIM_SEED", "2026"))
+CONTENT = os.environ.get("BENCH_SIM_CONTENT", "unseen")
 DAYS = 30
 START = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)  # a Monday
 DOMAIN = "corp.example"
@@ -80,6 +90,41 @@ def binary():
         return Path(env)
     release = REPO / "target/release/outguard"
     return release if release.exists() else REPO / "target/debug/outguard"
+
+
+def is_held_out(name):
+    """src/scan/holdout.rs's split: FNV-1a of the seed and the file name."""
+    h = 0x811C9DC5
+    for b in ("outguard-holdout-2026:" + name).encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h % 10 < 3
+
+
+def train_unseen(tmp, log):
+    """A model of the tuning part's ham and spam, no hard ham at all."""
+    train = os.environ.get("OUTGUARD_TRAIN_BIN")
+    if not train:
+        for c in (REPO / "target/release/outguard-train", REPO / "target/debug/outguard-train"):
+            if c.exists():
+                train = c
+                break
+        else:
+            subprocess.run(["cargo", "build", "-q", "--features", "tools", "--bin", "outguard-train"],
+                           cwd=REPO, check=True)
+            train = REPO / "target/debug/outguard-train"
+    dirs = {}
+    for kind in ("ham", "spam"):
+        dirs[kind] = Path(tmp) / f"train-{kind}"
+        dirs[kind].mkdir()
+        for f in (CORPUS / kind).iterdir():
+            if not is_held_out(f.name):
+                (dirs[kind] / f.name).symlink_to(f)
+    model = Path(tmp) / "data" / "model.bin"
+    model.parent.mkdir(mode=0o700)
+    t = time.time()
+    subprocess.run([str(train), "train", "--ham", str(dirs["ham"]), "--spam", str(dirs["spam"]),
+                    "--out", str(model)], check=True, stdout=subprocess.DEVNULL)
+    log(f"trained the unseen-content model in {time.time() - t:.0f} s")
 
 
 def free_port():
@@ -218,8 +263,20 @@ listen = []
 class Corpus:
     def __init__(self, rng):
         self.rng = rng
-        self.ham = sorted((CORPUS / "ham").iterdir())
-        self.spam = sorted((CORPUS / "spam").iterdir())
+        pick = (lambda f: is_held_out(f.name)) if CONTENT == "unseen" else (lambda f: True)
+        self.ham = sorted(f for f in (CORPUS / "ham").iterdir() if pick(f))
+        self.hard_ham = sorted(f for f in (CORPUS / "hard-ham").iterdir() if pick(f))
+        self.spam = sorted(f for f in (CORPUS / "spam").iterdir() if pick(f))
+        # The issues are drawn apart from the rest, so that which newsletter
+        # goes out each week does not depend on how the attacks went.
+        self.issues = {}
+        self.issue_rng = random.Random(f"{SEED}-issues")
+
+    def issue(self, week):
+        """The newsletter of a week: one hard-ham message, the same for every subscriber."""
+        if week not in self.issues:
+            self.issues[week] = self.issue_rng.choice(self.hard_ham)
+        return self.issues[week]
 
     @staticmethod
     def body_of(path):
@@ -241,6 +298,8 @@ class Corpus:
     def message(self, kind, sender, rcpts, when):
         if kind == "phish":
             head, body = self.phish()
+        elif kind.startswith("issue"):
+            head, body = self.body_of(self.issue(kind))
         else:
             head, body = self.body_of(self.rng.choice(self.ham if kind == "ham" else self.spam))
         to = ", ".join(rcpts[:3]) + (", ..." if len(rcpts) > 3 else "")
@@ -314,7 +373,7 @@ def plan(rng):
             subscribers += [f"subscriber{len(subscribers) + i}@home{rng.randint(1, 80)}.example" for i in range(3)]
             t = date + dt.timedelta(hours=10)
             for i, s in enumerate(subscribers):
-                events.append((t + dt.timedelta(seconds=20 * i), news.address, OFFICE_IP, [s], "ham"))
+                events.append((t + dt.timedelta(seconds=20 * i), news.address, OFFICE_IP, [s], f"issue{day}"))
     events.sort(key=lambda e: (e[0], e[1]))
     return events, [u.address for u in office + [sales, news, printer]]
 
@@ -401,6 +460,8 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
     tls_ctx.check_hostname, tls_ctx.verify_mode = False, ssl.CERT_NONE
     tmp = tempfile.mkdtemp(prefix="og-sim-")
     os.chmod(tmp, 0o755)
+    if CONTENT == "unseen":
+        train_unseen(tmp, log)
     sink = Sink()
     d = Daemon(tmp, sink.port)
     started = time.time()
@@ -416,6 +477,7 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
                  for s in SCENARIOS}
         compromised = {}  # victim -> (scenario, start, unlock time or None)
         legit_total, legit_held, held_samples, refused, legit_by_user = 0, 0, [], 0, {}
+        issues = {}  # newsletter issue -> [copies sent, copies held]
         unlock_due = []
         for when, _, e in timeline:
             for victim, t in list(unlock_due):
@@ -446,11 +508,15 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
                     nxt = (when + dt.timedelta(days=1)).replace(hour=7, minute=30, second=0)
                     unlock_due.append((victim, nxt))
                 continue
-            _, sender, ip, rcpts, _ = e
+            _, sender, ip, rcpts, what = e
             if sender in compromised:
                 continue  # the owner's mail while the account is stolen or locked is not judged
-            kind, reply = send(d, sender, ip, rcpts, corpus.message("ham", sender, rcpts, when), tls_ctx)
+            kind, reply = send(d, sender, ip, rcpts, corpus.message(what, sender, rcpts, when), tls_ctx)
             legit_total += 1
+            if what.startswith("issue"):
+                sent = issues.setdefault(f"{when:%m-%d} {corpus.issue(what).name[:5]}", [0, 0])
+                sent[0] += 1
+                sent[1] += kind in ("held", "locked")
             if kind in ("held", "locked"):
                 legit_held += 1
                 legit_by_user[sender] = legit_by_user.get(sender, 0) + 1
@@ -458,13 +524,14 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
             elif kind == "refused":
                 refused += 1
         # False locks: any lock in a history outside the user's compromise.
-        false_locked = []
+        false_locked, false_lock_events = [], []
         victims = {s[1] for s in SCENARIOS}
         for u in users:
             info = d.api("GET", f"/v1/users/{u}")[1]
             locks = [h for h in info.get("history", []) if h["event"].startswith("locked")]
             if locks and (u not in victims or len(locks) > 1):
                 false_locked.append(u)
+                false_lock_events.extend(f"{u} {h['at']}: {h['event'][:300]}" for h in locks)
         elapsed = time.time() - started
         log(f"simulated {DAYS} days in {elapsed:.0f} s")
     finally:
@@ -481,7 +548,10 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
         "legit_refused_other": refused,
         "held_samples": held_samples[:10],
         "legit_held_by_user": legit_by_user,
+        "content": CONTENT,
+        "newsletter_issues": {k: {"copies": v[0], "held": v[1]} for k, v in issues.items()},
         "false_locked": false_locked,
+        "false_lock_events": false_lock_events,
         "delivered_by_sink": sum(sink.delivered.values()),
         "seconds": round(elapsed, 1),
         "binary": str(d.bin),
@@ -498,7 +568,7 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
 def markdown(res):
     lines = [
         f"Behaviour simulation (bench/simulate.py, seed {res['seed']}, {res['days']} days, "
-        f"{res['legit_messages']} legitimate messages, {res['seconds']} s):",
+        f"{res['legit_messages']} legitimate messages, content {res['content']}, {res['seconds']} s):",
         "",
         "| scenario | account | attacker messages until locked | of them queued for delivery | lock reason |",
         "|---|---|---|---|---|",
@@ -511,6 +581,8 @@ def markdown(res):
         "",
         f"Legitimate: {res['legit_held']} of {res['legit_messages']} messages held "
         f"({100 * res['legit_held_share']:.3f}%), users falsely locked: {', '.join(res['false_locked']) or 'none'}.",
+        "Newsletter issues (hard-ham message, copies held of copies sent): " + "; ".join(
+            f"{k}: {v['held']} of {v['copies']}" for k, v in res["newsletter_issues"].items()) + ".",
         "",
         "| target | result |",
         "|---|---|",
@@ -522,6 +594,8 @@ def markdown(res):
 if __name__ == "__main__":
     out = run()
     print(markdown(out))
+    if out["false_lock_events"]:
+        print("Locks of users falsely locked:", *out["false_lock_events"], sep="\n  ")
     if out["held_samples"]:
         print("Held legitimate messages (first 10):", *out["held_samples"], sep="\n  ")
     (BENCH / "out").mkdir(exist_ok=True)

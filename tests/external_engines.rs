@@ -513,6 +513,7 @@ async fn engines_combine_and_failures_name_the_engine() {
         class: Class::Clean,
         score: 0.5,
         reasons: vec![],
+        lock_score: 0.0,
         fingerprint: 0,
     };
     let verdict = external::combine(builtin, &found);

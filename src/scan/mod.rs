@@ -144,6 +144,13 @@ pub struct Verdict {
     pub class: Class,
     pub score: f64,
     pub reasons: Vec<String>,
+    /// What a lock on content alone is judged on (`submission::fate`):
+    /// `score` with the classifier's points counted at most up to the
+    /// spam threshold. The classifier alone can flag a message but not
+    /// lock its sender: on kinds of mail its corpus lacks it is confidently
+    /// wrong (docs/SCANNING.md), so the rest must come from the rules,
+    /// signatures or GTUBE.
+    pub lock_score: f64,
     /// Near-duplicate fingerprint of the text (`fingerprint::of`; 0: none).
     #[serde(skip)]
     pub fingerprint: u128,
@@ -525,6 +532,7 @@ impl Scanner {
                 class: Class::Malware,
                 score: 100.0,
                 reasons,
+                lock_score: 100.0,
                 fingerprint: analysis.fingerprint,
             };
         }
@@ -533,9 +541,11 @@ impl Scanner {
             score += hit.score;
             reasons.push(format!("{} ({:+.1}): {}", hit.name, hit.score, hit.detail));
         }
+        let mut lock_score = score;
         if let Some(p) = model.spam_probability(&analysis.tokens) {
             let points = self.config.bayes_weight * (2.0 * p - 1.0);
             score += points;
+            lock_score += points.min(self.config.spam_threshold);
             reasons.push(format!(
                 "CLASSIFIER ({points:+.1}): spam probability {p:.3}"
             ));
@@ -549,6 +559,7 @@ impl Scanner {
             class,
             score: (score * 100.0).round() / 100.0,
             reasons,
+            lock_score: (lock_score * 100.0).round() / 100.0,
             fingerprint: analysis.fingerprint,
         }
     }

@@ -108,6 +108,7 @@ impl Screener {
                 class: Class::Clean,
                 score: 0.0,
                 reasons: Vec::new(),
+                lock_score: 0.0,
                 fingerprint: 0,
             });
         };

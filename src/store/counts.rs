@@ -256,6 +256,7 @@ mod tests {
                 class: Class::Clean,
                 score: 0.0,
                 reasons: Vec::new(),
+                lock_score: 0.0,
                 fingerprint: 0,
             },
         };

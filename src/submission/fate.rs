@@ -8,7 +8,9 @@
 //!
 //! A lock needs confidence. Content alone locks only when it is certain:
 //! malware (EICAR, hash signatures, blocked attachments), or a score at or
-//! above `content_lock_score` (GTUBE scores 1000). Otherwise evidence must
+//! above `content_lock_score` (GTUBE scores 1000) with the classifier's
+//! points counted at most up to the spam threshold (`Verdict::lock_score`):
+//! the classifier alone flags and holds, the rules must carry a lock. Otherwise evidence must
 //! add up: a spam verdict together with unusual behaviour, or
 //! `holds_to_lock` holds within `hold_window_minutes`, where the held
 //! copies of one text (a mail merge the classifier misjudges: one copy per
@@ -36,12 +38,19 @@ pub fn decide(
         0
     };
     let score = content.score;
+    // What the classifier added beyond the spam threshold does not count
+    // towards a lock (`Verdict::lock_score`).
+    let capped = if content.lock_score < score {
+        format!(" ({:.1} with the classifier capped)", content.lock_score)
+    } else {
+        String::new()
+    };
     let (mut fate, mut why) = match content.class {
         Class::Malware => (Fate::Lock, "malware found".to_string()),
-        Class::Spam if score >= policy.content_lock_score => (
+        Class::Spam if content.lock_score >= policy.content_lock_score => (
             Fate::Lock,
             format!(
-                "spam score {score:.1} at or above the lock score {:.1}",
+                "spam score {score:.1}{capped} at or above the lock score {:.1}",
                 policy.content_lock_score
             ),
         ),
@@ -52,7 +61,7 @@ pub fn decide(
         Class::Spam => (
             Fate::Hold,
             format!(
-                "spam score {score:.1}, below the lock score {:.1}: held for review",
+                "spam score {score:.1}{capped}, below the lock score {:.1}: held for review",
                 policy.content_lock_score
             ),
         ),
@@ -116,6 +125,7 @@ mod tests {
             class,
             score,
             reasons: vec!["X".into()],
+            lock_score: score,
             fingerprint: 0,
         }
     }
@@ -191,6 +201,42 @@ mod tests {
         // Unusual sending still locks a copy at once.
         let v = decide(&verdict(Class::Spam, 7.0), &behaviour(2), again, &p, true);
         assert_eq!(v.fate, Fate::Lock);
+    }
+
+    #[test]
+    fn the_classifier_alone_holds_and_rules_lock() {
+        let p = Policy::default();
+        // 1.0 from a rule and 12.7 from the classifier, capped at the
+        // spam threshold 6: 7.0, below the lock score 10.
+        let newsletter = Verdict {
+            lock_score: 7.0,
+            ..verdict(Class::Spam, 13.7)
+        };
+        let v = decide(&newsletter, &behaviour(0), held(0), &p, true);
+        assert_eq!(v.fate, Fate::Hold);
+        assert_eq!(
+            v.reasons[0],
+            "spam score 13.7 (7.0 with the classifier capped), below the lock score 10.0: held for review"
+        );
+        let phish = Verdict {
+            lock_score: 12.1,
+            ..verdict(Class::Spam, 19.1)
+        };
+        let v = decide(&phish, &behaviour(0), held(0), &p, true);
+        assert_eq!(v.fate, Fate::Lock);
+        assert!(
+            v.reasons[0]
+                .starts_with("spam score 19.1 (12.1 with the classifier capped) at or above")
+        );
+        // The seed's "every spam verdict locks" still is one setting away.
+        let seed = Policy {
+            content_lock_score: 0.0,
+            ..Policy::default()
+        };
+        assert_eq!(
+            decide(&newsletter, &behaviour(0), held(0), &seed, true).fate,
+            Fate::Lock
+        );
     }
 
     #[test]

@@ -298,6 +298,8 @@ fn rank(class: Class) -> u8 {
 pub fn combine(builtin: Verdict, findings: &[Finding]) -> Verdict {
     let mut class = builtin.class;
     let mut score = builtin.score;
+    // An engine's score is its own evidence, not Outguard's classifier.
+    let mut lock_score = builtin.lock_score;
     for f in findings {
         if rank(f.class) > rank(class) {
             class = f.class;
@@ -305,12 +307,13 @@ pub fn combine(builtin: Verdict, findings: &[Finding]) -> Verdict {
         if let Some(s) = f.score
             && f.class != Class::Clean
             && s.is_finite()
-            && s > score
         {
-            score = s;
+            score = score.max(s);
+            lock_score = lock_score.max(s);
         }
-        if f.class == Class::Malware && score < 100.0 {
-            score = 100.0;
+        if f.class == Class::Malware {
+            score = score.max(100.0);
+            lock_score = lock_score.max(100.0);
         }
     }
     let mut groups: Vec<(Class, Vec<String>)> = Vec::with_capacity(findings.len() + 1);
@@ -324,6 +327,7 @@ pub fn combine(builtin: Verdict, findings: &[Finding]) -> Verdict {
         class,
         score,
         reasons: groups.into_iter().flat_map(|(_, r)| r).collect(),
+        lock_score,
         fingerprint: builtin.fingerprint,
     }
 }
@@ -337,6 +341,7 @@ mod tests {
             class,
             score,
             reasons: vec!["BUILTIN (+1.0): x".into()],
+            lock_score: score,
             fingerprint: 0,
         }
     }

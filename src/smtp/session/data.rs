@@ -98,6 +98,7 @@ impl Session<'_> {
                             class: crate::scan::Class::Clean,
                             score: 0.0,
                             reasons: Vec::new(),
+                            lock_score: 0.0,
                             fingerprint: 0,
                         };
                         self.queue(tx, &body, unscanned).await
