@@ -186,6 +186,20 @@ def test_a_held_mail_merge_counts_once_towards_a_lock(make_daemon):
     u = d.user(USER)
     assert u["locked"] and "3 held messages within 1440 minutes" in u["lock"]["reason"], u["lock"]
     assert len(notices()) == 3
+    # The admin reviews one copy and releases the mailing in one go.
+    first = min(q["id"] for q in items)
+    entry = d.api("GET", f"/v1/quarantine/{first}")[1]
+    assert sorted(entry["copies"]) == sorted(q["id"] for q in items if q["id"] != first)
+    held = d.api("GET", "/v1/quarantine")[1]["items"]
+    other = [q for q in held if q["id"] not in {i["id"] for i in items}]
+    assert len(other) == 2 and all(d.api("GET", f"/v1/quarantine/{q['id']}")[1]["copies"] == [] for q in other)
+    status, body = d.api("POST", f"/v1/quarantine/{first}/release?copies=perhaps")
+    assert status == 400 and "copies must be true or false" in json.dumps(body), body
+    out = d.cli("quarantine", "release", first, "--copies").stdout
+    assert out.count("released ") == 10, out
+    assert {q["id"] for q in d.api("GET", "/v1/quarantine")[1]["items"]} == {q["id"] for q in other}
+    sent = [e for e in d.queue() if e["sender"] == USER and e["received"].startswith("2026-03-06")]
+    assert sorted(r["address"] for e in sent for r in e["recipients"]) == sorted(readers)
 
 
 def test_usual_mail_is_not_held(make_daemon):

@@ -20,6 +20,10 @@ pub enum QuarantineCmd {
     /// Queue the message for delivery.
     Release {
         id: String,
+        /// The user's other held messages with the same text (the copies
+        /// of a mail merge) too.
+        #[arg(long)]
+        copies: bool,
     },
     Delete {
         id: String,
@@ -64,17 +68,24 @@ pub(super) fn quarantine(c: QuarantineCmd, socket: &Path) -> Result<(), String> 
                 crate::outln!("\n{}", v["headers"].as_str().unwrap_or(""));
             }
         }
-        QuarantineCmd::Release { id } => {
+        QuarantineCmd::Release { id, copies } => {
             let v = call(
                 socket,
                 "POST",
-                &format!("/v1/quarantine/{}/release", seg(&id)),
+                &format!("/v1/quarantine/{}/release?copies={copies}", seg(&id)),
                 None,
             )?;
             crate::outln!(
                 "released {id} as queue id {}",
                 v["queue_id"].as_str().unwrap_or("")
             );
+            for c in v["copies"].as_array().into_iter().flatten() {
+                crate::outln!(
+                    "released {} as queue id {}",
+                    c["released"].as_str().unwrap_or(""),
+                    c["queue_id"].as_str().unwrap_or("")
+                );
+            }
         }
         QuarantineCmd::Delete { id } => {
             call(

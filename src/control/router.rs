@@ -230,7 +230,7 @@ pub fn api(ctl: Arc<Control>) -> Router {
         )
         .route(
             "/quarantine/{id}/release",
-            post(h!(|c, a| quarantine::release_quarantine(c, a.p()))),
+            post(h!(|c, a| quarantine::release_quarantine(c, a.p(), &a.q))),
         )
         .route(
             "/debug/clock",

@@ -497,6 +497,7 @@ fn accept_one(
             reasons: decision.reasons.clone(),
             fate: decision.fate.to_string(),
             smtputf8: s.smtputf8,
+            text: s.content.fingerprint,
         };
         txn.open_table(QUARANTINE)?
             .insert(q.id, to_json(&q)?.as_slice())?;

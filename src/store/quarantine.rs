@@ -32,7 +32,14 @@ pub struct QuarantineEntry {
     /// Taken with SMTPUTF8 (false for entries stored before it existed).
     #[serde(default)]
     pub smtputf8: bool,
+    /// The text's fingerprint (`scan::fingerprint`; 0 for none and for
+    /// entries stored before it existed): finds the copies of a mail merge.
+    #[serde(default)]
+    pub text: u128,
 }
+
+/// The most copies one release finds (a mail merge to a large list).
+pub const MAX_COPIES: usize = 10_000;
 
 impl Store {
     pub fn quarantined(&self) -> Result<Vec<QuarantineEntry>> {
@@ -93,6 +100,39 @@ impl Store {
             .map(|v| v.value().to_vec())
             .unwrap_or_default();
         Ok(Some((entry, body)))
+    }
+
+    /// The other held messages of the same user with the same text
+    /// (`scan::fingerprint::same_text`), oldest first, at most
+    /// [`MAX_COPIES`]; None when `id` is not held.
+    pub fn quarantine_copies(&self, id: u64) -> Result<Option<Vec<u64>>> {
+        let txn = self.read()?;
+        let table = txn.open_table(QUARANTINE)?;
+        let Some(this) = table
+            .get(id)?
+            .map(|v| from_json::<QuarantineEntry>(v.value()))
+        else {
+            return Ok(None);
+        };
+        let this = this?;
+        let mut copies = Vec::new();
+        if this.text == 0 {
+            return Ok(Some(copies));
+        }
+        for row in table.iter()? {
+            let (k, v) = row?;
+            if k.value() == id {
+                continue;
+            }
+            let q: QuarantineEntry = from_json(v.value())?;
+            if q.user == this.user && crate::scan::fingerprint::same_text(q.text, this.text) {
+                copies.push(q.id);
+                if copies.len() == MAX_COPIES {
+                    break;
+                }
+            }
+        }
+        Ok(Some(copies))
     }
 
     /// Moves a quarantined message into the delivery queue under

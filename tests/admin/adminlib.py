@@ -137,9 +137,10 @@ clock_override = {"true" if debug_clock else "false"}
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
-def submit_spam(daemon, user, password):
-    """Submits a GTUBE message over 587 with STARTTLS and AUTH; the user's
-    quarantine response must be 'accepted' (else the server says 550)."""
+def submit_spam(daemon, user, password, to="bob@remote.example", text=""):
+    """Submits a GTUBE message over 587 with STARTTLS and AUTH, `text`
+    after the test string; the user's quarantine response must be
+    'accepted' (else the server says 550)."""
     import smtplib
 
     ctx = ssl.create_default_context()
@@ -150,5 +151,5 @@ def submit_spam(daemon, user, password):
         s.starttls(context=ctx)
         s.ehlo("client.test")
         s.login(user, password)
-        body = f"From: {user}\r\nTo: bob@remote.example\r\nSubject: offer\r\n\r\n{GTUBE}\r\n"
-        s.sendmail(user, ["bob@remote.example"], body)
+        body = f"From: {user}\r\nTo: {to}\r\nSubject: offer\r\n\r\n{GTUBE}\r\n{text}\r\n"
+        s.sendmail(user, [to], body)

@@ -197,16 +197,22 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     assert "unlocked" in flash(d)
     assert api.get(og.url + "/v1/users/csv2@import.example").json()["locked"] is False
 
-    # Release a quarantined message (GTUBE sent by a user whose quarantine
-    # response is 'accepted', so the client is told 250).
+    # Release a quarantined mail merge (GTUBE sent by a user whose
+    # quarantine response is 'accepted', so the client is told 250): three
+    # personalised copies of one text, released together.
     spammer = {"auto_lock": False, "quarantine_response": "accepted"}
     r = api.post(og.url + "/v1/users", json={"name": "spam@import.example", "password": "spammer-secret", "settings": spammer})
     assert r.status_code == 201, r.text
-    submit_spam(og, "spam@import.example", "spammer-secret")
-    [held] = api.get(og.url + "/v1/quarantine").json()["items"]
+    letter = ("Our autumn catalogue is out: every garden tool is twenty percent off this month, "
+              "and orders over fifty pounds ship free. Visit the shop on Saturday for the seed swap.")
+    for name in ("ann", "bert", "chloe"):
+        submit_spam(og, "spam@import.example", "spammer-secret", f"{name}@reader.example", f"Dear {name},\r\n{letter}")
+    copies = api.get(og.url + "/v1/quarantine").json()["items"]
+    assert len(copies) == 3
+    held = copies[0]
     d.get(og.url + "/dashboard")
-    assert d.find_element(By.ID, "quarantined-today").text.startswith("1")
-    assert d.find_element(By.ID, "caught").text.startswith("1")
+    assert d.find_element(By.ID, "quarantined-today").text.startswith("3")
+    assert d.find_element(By.ID, "caught").text.startswith("3")
     shot(d, artifacts, "09-dashboard")
     d.get(og.url + "/quarantine")
     row = d.find_element(By.CSS_SELECTOR, f"#quarantine tr[data-id='{held['id']}']")
@@ -214,10 +220,14 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     shot(d, artifacts, "10-quarantine")
     click(d, d.find_element(By.LINK_TEXT, held["id"]))
     assert "Subject: offer" in d.find_element(By.TAG_NAME, "main").text
-    click(d, d.find_element(By.XPATH, "//main//button[text()='Release']"))
-    assert "released" in flash(d)
+    assert d.find_element(By.ID, "copies").text.startswith("2 other held messages")
+    click(d, d.find_element(By.XPATH, "//main//button[text()='Release with its 2 copies']"))
+    assert f"Message {held['id']} released with 2 copies" in flash(d)
     assert api.get(og.url + "/v1/quarantine").json()["items"] == []
-    [queued] = api.get(og.url + "/v1/queue").json()["items"]
+    queued_all = api.get(og.url + "/v1/queue").json()["items"]
+    assert sorted(r["address"] for e in queued_all for r in e["recipients"]) == [
+        "ann@reader.example", "bert@reader.example", "chloe@reader.example"]
+    queued = queued_all[0]
     assert queued["user"] == "spam@import.example"
 
     # The queue: retry it now, then delete it (the next hop is a closed port).

@@ -249,8 +249,14 @@ pub fn handle(
         }
         (false, ["quarantine"]) => system::quarantine(&c),
         (false, ["quarantine", id]) => system::quarantine_entry(&c, id),
-        (true, ["quarantine", id, "release"]) => system::quarantine_action(&c, id, true),
-        (true, ["quarantine", id, "delete"]) => system::quarantine_action(&c, id, false),
+        (
+            true,
+            [
+                "quarantine",
+                id,
+                action @ ("release" | "release-copies" | "delete"),
+            ],
+        ) => system::quarantine_action(&c, id, action),
         (false, ["settings"]) => settings::settings(&c, None),
         (true, ["settings"]) => settings::save_settings(&c),
         (true, ["settings", "password"]) => settings::admin_password(&c),

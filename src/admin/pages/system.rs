@@ -361,11 +361,22 @@ pub fn quarantine_entry(c: &Ctx, id: &str) -> Resp {
         return c.failed("Quarantined message", "/quarantine", &a, "/quarantine");
     }
     let href = format!("/quarantine/{}", seg(id));
+    let copies = a.body["copies"].as_array().map_or(0, Vec::len);
     let body = html! {
         p {
             (button(&format!("{href}/release"), "Release", c.csrf(), ""))
             " "
+            @if copies > 0 {
+                (button(&format!("{href}/release-copies"), &format!("Release with its {copies} copies"), c.csrf(), ""))
+                " "
+            }
             (button(&format!("{href}/delete"), "Delete", c.csrf(), "danger"))
+        }
+        @if copies > 0 {
+            p.muted #copies {
+                (copies) " other held messages of this user have the same text (a mail merge): "
+                "releasing with its copies queues them all."
+            }
         }
         (object_table(&a.body))
         h2 { "Headers" }
@@ -374,21 +385,28 @@ pub fn quarantine_entry(c: &Ctx, id: &str) -> Resp {
     c.render(&format!("Quarantined message {id}"), "/quarantine", body)
 }
 
-pub fn quarantine_action(c: &Ctx, id: &str, release: bool) -> Resp {
-    let a = if release {
-        c.call(
+pub fn quarantine_action(c: &Ctx, id: &str, action: &str) -> Resp {
+    let a = match action {
+        "delete" => c.call(Method::DELETE, &format!("/v1/quarantine/{}", seg(id)), b""),
+        _ => c.call(
             Method::POST,
-            &format!("/v1/quarantine/{}/release", seg(id)),
+            &format!(
+                "/v1/quarantine/{}/release?copies={}",
+                seg(id),
+                action == "release-copies"
+            ),
             b"",
-        )
-    } else {
-        c.call(Method::DELETE, &format!("/v1/quarantine/{}", seg(id)), b"")
+        ),
     };
     if !ok(&a) {
         return c.failed("Quarantine", "/quarantine", &a, "/quarantine");
     }
-    let what = if release { "released" } else { "deleted" };
-    c.done(format!("Message {id} {what}."), "/quarantine")
+    let done = match (action, a.body["copies"].as_array().map_or(0, Vec::len)) {
+        ("delete", _) => format!("Message {id} deleted."),
+        (_, 0) => format!("Message {id} released."),
+        (_, n) => format!("Message {id} released with {n} copies."),
+    };
+    c.done(done, "/quarantine")
 }
 
 pub fn tls(c: &Ctx, error: Option<&str>) -> Resp {

@@ -32,6 +32,12 @@ pub(crate) struct QuarantineView<'a> {
     /// empty for entries from before the response ladder
     fate: &'a str,
     reasons: &'a [String],
+    /// The other held messages of the same user with the same text (the
+    /// copies of a mail merge), oldest first (`GET /v1/quarantine/{id}`
+    /// only; released with it by `release?copies=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, schema(required = false))]
+    copies: Option<Vec<String>>,
     /// The message's header (`GET /v1/quarantine/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(test, schema(value_type = String, required = false))]
@@ -52,6 +58,7 @@ impl<'a> QuarantineView<'a> {
             score: q.score,
             fate: &q.fate,
             reasons: &q.reasons,
+            copies: None,
             headers: None,
         }
     }
@@ -98,19 +105,68 @@ pub(crate) fn show_quarantine(ctl: &Control, id: &str) -> Res {
         .quarantine_entry(n)
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no quarantined message {id}")))?;
+    let copies = ctl
+        .app
+        .store
+        .quarantine_copies(n)
+        .map_err(internal)?
+        .unwrap_or_default();
     let mut v = QuarantineView::new(&q);
+    v.copies = Some(copies.into_iter().map(queue_id).collect());
     v.headers = Some(header_text(&body));
     Ok(Answer::ok(json!(v)))
 }
 
 #[cfg_attr(test, utoipa::path(post, tag = "quarantine", path = "/v1/quarantine/{id}/release", summary = "Release a quarantined message into the queue",
-    params(("id" = String, Path, description = "16 hex digits")),
+    description = "With `copies=true`, the other held messages of the same user with the same text (the copies of a mail merge) are released too.",
+    params(("id" = String, Path, description = "16 hex digits"),
+        ("copies" = Option<bool>, Query, description = "Release the message's copies too (default false)")),
     responses(
         (status = 200, description = "Released", body = Released),
         crate::control::openapi::Writes, crate::control::openapi::Missing,
     )))]
-pub(crate) fn release_quarantine(ctl: &Control, id: &str) -> Res {
+pub(crate) fn release_quarantine(ctl: &Control, id: &str, q: &[(String, String)]) -> Res {
     let n = quarantine_id(id)?;
+    let with_copies = match q
+        .iter()
+        .find(|(k, _)| k == "copies")
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(bad(format!("copies must be true or false, not '{other}'"))),
+    };
+    let copies = if with_copies {
+        ctl.app
+            .store
+            .quarantine_copies(n)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(format!("no quarantined message {id}")))?
+    } else {
+        Vec::new()
+    };
+    let Some(queue) = release_one(ctl, n)? else {
+        return Err(not_found(format!("no quarantined message {id}")));
+    };
+    let mut released = Vec::with_capacity(copies.len());
+    for c in copies {
+        // A copy released or deleted meanwhile is simply not there.
+        if let Some(queue) = release_one(ctl, c)? {
+            released.push(ReleasedCopy {
+                released: queue_id(c),
+                queue_id: queue_id(queue),
+            });
+        }
+    }
+    Ok(Answer::ok(json!(Released {
+        released: id.to_string(),
+        queue_id: queue_id(queue),
+        copies: released,
+    })))
+}
+
+/// Releases one held message; its queue id, or None if it is not held.
+fn release_one(ctl: &Control, n: u64) -> Result<Option<u64>, Answer> {
     let queue = ctl.app.committer.reserve_id();
     let now = ctl.app.clock.now();
     if !ctl
@@ -119,13 +175,10 @@ pub(crate) fn release_quarantine(ctl: &Control, id: &str) -> Res {
         .release_quarantined(n, queue, now)
         .map_err(internal)?
     {
-        return Err(not_found(format!("no quarantined message {id}")));
+        return Ok(None);
     }
-    tracing::info!(quarantine_id = %id, queue_id = %queue_id(queue), "released from quarantine");
-    Ok(Answer::ok(json!(Released {
-        released: id.to_string(),
-        queue_id: queue_id(queue),
-    })))
+    tracing::info!(quarantine_id = %queue_id(n), queue_id = %queue_id(queue), "released from quarantine");
+    Ok(Some(queue))
 }
 
 /// What `POST /v1/quarantine/{id}/release` did.
@@ -135,6 +188,18 @@ pub(crate) struct Released {
     /// The quarantine id.
     released: String,
     /// The message's id in the queue.
+    queue_id: String,
+    /// The copies released with it (`copies=true`; else empty).
+    copies: Vec<ReleasedCopy>,
+}
+
+/// One copy released with a message.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(utoipa::ToSchema))]
+pub(crate) struct ReleasedCopy {
+    /// The copy's quarantine id.
+    released: String,
+    /// Its id in the queue.
     queue_id: String,
 }
 
