@@ -57,41 +57,33 @@ impl Sketch {
         let mut prev: Option<u64> = None;
         let mut h = FNV_OFFSET;
         let mut in_word = false;
-        let mut rest = text;
-        loop {
-            let bytes = rest.as_bytes();
-            // The ASCII run up to the next non-ASCII byte.
-            let ascii = bytes
-                .iter()
-                .position(|b| !b.is_ascii())
-                .unwrap_or(bytes.len());
-            for &b in &bytes[..ascii] {
-                if b.is_ascii_alphanumeric() {
-                    let n = if b.is_ascii_digit() {
-                        b'9'
-                    } else {
-                        b.to_ascii_lowercase()
-                    };
-                    h = fnv_step(h, n);
-                    in_word = true;
-                } else if in_word {
-                    if !self.word(h, &mut prev) {
-                        return false;
-                    }
-                    h = FNV_OFFSET;
-                    in_word = false;
-                }
-            }
-            rest = &rest[ascii..];
-            let Some(c) = rest.chars().next() else { break };
-            rest = &rest[c.len_utf8()..];
-            if c.is_alphanumeric() {
-                let mut buf = [0u8; 4];
-                for l in c.to_lowercase() {
-                    for &b in l.encode_utf8(&mut buf).as_bytes() {
-                        h = fnv_step(h, b);
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let class = ASCII[usize::from(bytes[i])];
+            let alnum = if class == NON_ASCII {
+                // A whole character (`i` is on a char boundary: the bytes
+                // before it were ASCII or whole characters).
+                let c = text[i..].chars().next().unwrap_or(' ');
+                i += c.len_utf8();
+                let alnum = c.is_alphanumeric();
+                if alnum {
+                    let mut buf = [0u8; 4];
+                    for l in c.to_lowercase() {
+                        for &b in l.encode_utf8(&mut buf).as_bytes() {
+                            h = fnv_step(h, b);
+                        }
                     }
                 }
+                alnum
+            } else {
+                i += 1;
+                if class != SEPARATOR {
+                    h = fnv_step(h, class);
+                }
+                class != SEPARATOR
+            };
+            if alnum {
                 in_word = true;
             } else if in_word {
                 if !self.word(h, &mut prev) {
@@ -141,6 +133,28 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 fn fnv_step(h: u64, b: u8) -> u64 {
     (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
 }
+
+/// What each byte is to the reader: a word byte as it is hashed (lower
+/// case, a digit as `9`), a separator, or the start of a non-ASCII
+/// character.
+const SEPARATOR: u8 = 0;
+const NON_ASCII: u8 = 0xff;
+static ASCII: [u8; 256] = {
+    let mut t = [NON_ASCII; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            b'9'
+        } else if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            SEPARATOR
+        };
+        b += 1;
+    }
+    t
+};
 
 /// splitmix64's finaliser: every input bit moves about half the output
 /// bits, so the 64 votes are independent.
