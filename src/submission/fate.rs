@@ -208,21 +208,18 @@ mod tests {
         let p = Policy::default();
         // 1.0 from a rule and 12.7 from the classifier, capped at the
         // spam threshold 6: 7.0, below the lock score 10.
-        let newsletter = Verdict {
-            lock_score: 7.0,
-            ..verdict(Class::Spam, 13.7)
+        let capped = |score, lock_score| Verdict {
+            lock_score,
+            ..verdict(Class::Spam, score)
         };
+        let newsletter = capped(13.7, 7.0);
         let v = decide(&newsletter, &behaviour(0), held(0), &p, true);
         assert_eq!(v.fate, Fate::Hold);
         assert_eq!(
             v.reasons[0],
             "spam score 13.7 (7.0 with the classifier capped), below the lock score 10.0: held for review"
         );
-        let phish = Verdict {
-            lock_score: 12.1,
-            ..verdict(Class::Spam, 19.1)
-        };
-        let v = decide(&phish, &behaviour(0), held(0), &p, true);
+        let v = decide(&capped(19.1, 12.1), &behaviour(0), held(0), &p, true);
         assert_eq!(v.fate, Fate::Lock);
         assert!(
             v.reasons[0]
