@@ -281,6 +281,20 @@ def login(port, user, password=PASSWORD, implicit=False):
     return r
 
 
+def newsletter(name, sender="alice@example.com"):
+    """One copy of a mail merge the scanner calls spam, personalised."""
+    return (
+        f'From: "Garden Shop" <{sender}>\r\nTo: {name.lower()}@home.example\r\n'
+        "Subject: LAST CHANCE: SPRING SALE ENDS TONIGHT!!\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
+        f"<p>Dear {name},</p><p>Our spring sale ends tonight: every garden tool is twenty "
+        "percent off, seed packets are two for one, and orders over fifty pounds ship free. "
+        "Come to the shop on Saturday for the seed swap, with tea and cake from ten until "
+        "four.</p><a href=\"http://192.0.2.1/sale\">https://www.gardenshop.example/sale</a> "
+        f'<a href="https://bit.ly/{name.lower()}">order now</a> act now!!! limited time!!!\r\n'
+    )
+
+
 def ham(subject="Minutes of Tuesday meeting", sender="alice@example.com", to="bob@remote.example"):
     """An ordinary business message (the scanner must pass it)."""
     from email.utils import formatdate, make_msgid

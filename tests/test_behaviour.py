@@ -8,7 +8,7 @@ lock names its reasons in the quarantine API, the user's history,
 
 import json
 
-from conftest import ham, login, send_message
+from conftest import ham, login, newsletter, send_message
 
 USER = "alice@example.com"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -131,30 +131,13 @@ def test_burst_to_new_recipients_is_held_with_reason_then_locks(make_daemon):
     assert any("held" in b for b in bodies)
 
 
-def newsletter(name):
-    """One copy of a mail merge the scanner calls spam, personalised."""
-    return (
-        f'From: "Garden Shop" <{USER}>\r\nTo: {name.lower()}@home.example\r\n'
-        "Subject: LAST CHANCE: SPRING SALE ENDS TONIGHT!!\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
-        f"<p>Dear {name},</p><p>Our spring sale ends tonight: every garden tool is twenty "
-        "percent off, seed packets are two for one, and orders over fifty pounds ship free. "
-        "Come to the shop on Saturday for the seed swap, with tea and cake from ten until "
-        "four.</p><a href=\"http://192.0.2.1/sale\">https://www.gardenshop.example/sale</a> "
-        f'<a href="https://bit.ly/{name.lower()}">order now</a> act now!!! limited time!!!\r\n'
-    )
+NAMES = ["Ann", "Bert", "Chloe", "Dev", "Emil", "Fay", "Gus", "Hana", "Ivo", "Jill"]
 
 
-def test_a_held_mail_merge_counts_once_towards_a_lock(make_daemon):
-    d = make_daemon()
-    d.add_user(USER)
-    d.settings(admin_address="admin@example.com")
-    # Every spam verdict short of GTUBE holds at this lock score.
-    assert d.api("PATCH", "/v1/settings", {"response": {"content_lock_score": 500}})[0] == 200
-    names = ["Ann", "Bert", "Chloe", "Dev", "Emil", "Fay", "Gus", "Hana", "Ivo", "Jill"]
-    readers = [f"{n.lower()}@home.example" for n in names]
-    # Four days of an ordinary mailing to the same readers: they are the
-    # user's contacts, ten messages an hour its usual.
+def mailing_baseline(d):
+    """Four days of an ordinary mailing to ten readers: they are the
+    user's contacts, ten messages an hour its usual. Returns the readers."""
+    readers = [f"{n.lower()}@home.example" for n in NAMES]
     for day in range(4):
         d.set_clock(f"2026-03-{2 + day:02d}T10:00:00Z")
         r = login(d.submission, USER)
@@ -163,9 +146,19 @@ def test_a_held_mail_merge_counts_once_towards_a_lock(make_daemon):
                 assert send_message(r, USER, [to], body=ham(to=to))[0] == 250
         finally:
             r.close()
+    return readers
+
+
+def test_a_held_mail_merge_counts_once_towards_a_lock(make_daemon):
+    d = make_daemon()
+    d.add_user(USER)
+    d.settings(admin_address="admin@example.com")
+    # Every spam verdict short of GTUBE holds at this lock score.
+    assert d.api("PATCH", "/v1/settings", {"response": {"content_lock_score": 500}})[0] == 200
+    readers = mailing_baseline(d)
     # The issue the scanner misjudges: every copy is held, none locks.
     d.set_clock("2026-03-06T10:00:00Z")
-    for n, to in zip(names, readers):
+    for n, to in zip(NAMES, readers):
         code, reply = submit(d, newsletter(n), [to])
         assert code == 550 and "spam detected" in reply, reply
     u = d.user(USER)
@@ -200,6 +193,32 @@ def test_a_held_mail_merge_counts_once_towards_a_lock(make_daemon):
     assert {q["id"] for q in d.api("GET", "/v1/quarantine")[1]["items"]} == {q["id"] for q in other}
     sent = [e for e in d.queue() if e["sender"] == USER and e["received"].startswith("2026-03-06")]
     assert sorted(r["address"] for e in sent for r in e["recipients"]) == sorted(readers)
+
+
+def test_a_released_text_lets_its_copies_through(make_daemon):
+    d = make_daemon()
+    d.add_user(USER)
+    assert d.api("PATCH", "/v1/settings", {"response": {"content_lock_score": 500}})[0] == 200
+    readers = mailing_baseline(d)
+    d.set_clock("2026-03-06T10:00:00Z")
+    for n, to in zip(NAMES[:3], readers[:3]):
+        assert submit(d, newsletter(n), [to])[0] == 550
+    first = min(q["id"] for q in d.api("GET", "/v1/quarantine")[1]["items"])
+    # The admin releases one copy while the mail merge runs on.
+    d.cli("quarantine", "release", first)
+    assert d.user(USER)["behaviour"]["holds_last_day"] == 0
+    for n, to in zip(NAMES[3:], readers[3:]):
+        code, reply = submit(d, newsletter(n), [to])
+        assert code == 250, reply
+    d.wait_log("spam verdict on a text the admin released: let through")
+    today = [e for e in d.queue() if e["sender"] == USER and e["received"].startswith("2026-03-06")]
+    assert len(today) == 1 + 7
+    # Another text is judged as ever, and so is the released one once the
+    # window is over.
+    assert submit(d, phish())[0] == 550
+    d.set_clock("2026-03-07T10:30:00Z")
+    assert submit(d, newsletter("Zoe"), ["zoe@home.example"])[0] == 550
+    assert len(d.api("GET", "/v1/quarantine")[1]["items"]) == 2 + 2
 
 
 def test_usual_mail_is_not_held(make_daemon):

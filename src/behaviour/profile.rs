@@ -68,6 +68,9 @@ pub struct Hold {
     /// `scan::fingerprint` of the held text; 0 for a hold for behaviour
     /// alone, which is never merged with another.
     pub text: u128,
+    /// The admin released this text from the quarantine: no evidence any
+    /// more, and its further copies in the window are vouched for.
+    pub released: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +119,7 @@ impl Default for Profile {
 }
 
 /// Size of a stored profile.
-pub const ENCODED_LEN: usize = ENCODED_LEN_V2 + HOLDS * 16;
+pub const ENCODED_LEN: usize = ENCODED_LEN_V2 + HOLDS * 16 + 1;
 
 /// Size of a version 2 profile (holds without fingerprints).
 const ENCODED_LEN_V2: usize = 1
@@ -131,6 +134,9 @@ const ENCODED_LEN_V2: usize = 1
     + NETS * 12
     + HOLDS * 4
     + 6 * 4;
+
+// One byte holds the holds' released marks.
+const _: () = assert!(HOLDS <= 8);
 
 // The bound the design promises: at most 2 KiB of state per user.
 const _: () = assert!(ENCODED_LEN <= 2048);
@@ -255,23 +261,33 @@ impl Profile {
     }
 
     /// Holds within the last `window_minutes` (this one not included),
-    /// the copies of one text counting once.
+    /// the copies of one text counting once, released texts not at all.
     pub fn recent_holds(&self, now: Timestamp, window_minutes: u32) -> u32 {
         let since = minute_of(now).saturating_sub(window_minutes);
         self.holds
             .iter()
-            .filter(|h| h.minute != 0 && h.minute > since)
+            .filter(|h| h.minute != 0 && h.minute > since && !h.released)
             .count() as u32
     }
 
-    /// The minute of a hold within the window of the same text as `text`
-    /// (a `scan::fingerprint`; 0 matches nothing).
-    pub fn held_before(&self, text: u128, now: Timestamp, window_minutes: u32) -> Option<u32> {
+    /// The hold within the window of the same text as `text` (a
+    /// `scan::fingerprint`; 0 matches nothing).
+    pub fn held_before(&self, text: u128, now: Timestamp, window_minutes: u32) -> Option<Hold> {
         let since = minute_of(now).saturating_sub(window_minutes);
         self.holds
             .iter()
             .find(|h| h.minute > since && fingerprint::same_text(h.text, text))
-            .map(|h| h.minute)
+            .copied()
+    }
+
+    /// The admin released `text` from the quarantine: its hold is no
+    /// evidence any more, and its copies are vouched for.
+    pub fn release(&mut self, text: u128) {
+        for h in &mut self.holds {
+            if fingerprint::same_text(h.text, text) {
+                h.released = true;
+            }
+        }
     }
 
     /// Remembers a hold. A copy of a text held before refreshes that hold
@@ -287,6 +303,7 @@ impl Profile {
         self.holds[HOLDS - 1] = Hold {
             minute: minute_of(now).max(1),
             text,
+            released: false,
         };
     }
 
@@ -325,6 +342,12 @@ impl Profile {
         for h in self.holds {
             w.extend_from_slice(&h.text.to_le_bytes());
         }
+        let released = self
+            .holds
+            .iter()
+            .enumerate()
+            .fold(0u8, |m, (i, h)| m | u8::from(h.released) << i);
+        w.push(released);
         w
     }
 
@@ -376,6 +399,10 @@ impl Profile {
         if !v2 {
             for h in p.holds.iter_mut() {
                 h.text = u128::from_le_bytes(r.take()?);
+            }
+            let [released] = r.take()?;
+            for (i, h) in p.holds.iter_mut().enumerate() {
+                h.released = released >> i & 1 == 1;
             }
         }
         Some(p)
@@ -465,6 +492,9 @@ mod tests {
         }
         p.networks.note(5, 3);
         p.note_hold(at("2026-03-02T09:30:00Z"), u128::MAX - 7);
+        p.note_hold(at("2026-03-02T09:40:00Z"), text("kept"));
+        p.release(text("kept"));
+        assert!(p.holds[HOLDS - 1].released && !p.holds[HOLDS - 2].released);
         let e = p.encode();
         assert_eq!(e.len(), ENCODED_LEN);
         assert!(e.len() <= 2048, "profile is {} bytes", e.len());
@@ -478,7 +508,13 @@ mod tests {
         let mut v2 = e[..ENCODED_LEN_V2].to_vec();
         v2[0] = VERSION_2;
         let mut old = p.clone();
-        old.holds[HOLDS - 1].text = 0;
+        for h in &mut old.holds[HOLDS - 2..] {
+            *h = Hold {
+                text: 0,
+                released: false,
+                ..*h
+            };
+        }
         assert_eq!(Profile::decode(&v2), old);
     }
 
@@ -544,21 +580,21 @@ mod tests {
                 char::from(b'a' + i % 26)
             ));
             assert_eq!(
-                p.held_before(copy, now, 1440),
+                p.held_before(copy, now, 1440).map(|h| h.minute),
                 Some(p.holds[HOLDS - 1].minute)
             );
             p.note_hold(at("2026-03-02T10:30:00Z"), copy);
         }
         let other = fingerprint::of(None, ["an entirely different text of many other words, not one of which the newsletter had in it at all"].into_iter());
-        assert_eq!(p.held_before(other, now, 1440), None);
+        assert!(p.held_before(other, now, 1440).is_none());
         p.note_hold(at("2026-03-02T11:00:00Z"), other);
         assert_eq!(p.recent_holds(now, 1440), 3);
         assert_eq!(
-            p.held_before(other, now, 1440),
+            p.held_before(other, now, 1440).map(|h| h.minute),
             Some(minute_of(at("2026-03-02T11:00:00Z")))
         );
         // Holds for behaviour alone (no text) never merge.
-        assert_eq!(p.held_before(0, now, 1440), None);
+        assert!(p.held_before(0, now, 1440).is_none());
         p.note_hold(now, 0);
         p.note_hold(now, 0);
         assert_eq!(
@@ -566,6 +602,13 @@ mod tests {
             5
         );
         // Outside the window nothing is "held before".
-        assert_eq!(p.held_before(other, now, 30), None);
+        assert!(p.held_before(other, now, 30).is_none());
+        // A released text is no evidence any more, but still known.
+        p.release(other);
+        assert_eq!(
+            p.recent_holds(now + jiff::SignedDuration::from_mins(1), 1440),
+            4
+        );
+        assert!(p.held_before(other, now, 1440).is_some_and(|h| h.released));
     }
 }

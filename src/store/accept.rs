@@ -400,8 +400,19 @@ fn accept_one(
         .transpose()?
         .unwrap_or_default();
     let st = policy::standing(&user, &usage, &defaults, &tz, now);
+    let mut profile = super::behaviour::load(txn, &s.user)?;
+    // A text the admin released from the quarantine is vouched for within
+    // the window: its further copies go out (a mail merge still running
+    // when its first copy was released), as long as nothing beyond the
+    // spam verdict speaks against them (never malware, never a score
+    // that locks on content).
+    let vouched = s.content.class == Class::Spam
+        && s.content.lock_score < rules.content_lock_score
+        && profile
+            .held_before(s.content.fingerprint, now, rules.hold_window_minutes)
+            .is_some_and(|h| h.released);
     // Caught mail is neither limited nor counted (it is not sent).
-    let caught = s.content.class != Class::Clean;
+    let caught = s.content.class != Class::Clean && !vouched;
     let rcpts = u32::try_from(s.recipients.len()).unwrap_or(u32::MAX);
     let ask = Ask::Message {
         recipients: rcpts,
@@ -421,7 +432,6 @@ fn accept_one(
         fixed_address: user.is_network(),
         now,
     };
-    let mut profile = super::behaviour::load(txn, &s.user)?;
     let assessment = if rules.behaviour {
         assess::observe(&mut profile, &obs)
     } else {
@@ -432,9 +442,21 @@ fn accept_one(
     let text = if caught { s.content.fingerprint } else { 0 };
     let recent = RecentHolds {
         count: profile.recent_holds(now, rules.hold_window_minutes),
-        same_text_at: profile.held_before(text, now, rules.hold_window_minutes),
+        same_text_at: profile
+            .held_before(text, now, rules.hold_window_minutes)
+            .filter(|h| !h.released)
+            .map(|h| h.minute),
     };
-    let decision = (job.decide)(&s.content, &assessment, recent, &rules, eff.auto_lock);
+    let decision = if vouched {
+        tracing::info!(user = %s.user, score = s.content.score, "spam verdict on a text the admin released: let through");
+        let content = Verdict {
+            class: Class::Clean,
+            ..s.content.clone()
+        };
+        (job.decide)(&content, &assessment, recent, &rules, eff.auto_lock)
+    } else {
+        (job.decide)(&s.content, &assessment, recent, &rules, eff.auto_lock)
+    };
     if decision.fate == Fate::Allow {
         // Counted fleet-wide ahead (`fleet_asks`); taking the grant
         // marks it used.

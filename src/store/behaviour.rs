@@ -30,11 +30,13 @@ pub(super) fn save(txn: &WriteTransaction, user: &str, p: &Profile) -> Result<()
     Ok(())
 }
 
-/// Adds recipients to the user's contacts (a released message).
-pub(super) fn learn_contacts(
+/// A released message: its recipients join the user's contacts and its
+/// text is vouched for (`Profile::release`).
+pub(super) fn learn_release(
     txn: &WriteTransaction,
     user: &str,
     recipients: &[String],
+    text: u128,
 ) -> Result<()> {
     if txn.open_table(BEHAVIOUR)?.get(user)?.is_none() {
         return Ok(());
@@ -43,6 +45,7 @@ pub(super) fn learn_contacts(
     for r in recipients {
         p.contacts.add(r);
     }
+    p.release(text);
     save(txn, user, &p)
 }
 

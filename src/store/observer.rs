@@ -30,8 +30,9 @@ pub enum ProfileChange {
     ClearHolds,
     /// Recipients failed or bounced.
     Failed(u32, jiff::Timestamp),
-    /// Released mail: its recipients are contacts now.
-    Contacts(Vec<String>),
+    /// Released mail: its recipients are contacts now, and its text
+    /// (`scan::fingerprint`, 0 for none) is vouched for.
+    Released(Vec<String>, u128),
 }
 
 #[derive(Default)]

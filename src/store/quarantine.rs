@@ -154,11 +154,12 @@ impl Store {
             .map(|v| v.value().to_vec())
             .unwrap_or_default();
         // The admin vouched for these recipients: they are contacts now,
-        // so the same list does not look new again (a held mail merge).
-        super::behaviour::learn_contacts(&txn, &q.user, &q.recipients)?;
+        // so the same list does not look new again (a held mail merge);
+        // and for the text: its hold is no evidence, its copies go out.
+        super::behaviour::learn_release(&txn, &q.user, &q.recipients, q.text)?;
         let learnt = super::Change::Profile(
             q.user.clone(),
-            super::ProfileChange::Contacts(q.recipients.clone()),
+            super::ProfileChange::Released(q.recipients.clone(), q.text),
         );
         let entry = QueueEntry {
             id: queue_id,

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import BIN, Daemon, ham, login, send_message, wait_for
+from conftest import BIN, Daemon, ham, login, newsletter, send_message, wait_for
 
 from .redis_server import RedisServer
 
@@ -304,6 +304,38 @@ def test_behaviour_profile_sees_mail_from_every_box(redis, fleet):
     wait_for(lambda: not user_on(a, USER)["locked"], what="the unlock on the first box")
     wait_for(lambda: send(a)[0] == 250, what="mail after the unlock")
     assert user_on(a, USER)["behaviour"]["holds_last_day"] == 0
+
+
+def test_a_release_vouches_for_the_text_on_every_box(redis, fleet):
+    """A copy of a mail merge held on one box and released there: the
+    shared profile forgets the hold and lets the next copy through on the
+    other box."""
+    r = redis()
+    a, b = fleet(2, r.url())
+    add_everywhere([a, b], auto_lock="off")
+    for box in (a, b):
+        assert box.api("PATCH", "/v1/settings", {"response": {"content_lock_score": 500}})[0] == 200
+    assert send(a)[0] == 250
+    s = login(a.submission, USER)
+    try:
+        assert send_message(s, USER, ["ann@home.example"], newsletter("Ann"))[0] == 550
+    finally:
+        s.close()
+    [held] = a.api("GET", "/v1/quarantine")[1]["items"]
+    assert user_on(a, USER)["behaviour"]["holds_last_day"] == 1
+    # The shared profile (og:b:{USER}), quoted: it changes with the release.
+    shared = lambda: r.cli("--no-raw", "GET", f"og:b:{{{USER}}}")  # noqa: E731
+    wait_for(lambda: len(shared()) > 100, what="the shared profile")
+    before = shared()
+    a.cli("quarantine", "release", held["id"])
+    assert user_on(a, USER)["behaviour"]["holds_last_day"] == 0
+    wait_for(lambda: shared() != before, what="the release in the shared profile")
+    s = login(b.submission, USER)
+    try:
+        code, reply = send_message(s, USER, ["bert@home.example"], newsletter("Bert"))
+        assert code == 250, reply
+    finally:
+        s.close()
 
 
 @pytest.mark.parametrize("store,error", [

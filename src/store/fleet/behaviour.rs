@@ -37,10 +37,11 @@ impl Fleet {
         match delta {
             ProfileChange::ClearHolds => p.holds = Default::default(),
             ProfileChange::Failed(n, at) => assess::failed(&mut p, *n, *at),
-            ProfileChange::Contacts(rcpts) => {
+            ProfileChange::Released(rcpts, text) => {
                 for r in rcpts {
                     p.contacts.add(r);
                 }
+                p.release(*text);
             }
         }
         c.set_ex::<_, _, ()>(&key, p.encode(), TTL)
