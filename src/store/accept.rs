@@ -401,6 +401,8 @@ fn accept_one(
         .unwrap_or_default();
     let st = policy::standing(&user, &usage, &defaults, &tz, now);
     let mut profile = super::behaviour::load(txn, &s.user)?;
+    // The user's hold of this text in the window, if any.
+    let prior = profile.held_before(s.content.fingerprint, now, rules.hold_window_minutes);
     // A text the admin released from the quarantine is vouched for within
     // the window: its further copies go out (a mail merge still running
     // when its first copy was released), as long as nothing beyond the
@@ -408,9 +410,7 @@ fn accept_one(
     // that locks on content).
     let vouched = s.content.class == Class::Spam
         && s.content.lock_score < rules.content_lock_score
-        && profile
-            .held_before(s.content.fingerprint, now, rules.hold_window_minutes)
-            .is_some_and(|h| h.released);
+        && prior.is_some_and(|h| h.released);
     // Caught mail is neither limited nor counted (it is not sent).
     let caught = s.content.class != Class::Clean && !vouched;
     let rcpts = u32::try_from(s.recipients.len()).unwrap_or(u32::MAX);
@@ -442,10 +442,7 @@ fn accept_one(
     let text = if caught { s.content.fingerprint } else { 0 };
     let recent = RecentHolds {
         count: profile.recent_holds(now, rules.hold_window_minutes),
-        same_text_at: profile
-            .held_before(text, now, rules.hold_window_minutes)
-            .filter(|h| !h.released)
-            .map(|h| h.minute),
+        same_text_at: prior.filter(|h| caught && !h.released).map(|h| h.minute),
     };
     let decision = if vouched {
         tracing::info!(user = %s.user, score = s.content.score, "spam verdict on a text the admin released: let through");

@@ -2,6 +2,8 @@
 //! for the admin to release or delete (they are stored by the committer,
 //! `store::accept`, in the transaction that decides their fate).
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
@@ -135,51 +137,73 @@ impl Store {
         Ok(Some(copies))
     }
 
-    /// Moves a quarantined message into the delivery queue under
-    /// `queue_id`. Released mail does not count against the user's limits
-    /// (it was counted as nothing when it was caught).
-    pub fn release_quarantined(&self, id: u64, queue_id: u64, now: Timestamp) -> Result<bool> {
+    /// Moves quarantined messages into the delivery queue, each
+    /// `(quarantine id, queue id)`, in one transaction: the first, and
+    /// those of the others still held (a mail merge's copies); nothing
+    /// when the first is not held. Returns the pairs released. Released
+    /// mail does not count against the user's limits (it was counted as
+    /// nothing when it was caught).
+    pub fn release_quarantined(
+        &self,
+        ids: &[(u64, u64)],
+        now: Timestamp,
+    ) -> Result<Vec<(u64, u64)>> {
         let txn = self.write()?;
-        let entry: Option<QuarantineEntry> = txn
-            .open_table(QUARANTINE)?
-            .remove(id)?
-            .map(|v| from_json(v.value()))
-            .transpose()?;
-        let Some(q) = entry else {
-            return Ok(false);
-        };
-        let body = txn
-            .open_table(QBODIES)?
-            .remove(id)?
-            .map(|v| v.value().to_vec())
-            .unwrap_or_default();
-        // The admin vouched for these recipients: they are contacts now,
-        // so the same list does not look new again (a held mail merge);
-        // and for the text: its hold is no evidence, its copies go out.
-        super::behaviour::learn_release(&txn, &q.user, &q.recipients, q.text)?;
-        let learnt = super::Change::Profile(
-            q.user.clone(),
-            super::ProfileChange::Released(q.recipients.clone(), q.text),
-        );
-        let entry = QueueEntry {
-            id: queue_id,
-            user: q.user,
-            sender: q.sender,
-            recipients: q.recipients.into_iter().map(Recipient::new).collect(),
-            size: body.len() as u64,
-            received: now,
-            client_ip: q.client_ip,
-            helo: q.helo,
-            next_attempt: Some(now),
-            delay_warned: false,
-            dsn: Default::default(),
-            smtputf8: q.smtputf8,
-        };
-        super::queue::insert_new(&txn, &entry, &body)?;
-        super::accept::bump_seq(&txn, queue_id)?;
+        let mut released = Vec::with_capacity(ids.len());
+        // What the admin vouched for, per user and text: the recipients
+        // become contacts, so the same list does not look new again, and
+        // the text's hold is no evidence any more, its copies go out.
+        let mut vouched: BTreeMap<(String, u128), Vec<String>> = BTreeMap::new();
+        for &(id, queue_id) in ids {
+            let entry: Option<QuarantineEntry> = txn
+                .open_table(QUARANTINE)?
+                .remove(id)?
+                .map(|v| from_json(v.value()))
+                .transpose()?;
+            let Some(q) = entry else {
+                if released.is_empty() {
+                    return Ok(released);
+                }
+                continue;
+            };
+            let body = txn
+                .open_table(QBODIES)?
+                .remove(id)?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            vouched
+                .entry((q.user.clone(), q.text))
+                .or_default()
+                .extend(q.recipients.iter().cloned());
+            let entry = QueueEntry {
+                id: queue_id,
+                user: q.user,
+                sender: q.sender,
+                recipients: q.recipients.into_iter().map(Recipient::new).collect(),
+                size: body.len() as u64,
+                received: now,
+                client_ip: q.client_ip,
+                helo: q.helo,
+                next_attempt: Some(now),
+                delay_warned: false,
+                dsn: Default::default(),
+                smtputf8: q.smtputf8,
+            };
+            super::queue::insert_new(&txn, &entry, &body)?;
+            super::accept::bump_seq(&txn, queue_id)?;
+            released.push((id, queue_id));
+        }
+        for ((user, text), recipients) in &vouched {
+            super::behaviour::learn_release(&txn, user, recipients, *text)?;
+        }
         txn.commit()?;
-        self.changed(learnt);
-        Ok(true)
+        for ((user, text), recipients) in vouched {
+            self.changed(super::Change::Profile(
+                user,
+                super::ProfileChange::Released(recipients, text),
+            ));
+        }
+        Ok(released)
     }
 
     pub fn delete_quarantined(&self, id: u64) -> Result<bool> {

@@ -145,40 +145,36 @@ pub(crate) fn release_quarantine(ctl: &Control, id: &str, q: &[(String, String)]
     } else {
         Vec::new()
     };
-    let Some(queue) = release_one(ctl, n)? else {
+    // Queue ids first, then one transaction for the message and its copies.
+    let ids: Vec<(u64, u64)> = std::iter::once(n)
+        .chain(copies)
+        .map(|q| (q, ctl.app.committer.reserve_id()))
+        .collect();
+    let now = ctl.app.clock.now();
+    let released = ctl
+        .app
+        .store
+        .release_quarantined(&ids, now)
+        .map_err(internal)?;
+    let Some(&(_, queue)) = released.first() else {
         return Err(not_found(format!("no quarantined message {id}")));
     };
-    let mut released = Vec::with_capacity(copies.len());
-    for c in copies {
-        // A copy released or deleted meanwhile is simply not there.
-        if let Some(queue) = release_one(ctl, c)? {
-            released.push(ReleasedCopy {
-                released: queue_id(c),
-                queue_id: queue_id(queue),
-            });
-        }
+    for (q, to) in &released {
+        tracing::info!(quarantine_id = %queue_id(*q), queue_id = %queue_id(*to), "released from quarantine");
     }
+    // A copy released or deleted meanwhile is simply not there.
+    let copies = released[1..]
+        .iter()
+        .map(|&(q, to)| ReleasedCopy {
+            released: queue_id(q),
+            queue_id: queue_id(to),
+        })
+        .collect();
     Ok(Answer::ok(json!(Released {
         released: id.to_string(),
         queue_id: queue_id(queue),
-        copies: released,
+        copies,
     })))
-}
-
-/// Releases one held message; its queue id, or None if it is not held.
-fn release_one(ctl: &Control, n: u64) -> Result<Option<u64>, Answer> {
-    let queue = ctl.app.committer.reserve_id();
-    let now = ctl.app.clock.now();
-    if !ctl
-        .app
-        .store
-        .release_quarantined(n, queue, now)
-        .map_err(internal)?
-    {
-        return Ok(None);
-    }
-    tracing::info!(quarantine_id = %queue_id(n), queue_id = %queue_id(queue), "released from quarantine");
-    Ok(Some(queue))
 }
 
 /// What `POST /v1/quarantine/{id}/release` did.
