@@ -514,6 +514,7 @@ async fn engines_combine_and_failures_name_the_engine() {
         score: 0.5,
         reasons: vec![],
         lock_score: 0.0,
+        classifier_only: false,
         fingerprint: 0,
     };
     let verdict = external::combine(builtin, &found);

@@ -4,7 +4,9 @@ a burst to many new recipients from a user with a baseline is held with
 the behaviour reason named; holds accumulate into a lock, the held copies of
 one mail merge counting once; every hold and
 lock names its reasons in the quarantine API, the user's history,
-`outguard user show` and the admin notice; bad response settings get 422."""
+`outguard user show` and the admin notice; what only the classifier flags
+goes out to the user's contacts when the sending is usual, one text per
+window; bad response settings get 422."""
 
 import json
 
@@ -221,6 +223,61 @@ def test_a_released_text_lets_its_copies_through(make_daemon):
     assert len(d.api("GET", "/v1/quarantine")[1]["items"]) == 2 + 2
 
 
+def sale(name):
+    """A shop's newsletter that only the classifier calls spam (no rule
+    reaches the threshold), personalised."""
+    return (
+        f"From: {USER}\r\nTo: {name.lower()}@home.example\r\nSubject: Spring sale at the garden shop\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"
+        f"<p>Dear {name},</p><p>Our spring sale ends tonight: every garden tool is twenty percent "
+        "off, seed packets are two for one, and orders over fifty pounds ship free. Order today and "
+        "save big on our best prices of the year. Click below to order now and get your free gift "
+        'with every order.</p><a href="https://www.gardenshop.example/sale">Order now</a>\r\n'
+        "<p>To unsubscribe from this mailing list, click here.</p>\r\n"
+    )
+
+
+def test_what_only_the_classifier_flags_goes_to_the_users_contacts(make_daemon):
+    d = make_daemon()
+    d.add_user(USER)
+    readers = mailing_baseline(d)
+    d.set_clock("2026-03-06T10:00:00Z")
+    # The issue goes to the readers the user has written to all week, at
+    # its usual pace: nothing speaks against the sender, so it goes out.
+    for n, to in zip(NAMES, readers):
+        code, reply = submit(d, sale(n), [to])
+        assert code == 250, reply
+    d.wait_log("spam verdict of the classifier alone on mail to the user's contacts: let through")
+    # So does its copy to a reader who subscribed today.
+    assert submit(d, sale("Zoe"), ["zoe@home.example"])[0] == 250
+    today = [e for e in d.queue() if e["sender"] == USER and e["received"].startswith("2026-03-06")]
+    assert sorted(r["address"] for e in today for r in e["recipients"]) == sorted(readers + ["zoe@home.example"])
+    assert d.api("GET", "/v1/quarantine")[1]["items"] == []
+    u = d.user(USER)
+    assert not u["locked"] and u["behaviour"]["holds_last_day"] == 0
+    # The admin sees it in the user's history, once for the mailing.
+    [event] = [h["event"] for h in u["history"] if "let through" in h["event"]]
+    assert "from the classifier alone, to the user's contacts, with usual sending" in event, event
+    # One such text per window: another one, even to a reader, is held
+    # and says why.
+    code, reply = submit(d, text("Dear friend, you can earn thousands of dollars a week from the comfort "
+                                 "of your home. Our proven system has helped people just like you make "
+                                 "money fast with no experience needed. Reply today for your free "
+                                 "information package. Satisfaction guaranteed or your money back."),
+                         [readers[0]])
+    assert code == 550 and "spam detected" in reply, reply
+    [q] = d.api("GET", "/v1/quarantine")[1]["items"]
+    assert q["fate"] == "hold", q
+    assert q["reasons"][0].endswith(
+        "(another text only the classifier flagged went to the user's contacts at 2026-03-06 10:00 UTC: "
+        "one such text per 1440 minutes goes out)"), q["reasons"]
+    # The admin can turn it off: the issue is then held like any spam verdict.
+    assert d.api("PATCH", "/v1/settings", {"response": {"trust_contacts": False}})[0] == 200
+    assert d.api("GET", "/v1/settings")[1]["response"]["trust_contacts"] is False
+    code, reply = submit(d, sale("Ann"), [readers[0]])
+    assert code == 550 and "spam detected" in reply, reply
+
+
 def test_usual_mail_is_not_held(make_daemon):
     d = make_daemon()
     d.add_user(USER)
@@ -238,6 +295,9 @@ def test_bad_response_settings_are_refused(make_daemon):
         assert status == 422, (bad, status, body)
         assert "response." in body["error"]
     assert d.api("GET", "/v1/settings")[1]["response"]["hold_points"] == 3
+    status, body = d.api("PATCH", "/v1/settings", {"response": {"trust_contacts": "yes"}})
+    assert status == 400 and "expected a boolean" in body["error"], (status, body)
+    assert d.api("GET", "/v1/settings")[1]["response"]["trust_contacts"] is True
 
 
 def test_failed_recipients_feed_the_profile(make_daemon):

@@ -45,6 +45,8 @@ pub struct Assessment {
     pub points: u32,
     pub reasons: Vec<String>,
     pub warming_up: bool,
+    /// Every recipient is one the user has written to before.
+    pub known_recipients: bool,
 }
 
 impl Assessment {
@@ -75,6 +77,7 @@ pub fn observe(p: &mut Profile, o: &Observation) -> Assessment {
     let warm = p.active_days < WARM_DAYS;
     let mut a = Assessment {
         warming_up: warm,
+        known_recipients: new == 0 && !distinct.is_empty(),
         ..Assessment::default()
     };
     let values = [
@@ -224,7 +227,7 @@ mod tests {
         };
         let a = observe(&mut p, &o);
         assert_eq!(a.points, 0, "{:?}", a.reasons);
-        assert!(!a.warming_up);
+        assert!(!a.warming_up && a.known_recipients);
     }
 
     #[test]
@@ -239,6 +242,7 @@ mod tests {
         };
         let a = observe(&mut p, &o);
         assert!(a.points >= 6, "{:?}", a.reasons);
+        assert!(!a.known_recipients);
         let all = a.reasons.join("; ");
         assert!(all.contains("new recipients this hour: 40"), "{all}");
         assert!(all.contains("client network new to the user"), "{all}");

@@ -14,9 +14,10 @@ pub const HOUR_DOMAINS: usize = 48;
 pub const HOUR_ADDRESSES: usize = 8;
 /// Recent holds remembered.
 pub const HOLDS: usize = 8;
-/// Version 3 added each hold's text fingerprint; version 2 reads as 3
-/// with no fingerprints.
-const VERSION: u8 = 3;
+/// Version 3 added each hold's text fingerprint, version 4 the text let
+/// through to the user's contacts; older versions read with those empty.
+const VERSION: u8 = 4;
+const VERSION_3: u8 = 3;
 const VERSION_2: u8 = 2;
 
 /// What one hour or one day holds.
@@ -55,6 +56,15 @@ pub struct RecentHolds {
     /// Holds in the window, this message not included; the copies of one
     /// text count once.
     pub count: u32,
+    /// When a copy of this message's text was let through to the user's
+    /// contacts although the classifier alone called it spam, if within
+    /// the window (a mail merge to the user's readers, now reaching a new
+    /// one).
+    pub same_text_passed_at: Option<u32>,
+    /// When another such text was let through, if within the window: one
+    /// text per window goes out on trust (a mail merge is one text; a
+    /// stolen account's spam runs are many).
+    pub other_text_passed_at: Option<u32>,
     /// When a copy of this message's text was last held, if within the
     /// window (minutes since the epoch): this hold is then no new evidence.
     pub same_text_at: Option<u32>,
@@ -95,6 +105,10 @@ pub struct Profile {
     pub holds: [Hold; HOLDS],
     /// Slowly decaying peaks of the same six values as the baseline.
     pub decayed: [f32; 6],
+    /// The latest text the classifier alone called spam that went out to
+    /// the user's contacts with usual sending (`note_pass`); `released`
+    /// unused.
+    pub passed: Hold,
 }
 
 impl Default for Profile {
@@ -114,12 +128,16 @@ impl Default for Profile {
             networks: Networks::default(),
             holds: [Hold::default(); HOLDS],
             decayed: [0.0; 6],
+            passed: Hold::default(),
         }
     }
 }
 
 /// Size of a stored profile.
-pub const ENCODED_LEN: usize = ENCODED_LEN_V2 + HOLDS * 16 + 1;
+pub const ENCODED_LEN: usize = ENCODED_LEN_V3 + 4 + 16;
+
+/// Size of a version 3 profile (no passed text).
+const ENCODED_LEN_V3: usize = ENCODED_LEN_V2 + HOLDS * 16 + 1;
 
 /// Size of a version 2 profile (holds without fingerprints).
 const ENCODED_LEN_V2: usize = 1
@@ -280,6 +298,34 @@ impl Profile {
             .copied()
     }
 
+    /// The text let through to the user's contacts within the window, if
+    /// any: when, and whether `text` (a `scan::fingerprint`; 0 matches
+    /// nothing) is a copy of it.
+    pub fn passed_within(
+        &self,
+        text: u128,
+        now: Timestamp,
+        window_minutes: u32,
+    ) -> Option<(u32, bool)> {
+        let since = minute_of(now).saturating_sub(window_minutes);
+        let p = self.passed;
+        (p.minute > since).then(|| (p.minute, fingerprint::same_text(p.text, text)))
+    }
+
+    /// Remembers a text let through to the user's contacts although the
+    /// classifier alone called it spam (one slot: the latest, as a mail
+    /// merge is one text at a time; each copy refreshes it, like a hold).
+    pub fn note_pass(&mut self, now: Timestamp, text: u128) {
+        if text == 0 {
+            return;
+        }
+        self.passed = Hold {
+            minute: minute_of(now).max(1),
+            text,
+            released: false,
+        };
+    }
+
     /// The admin released `text` from the quarantine: its hold is no
     /// evidence any more, and its copies are vouched for.
     pub fn release(&mut self, text: u128) {
@@ -348,6 +394,8 @@ impl Profile {
             .enumerate()
             .fold(0u8, |m, (i, h)| m | u8::from(h.released) << i);
         w.push(released);
+        w.extend_from_slice(&self.passed.minute.to_le_bytes());
+        w.extend_from_slice(&self.passed.text.to_le_bytes());
         w
     }
 
@@ -359,9 +407,10 @@ impl Profile {
     }
 
     fn try_decode(b: &[u8]) -> Option<Profile> {
-        let v2 = match (b.first(), b.len()) {
-            (Some(&VERSION), ENCODED_LEN) => false,
-            (Some(&VERSION_2), ENCODED_LEN_V2) => true,
+        let version = match (b.first(), b.len()) {
+            (Some(&VERSION), ENCODED_LEN) => VERSION,
+            (Some(&VERSION_3), ENCODED_LEN_V3) => VERSION_3,
+            (Some(&VERSION_2), ENCODED_LEN_V2) => VERSION_2,
             _ => return None,
         };
         let mut r = Reader { b, at: 1 };
@@ -396,7 +445,7 @@ impl Profile {
         for f in p.decayed.iter_mut() {
             *f = sane(f32::from_le_bytes(r.take()?));
         }
-        if !v2 {
+        if version >= VERSION_3 {
             for h in p.holds.iter_mut() {
                 h.text = u128::from_le_bytes(r.take()?);
             }
@@ -404,6 +453,10 @@ impl Profile {
             for (i, h) in p.holds.iter_mut().enumerate() {
                 h.released = released >> i & 1 == 1;
             }
+        }
+        if version >= VERSION {
+            p.passed.minute = r.u32()?;
+            p.passed.text = u128::from_le_bytes(r.take()?);
         }
         Some(p)
     }
@@ -495,6 +548,7 @@ mod tests {
         p.note_hold(at("2026-03-02T09:40:00Z"), text("kept"));
         p.release(text("kept"));
         assert!(p.holds[HOLDS - 1].released && !p.holds[HOLDS - 2].released);
+        p.note_pass(at("2026-03-02T09:50:00Z"), text("sent"));
         let e = p.encode();
         assert_eq!(e.len(), ENCODED_LEN);
         assert!(e.len() <= 2048, "profile is {} bytes", e.len());
@@ -504,10 +558,15 @@ mod tests {
         let mut bad = e.clone();
         bad[0] = 99;
         assert_eq!(Profile::decode(&bad), Profile::default());
-        // A version 2 record (no fingerprints) keeps everything else.
+        // A version 3 record (no passed text) keeps everything else.
+        let mut v3 = e[..ENCODED_LEN_V3].to_vec();
+        v3[0] = VERSION_3;
+        let mut old = p.clone();
+        old.passed = Hold::default();
+        assert_eq!(Profile::decode(&v3), old);
+        // A version 2 record (no fingerprints either) too.
         let mut v2 = e[..ENCODED_LEN_V2].to_vec();
         v2[0] = VERSION_2;
-        let mut old = p.clone();
         for h in &mut old.holds[HOLDS - 2..] {
             *h = Hold {
                 text: 0,
@@ -610,5 +669,37 @@ mod tests {
             4
         );
         assert!(p.held_before(other, now, 1440).is_some_and(|h| h.released));
+    }
+
+    #[test]
+    fn a_passed_mailing_is_known_by_its_text() {
+        let mut p = Profile::default();
+        let start = at("2026-03-10T10:00:00Z");
+        assert!(p.passed_within(text("ann"), start, 1440).is_none());
+        p.note_pass(start, text("ann"));
+        // Each copy refreshes it.
+        p.note_pass(at("2026-03-10T10:30:00Z"), text("bert"));
+        let last = minute_of(at("2026-03-10T10:30:00Z"));
+        let later = at("2026-03-10T11:00:00Z");
+        assert_eq!(
+            p.passed_within(text("chloe"), later, 1440),
+            Some((last, true))
+        );
+        assert_eq!(p.passed_within(0, later, 1440), Some((last, false)));
+        // Another text is told apart; after the window nothing is passed.
+        let other = fingerprint::of(None, ["an entirely different text of many other words, not one of which the newsletter had in it at all"].into_iter());
+        assert_eq!(p.passed_within(other, later, 1440), Some((last, false)));
+        assert!(
+            p.passed_within(text("dev"), at("2026-03-11T10:31:00Z"), 1440)
+                .is_none()
+        );
+        // The next mailing replaces it.
+        p.note_pass(at("2026-03-17T10:00:00Z"), other);
+        let next = at("2026-03-17T10:05:00Z");
+        assert_eq!(
+            p.passed_within(text("emil"), next, 1440).map(|p| p.1),
+            Some(false)
+        );
+        assert_eq!(p.passed_within(other, next, 1440).map(|p| p.1), Some(true));
     }
 }

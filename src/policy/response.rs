@@ -32,6 +32,13 @@ pub struct Policy {
     pub holds_to_lock: u32,
     #[cfg_attr(test, schema(minimum = 1, maximum = 10080))]
     pub hold_window_minutes: u32,
+    /// Let a message through that only the classifier calls spam when it
+    /// goes to the user's own contacts (or is a copy of a text that just
+    /// did) and the sending is usual: 0 behaviour points, the user past
+    /// its warm-up. Out of distribution the classifier's false positives
+    /// are legitimate newsletters to their readers; a stolen account
+    /// shows itself in how it sends. Needs `behaviour`.
+    pub trust_contacts: bool,
 }
 
 // content_lock_score is validated finite, so equality is total.
@@ -46,6 +53,7 @@ impl Default for Policy {
             spam_lock_points: 2,
             holds_to_lock: 3,
             hold_window_minutes: 1440,
+            trust_contacts: true,
         }
     }
 }
@@ -99,7 +107,8 @@ impl std::fmt::Display for Fate {
 pub struct Decision {
     pub fate: Fate,
     /// First the rule that decided, then the content and behaviour
-    /// reasons behind it. Empty when allowed.
+    /// reasons behind it. Empty when allowed, unless a spam verdict was
+    /// let through (`Policy::trust_contacts`).
     pub reasons: Vec<String>,
 }
 

@@ -151,6 +151,14 @@ pub struct Verdict {
     /// wrong (docs/SCANNING.md), so the rest must come from the rules,
     /// signatures or GTUBE.
     pub lock_score: f64,
+    /// Spam only because of the classifier: no rule, signature or engine
+    /// would flag it, and without the classifier's points the score is
+    /// below the spam threshold. The response ladder lets such a message
+    /// through to the user's own contacts when the sending is usual
+    /// (`submission::fate`): out of distribution this is where the
+    /// classifier's false positives are (legitimate newsletters).
+    #[serde(skip)]
+    pub classifier_only: bool,
     /// Near-duplicate fingerprint of the text (`fingerprint::of`; 0: none).
     #[serde(skip)]
     pub fingerprint: u128,
@@ -533,6 +541,7 @@ impl Scanner {
                 score: 100.0,
                 reasons,
                 lock_score: 100.0,
+                classifier_only: false,
                 fingerprint: analysis.fingerprint,
             };
         }
@@ -542,6 +551,7 @@ impl Scanner {
             reasons.push(format!("{} ({:+.1}): {}", hit.name, hit.score, hit.detail));
         }
         let mut lock_score = score;
+        let rules = score;
         if let Some(p) = model.spam_probability(&analysis.tokens) {
             let points = self.config.bayes_weight * (2.0 * p - 1.0);
             score += points;
@@ -560,6 +570,9 @@ impl Scanner {
             score: (score * 100.0).round() / 100.0,
             reasons,
             lock_score: (lock_score * 100.0).round() / 100.0,
+            classifier_only: class == Class::Spam
+                && !analysis.forced_spam
+                && rules < self.config.spam_threshold,
             fingerprint: analysis.fingerprint,
         }
     }

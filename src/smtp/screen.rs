@@ -109,6 +109,7 @@ impl Screener {
                 score: 0.0,
                 reasons: Vec::new(),
                 lock_score: 0.0,
+                classifier_only: false,
                 fingerprint: 0,
             });
         };

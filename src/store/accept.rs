@@ -216,6 +216,8 @@ fn commit_batch(
     backlog: &mut Vec<(String, crate::behaviour::Profile)>,
 ) -> Vec<std::result::Result<Accepted, AcceptError>> {
     let mut unused = Vec::new();
+    // Users whose record a queued message changed (its history).
+    let mut noted = Vec::new();
     let mut attempt = || -> Result<Vec<std::result::Result<Accepted, AcceptError>>> {
         let txn = store.write()?;
         // The fleet counts the whole batch in one round trip first.
@@ -253,7 +255,7 @@ fn commit_batch(
                 continue;
             }
             adding += size;
-            results.push(accept_one(&txn, settings, clock, grant, job)?);
+            results.push(accept_one(&txn, settings, clock, grant, job, &mut noted)?);
         }
         txn.commit()?;
         // Counted ahead but not queued: given back below.
@@ -277,6 +279,9 @@ fn commit_batch(
                 if matches!(r, Ok(Accepted::Held(_))) {
                     store.changed(super::Change::User(job.submission.user.clone()));
                 }
+            }
+            for user in noted {
+                store.changed(super::Change::User(user));
             }
             if fleet.is_some() {
                 share_profiles(store, batch, &results, backlog);
@@ -372,6 +377,7 @@ fn accept_one(
     clock: &Clock,
     fleet_grant: &mut Option<std::result::Result<Counted, AcceptError>>,
     job: &Job,
+    noted: &mut Vec<String>,
 ) -> Result<std::result::Result<Accepted, AcceptError>> {
     let s = &job.submission;
     let now = clock.now();
@@ -421,6 +427,15 @@ fn accept_one(
     if let Err(r) = policy::admit(&st, ask) {
         return Ok(Err(AcceptError::Policy(r)));
     }
+    // Caught mail may still be let through to the user's contacts
+    // (`fate::decide`): then it is sent, and counted like any message.
+    let admit_sent = policy::admit(
+        &st,
+        Ask::Message {
+            recipients: rcpts,
+            counted: true,
+        },
+    );
     let (eff, w) = (st.settings, st.windows);
 
     let obs = Observation {
@@ -440,9 +455,14 @@ fn accept_one(
     // Content holds are matched by their text (a held mail merge is one
     // piece of evidence); a hold for behaviour alone never is.
     let text = if caught { s.content.fingerprint } else { 0 };
+    let passed = profile
+        .passed_within(s.content.fingerprint, now, rules.hold_window_minutes)
+        .filter(|_| caught);
     let recent = RecentHolds {
         count: profile.recent_holds(now, rules.hold_window_minutes),
         same_text_at: prior.filter(|h| caught && !h.released).map(|h| h.minute),
+        same_text_passed_at: passed.filter(|p| p.1).map(|p| p.0),
+        other_text_passed_at: passed.filter(|p| !p.1).map(|p| p.0),
     };
     let decision = if vouched {
         tracing::info!(user = %s.user, score = s.content.score, "spam verdict on a text the admin released: let through");
@@ -455,6 +475,25 @@ fn accept_one(
         (job.decide)(&s.content, &assessment, recent, &rules, eff.auto_lock)
     };
     if decision.fate == Fate::Allow {
+        if caught {
+            if let Err(r) = admit_sent {
+                return Ok(Err(AcceptError::Policy(r)));
+            }
+            let summary = response::summary(&decision.reasons);
+            tracing::info!(user = %s.user, reasons = %summary, "spam verdict of the classifier alone on mail to the user's contacts: let through");
+            // The admin sees it in the user's history, once per text (a
+            // mailing's copies are not news).
+            if recent.same_text_passed_at.is_none() {
+                user.record(
+                    now,
+                    format!("message {} let through: {summary}", super::queue_id(s.id)),
+                );
+                txn.open_table(USERS)?
+                    .insert(s.user.as_str(), to_json(&user)?.as_slice())?;
+                noted.push(s.user.clone());
+            }
+            profile.note_pass(now, s.content.fingerprint);
+        }
         // Counted fleet-wide ahead (`fleet_asks`); taking the grant
         // marks it used.
         if let Some(Err(e)) = fleet_grant.take_if(|g| g.is_err()) {

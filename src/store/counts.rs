@@ -257,6 +257,7 @@ mod tests {
                 score: 0.0,
                 reasons: Vec::new(),
                 lock_score: 0.0,
+                classifier_only: false,
                 fingerprint: 0,
             },
         };

@@ -18,6 +18,17 @@
 //! holds for behaviour alone each count. A spam verdict
 //! below the lock score, or behaviour alone that is far from the user's
 //! usual, holds. Automatic lock off turns every lock into a hold.
+//!
+//! A hold needs a reason to doubt the sender. A message that only the
+//! classifier calls spam (`Verdict::classifier_only`), from a user past
+//! its warm-up whose sending is usual (0 points), to recipients it has
+//! written to before, goes out (`trust_contacts`): out of distribution the
+//! classifier's false positives are legitimate newsletters to their
+//! readers, and outbound spam comes from stolen accounts, which show
+//! themselves in how they send. The copies of such a text to new
+//! recipients in the window go the same way (a mail merge reaching its
+//! newest readers), still only with usual sending. One text per window
+//! goes out so: malware spamming the address book sends many.
 
 use crate::behaviour::{Assessment, RecentHolds};
 use crate::policy::response::{Decision, Fate, Policy};
@@ -45,6 +56,7 @@ pub fn decide(
     } else {
         String::new()
     };
+    let trust = trust(content, behaviour, recent, policy);
     let (mut fate, mut why) = match content.class {
         Class::Malware => (Fate::Lock, "malware found".to_string()),
         Class::Spam if content.lock_score >= policy.content_lock_score => (
@@ -54,17 +66,41 @@ pub fn decide(
                 policy.content_lock_score
             ),
         ),
+        Class::Spam if trust == Trust::Yes => {
+            let to = match recent.same_text_passed_at {
+                Some(at) if !behaviour.known_recipients => format!(
+                    "a copy of a text sent to the user's contacts at {}",
+                    minute_text(at)
+                ),
+                _ => "to the user's contacts".to_string(),
+            };
+            let mut reasons = vec![format!(
+                "spam score {score:.1} from the classifier alone, {to}, with usual sending: let through"
+            )];
+            reasons.extend(content.reasons.iter().map(|r| format!("content: {r}")));
+            return Decision {
+                fate: Fate::Allow,
+                reasons,
+            };
+        }
         Class::Spam if points >= policy.spam_lock_points => (
             Fate::Lock,
             format!("spam score {score:.1} together with unusual sending ({points} points)"),
         ),
-        Class::Spam => (
-            Fate::Hold,
-            format!(
+        Class::Spam => {
+            let mut why = format!(
                 "spam score {score:.1}{capped}, below the lock score {:.1}: held for review",
                 policy.content_lock_score
-            ),
-        ),
+            );
+            if let Trust::OtherText(at) = trust {
+                why.push_str(&format!(
+                    " (another text only the classifier flagged went to the user's contacts at {}: one such text per {} minutes goes out)",
+                    minute_text(at),
+                    policy.hold_window_minutes
+                ));
+            }
+            (Fate::Hold, why)
+        }
         // A new user's baseline is not known yet: behaviour alone does
         // not hold it (a mail merge on day two is not an attack).
         Class::Clean if points >= policy.hold_points && !behaviour.warming_up => (
@@ -109,6 +145,32 @@ pub fn decide(
     Decision { fate, reasons }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Let through: see the module's comment.
+    Yes,
+    /// It would be, but another text went out on trust within the window
+    /// (minute): one per window.
+    OtherText(u32),
+    No,
+}
+
+/// Whether a spam verdict is the classifier's alone on mail from a sender
+/// with nothing unusual about it, to its contacts (`Policy::trust_contacts`).
+fn trust(content: &Verdict, b: &Assessment, recent: RecentHolds, policy: &Policy) -> Trust {
+    let usual = policy.behaviour
+        && policy.trust_contacts
+        && content.classifier_only
+        && b.points == 0
+        && !b.warming_up
+        && (b.known_recipients || recent.same_text_passed_at.is_some());
+    match recent.other_text_passed_at {
+        _ if !usual => Trust::No,
+        Some(at) => Trust::OtherText(at),
+        None => Trust::Yes,
+    }
+}
+
 /// A minute since the epoch as `2026-03-02 10:30 UTC`.
 fn minute_text(minute: u32) -> String {
     jiff::Timestamp::from_second(i64::from(minute) * 60)
@@ -126,6 +188,7 @@ mod tests {
             score,
             reasons: vec!["X".into()],
             lock_score: score,
+            classifier_only: false,
             fingerprint: 0,
         }
     }
@@ -134,6 +197,8 @@ mod tests {
         RecentHolds {
             count,
             same_text_at: None,
+            same_text_passed_at: None,
+            other_text_passed_at: None,
         }
     }
 
@@ -142,6 +207,7 @@ mod tests {
             points,
             reasons: vec![format!("odd [+{points}]")],
             warming_up: false,
+            known_recipients: false,
         }
     }
 
@@ -184,6 +250,8 @@ mod tests {
         let again = RecentHolds {
             count: 2,
             same_text_at: Some(29_540_760),
+            same_text_passed_at: None,
+            other_text_passed_at: None,
         };
         let v = decide(&verdict(Class::Spam, 7.0), &behaviour(0), again, &p, true);
         assert_eq!(v.fate, Fate::Hold);
@@ -232,6 +300,103 @@ mod tests {
         };
         assert_eq!(
             decide(&newsletter, &behaviour(0), held(0), &seed, true).fate,
+            Fate::Lock
+        );
+    }
+
+    #[test]
+    fn the_classifier_alone_does_not_hold_usual_mail_to_contacts() {
+        let p = Policy::default();
+        // A newsletter the classifier misjudges: 12.7 from it, no rule.
+        let flagged = Verdict {
+            classifier_only: true,
+            reasons: vec!["CLASSIFIER (+12.7): spam probability 0.987".into()],
+            lock_score: 6.0,
+            ..verdict(Class::Spam, 12.7)
+        };
+        let usual = Assessment {
+            known_recipients: true,
+            reasons: Vec::new(),
+            ..behaviour(0)
+        };
+        let v = decide(&flagged, &usual, held(0), &p, true);
+        assert_eq!(v.fate, Fate::Allow);
+        assert_eq!(
+            v.reasons,
+            [
+                "spam score 12.7 from the classifier alone, to the user's contacts, with usual sending: let through",
+                "content: CLASSIFIER (+12.7): spam probability 0.987"
+            ]
+        );
+        // A copy to a new reader of a text that just went to contacts.
+        let newcomer = Assessment {
+            known_recipients: false,
+            ..usual.clone()
+        };
+        let mailing = RecentHolds {
+            same_text_passed_at: Some(29_540_760),
+            ..held(0)
+        };
+        let v = decide(&flagged, &newcomer, mailing, &p, true);
+        assert_eq!(v.fate, Fate::Allow);
+        assert!(
+            v.reasons[0]
+                .contains("a copy of a text sent to the user's contacts at 2026-03-02 10:00 UTC")
+        );
+        // Anything else holds: a stranger, a point of unusual sending, a
+        // new user, a rule that agrees, the setting or behaviour off.
+        assert_eq!(
+            decide(&flagged, &newcomer, held(0), &p, true).fate,
+            Fate::Hold
+        );
+        let odd = Assessment {
+            known_recipients: true,
+            ..behaviour(1)
+        };
+        assert_eq!(decide(&flagged, &odd, mailing, &p, true).fate, Fate::Hold);
+        let new_user = Assessment {
+            warming_up: true,
+            ..usual.clone()
+        };
+        assert_eq!(
+            decide(&flagged, &new_user, held(0), &p, true).fate,
+            Fate::Hold
+        );
+        let ruled = Verdict {
+            classifier_only: false,
+            ..flagged.clone()
+        };
+        assert_eq!(decide(&ruled, &usual, held(0), &p, true).fate, Fate::Hold);
+        for off in [
+            Policy {
+                trust_contacts: false,
+                ..Policy::default()
+            },
+            Policy {
+                behaviour: false,
+                ..Policy::default()
+            },
+        ] {
+            assert_eq!(
+                decide(&flagged, &usual, held(0), &off, true).fate,
+                Fate::Hold
+            );
+        }
+        // One text per window: another one is held, and says why.
+        let second = RecentHolds {
+            other_text_passed_at: Some(29_540_760),
+            ..held(0)
+        };
+        let v = decide(&flagged, &usual, second, &p, true);
+        assert_eq!(v.fate, Fate::Hold);
+        assert!(v.reasons[0].ends_with("(another text only the classifier flagged went to the user's contacts at 2026-03-02 10:00 UTC: one such text per 1440 minutes goes out)"), "{:?}", v.reasons);
+        // The seed's setting locks on every spam verdict, as before.
+        let seed = Policy {
+            content_lock_score: 0.0,
+            ..Policy::default()
+        };
+        assert_eq!(
+            decide(&flagged, &usual, held(0), &seed, true).fate,
             Fate::Lock
         );
     }

@@ -300,6 +300,9 @@ pub fn combine(builtin: Verdict, findings: &[Finding]) -> Verdict {
     let mut score = builtin.score;
     // An engine's score is its own evidence, not Outguard's classifier.
     let mut lock_score = builtin.lock_score;
+    // An engine that calls it spam or malware is evidence of its own.
+    let classifier_only =
+        builtin.classifier_only && findings.iter().all(|f| f.class == Class::Clean);
     for f in findings {
         if rank(f.class) > rank(class) {
             class = f.class;
@@ -328,6 +331,7 @@ pub fn combine(builtin: Verdict, findings: &[Finding]) -> Verdict {
         score,
         reasons: groups.into_iter().flat_map(|(_, r)| r).collect(),
         lock_score,
+        classifier_only,
         fingerprint: builtin.fingerprint,
     }
 }
@@ -342,6 +346,7 @@ mod tests {
             score,
             reasons: vec!["BUILTIN (+1.0): x".into()],
             lock_score: score,
+            classifier_only: false,
             fingerprint: 0,
         }
     }

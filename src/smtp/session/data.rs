@@ -99,6 +99,7 @@ impl Session<'_> {
                             score: 0.0,
                             reasons: Vec::new(),
                             lock_score: 0.0,
+                            classifier_only: false,
                             fingerprint: 0,
                         };
                         self.queue(tx, &body, unscanned).await
