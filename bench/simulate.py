@@ -38,6 +38,12 @@ until the account is locked, at most 60 messages):
   newsletter-hijack newsletter, day 16: phishing to 10 at a time from 4 addresses
   printer-spam    the printer (infected LAN device), day 20: spam to 3 each
   slow-phish      carol, day 23: phishing, 1 recipient each, one every 6 minutes
+  trojan-contacts dave, day 25: malware on his own PC sends corpus spam to 1-3
+                  of the people he has written to, from the office network,
+                  one every 10 minutes (what a message that only the
+                  classifier flags, to the user's contacts with usual
+                  sending, costs: the response ladder lets one such text
+                  through per window; docs/SCANNING.md)
 
 Reported per scenario: attacker messages submitted up to and including the
 one that locked the account, and how many of them were queued for
@@ -73,6 +79,8 @@ CORPUS = Path(os.environ.get("BENCH_CORPUS", next(
     REPO.parent / "shared/corpus/spamassassin-public-2002")))
 SEED = int(os.environ.get("BENCH_SIM_SEED", "2026"))
 CONTENT = os.environ.get("BENCH_SIM_CONTENT", "unseen")
+# BENCH_SIM_TRUST=off: response.trust_contacts=false, the ladder before it.
+TRUST_CONTACTS = os.environ.get("BENCH_SIM_TRUST", "on") != "off"
 DAYS = 30
 START = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)  # a Monday
 DOMAIN = "corp.example"
@@ -386,18 +394,27 @@ SCENARIOS = [
      ["127.66.2.1", "127.66.3.2", "127.66.4.3", "127.66.5.4"]),
     ("printer-spam", PRINTER, 20, 14, "spam", (3, 3), 30, [PRINTER]),
     ("slow-phish", f"carol@{DOMAIN}", 23, 9, "phish", (1, 1), 360, ["127.66.6.7"]),
+    ("trojan-contacts", f"dave@{DOMAIN}", 25, 14, "spam", (1, 3), 600, [OFFICE_IP]),
 ]
+# Scenarios that write to the victim's own correspondents, not to a list.
+TO_CONTACTS = {"trojan-contacts"}
 
 
-def attack_events(rng):
+def attack_events(rng, legit):
     out = []
     for name, victim, day, hour, content, (lo, hi), gap, ips in SCENARIOS:
         t0 = START + dt.timedelta(days=day, hours=hour, minutes=7)
+        # Its own generator, so that adding it moved no other scenario.
+        own = random.Random(f"{SEED}-{name}")
+        known = sorted({r for e in legit if e[1] == victim and e[0] < t0 for r in e[3]})
         for i in range(MAX_ATTACK):
-            n = rng.randint(lo, hi)
-            # Harvested lists: some addresses no longer exist.
-            rcpts = [f"{'gone' if rng.random() < 0.25 else 'target'}{rng.getrandbits(32):x}@victim{rng.randint(1, 900)}.example"
-                     for _ in range(n)]
+            if name in TO_CONTACTS:
+                rcpts = own.sample(known, own.randint(lo, hi))
+            else:
+                n = rng.randint(lo, hi)
+                # Harvested lists: some addresses no longer exist.
+                rcpts = [f"{'gone' if rng.random() < 0.25 else 'target'}{rng.getrandbits(32):x}@victim{rng.randint(1, 900)}.example"
+                         for _ in range(n)]
             out.append((t0 + dt.timedelta(seconds=gap * i), victim, ips[i % len(ips)], rcpts, content, name))
     return out
 
@@ -454,7 +471,7 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
     rng = random.Random(SEED)
     corpus = Corpus(rng)
     legit, users = plan(rng)
-    attacks = attack_events(rng)
+    attacks = attack_events(rng, legit)
     timeline = sorted([(e[0], 0, e) for e in legit] + [(e[0], 1, e) for e in attacks], key=lambda x: (x[0], x[1]))
     tls_ctx = ssl.create_default_context()
     tls_ctx.check_hostname, tls_ctx.verify_mode = False, ssl.CERT_NONE
@@ -473,6 +490,8 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
             else:
                 d.cli("user", "add", u, "--password-stdin", stdin=PASSWORD + "\n")
         d.api("PATCH", "/v1/settings", {"sender_check": "off"})
+        if not TRUST_CONTACTS:
+            d.api("PATCH", "/v1/settings", {"response": {"trust_contacts": False}})
         stats = {s[0]: {"victim": s[1], "submitted": 0, "queued": 0, "locked_after": None, "lock_reason": ""}
                  for s in SCENARIOS}
         compromised = {}  # victim -> (scenario, start, unlock time or None)
@@ -549,6 +568,7 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
         "held_samples": held_samples[:10],
         "legit_held_by_user": legit_by_user,
         "content": CONTENT,
+        "trust_contacts": TRUST_CONTACTS,
         "newsletter_issues": {k: {"copies": v[0], "held": v[1]} for k, v in issues.items()},
         "false_locked": false_locked,
         "false_lock_events": false_lock_events,
@@ -568,7 +588,7 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
 def markdown(res):
     lines = [
         f"Behaviour simulation (bench/simulate.py, seed {res['seed']}, {res['days']} days, "
-        f"{res['legit_messages']} legitimate messages, content {res['content']}, {res['seconds']} s):",
+        f"{res['legit_messages']} legitimate messages, content {res['content']}, trust_contacts {'on' if res['trust_contacts'] else 'off'}, {res['seconds']} s):",
         "",
         "| scenario | account | attacker messages until locked | of them queued for delivery | lock reason |",
         "|---|---|---|---|---|",
