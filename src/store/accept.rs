@@ -363,7 +363,11 @@ fn fleet_asks(
             windows: st.windows,
             settings: st.settings,
             recipients: u32::try_from(s.recipients.len()).unwrap_or(u32::MAX),
-            check: s.content.class == Class::Clean,
+            // Caught mail may still be sent (a released text's copies,
+            // one to the user's contacts): the limits apply to it too. A
+            // refusal matters only if it is let through (`accept_one`);
+            // held, nothing was counted.
+            check: true,
             now,
             tz: st.tz,
         }));

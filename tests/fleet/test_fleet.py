@@ -309,10 +309,10 @@ def test_behaviour_profile_sees_mail_from_every_box(redis, fleet):
 def test_a_release_vouches_for_the_text_on_every_box(redis, fleet):
     """A copy of a mail merge held on one box and released there: the
     shared profile forgets the hold and lets the next copy through on the
-    other box."""
+    other box, within the user's fleet-wide limit (2 a day here)."""
     r = redis()
     a, b = fleet(2, r.url())
-    add_everywhere([a, b], auto_lock="off")
+    add_everywhere([a, b], auto_lock="off", limit_day=2, limit_week=0, limit_month=0)
     for box in (a, b):
         assert box.api("PATCH", "/v1/settings", {"response": {"content_lock_score": 500}})[0] == 200
     assert send(a)[0] == 250
@@ -334,6 +334,15 @@ def test_a_release_vouches_for_the_text_on_every_box(redis, fleet):
     try:
         code, reply = send_message(s, USER, ["bert@home.example"], newsletter("Bert"))
         assert code == 250, reply
+    finally:
+        s.close()
+    # Box a has counted one message of its own, the fleet two: a vouched
+    # copy is sent mail, so the fleet-wide limit refuses the third.
+    assert a.user(USER)["usage"]["day"] == 1
+    s = login(a.submission, USER)
+    try:
+        code, reply = send_message(s, USER, ["chloe@home.example"], newsletter("Chloe"))
+        assert code == 451 and "limit" in reply, (code, reply)
     finally:
         s.close()
 

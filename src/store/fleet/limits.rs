@@ -75,7 +75,7 @@ pub struct Reservation {
     pub windows: Windows,
     pub settings: EffectiveSettings,
     pub recipients: u32,
-    /// Whether the limits apply (caught mail is counted but not limited).
+    /// Whether the limits apply (false: counted whatever the limits).
     pub check: bool,
     pub now: Timestamp,
     pub tz: TimeZone,
