@@ -249,6 +249,13 @@ def test_admin_page_flows(og, api, browser, artifacts, tmp_path):
     d.get(og.url + "/dashboard")
     assert d.find_element(By.ID, "quarantine-size").text.startswith("0")
     d.get(og.url + "/settings")
+    # A response setting: trust for contacts, on by default, turned off.
+    box = d.find_element(By.CSS_SELECTOR, "input[type=checkbox][name='response.trust_contacts']")
+    assert box.is_selected()
+    box.click()  # no page load: not `click`
+    click(d, d.find_element(By.ID, "save"))
+    assert api.get(og.url + "/v1/settings").json()["response"]["trust_contacts"] is False
+    assert not d.find_element(By.CSS_SELECTOR, "input[type=checkbox][name='response.trust_contacts']").is_selected()
     shot(d, artifacts, "13-settings")
 
     # Logging out ends the session.
