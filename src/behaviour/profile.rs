@@ -315,10 +315,9 @@ impl Profile {
     /// Remembers a text let through to the user's contacts although the
     /// classifier alone called it spam (one slot: the latest, as a mail
     /// merge is one text at a time; each copy refreshes it, like a hold).
+    /// A text too short for a fingerprint (0) is remembered too: it uses
+    /// up the window's one text, and no other text is its copy.
     pub fn note_pass(&mut self, now: Timestamp, text: u128) {
-        if text == 0 {
-            return;
-        }
         self.passed = Hold {
             minute: minute_of(now).max(1),
             text,
@@ -692,6 +691,13 @@ mod tests {
         assert!(
             p.passed_within(text("dev"), at("2026-03-11T10:31:00Z"), 1440)
                 .is_none()
+        );
+        // A text without a fingerprint uses up the window too.
+        let mut short = Profile::default();
+        short.note_pass(start, 0);
+        assert_eq!(
+            short.passed_within(0, later, 1440),
+            Some((minute_of(start), false))
         );
         // The next mailing replaces it.
         p.note_pass(at("2026-03-17T10:00:00Z"), other);
