@@ -8,7 +8,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use super::{Result, Store};
 use crate::behaviour::{Profile, assess};
 
-/// `user name -> Profile` (fixed binary layout, `profile::ENCODED_LEN`).
+/// `user name -> Profile` (fixed binary layout, `behaviour::record::ENCODED_LEN`).
 pub(super) const BEHAVIOUR: TableDefinition<&str, &[u8]> = TableDefinition::new("behaviour");
 
 pub(super) fn create(txn: &WriteTransaction) -> Result<()> {
