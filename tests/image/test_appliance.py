@@ -119,7 +119,10 @@ def test_grow_logs_ntp_watchdog_factory_reset(tmp_path):
 
         # NTP: OpenNTPD with the provisioned server; the daemon reports the kernel's state
         assert "server 10.0.2.2" in vm.sh("cat /run/openntpd/ntpd.conf")
-        vm.sh("pidof ntpd")
+        # The script writes the file, then marks the clock (a run of the daemon's binary,
+        # seconds under TCG), then starts ntpd: wait for it rather than race it.
+        vm.sh("i=0; until pidof ntpd >/dev/null; do i=$((i+1)); [ $i -gt 60 ] && exit 1; "
+              "sleep 1; done", timeout=90)
         # the daemon reports the clock unsynchronised (at its first housekeeping tick) ...
         vm.sh("i=0; until grep -q 'appliance::clock.*clock not synchronised' /data/log/messages; "
               "do i=$((i+1)); [ $i -gt 120 ] && exit 1; sleep 1; done", timeout=180)
