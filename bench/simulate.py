@@ -404,17 +404,18 @@ def attack_events(rng, legit):
     out = []
     for name, victim, day, hour, content, (lo, hi), gap, ips in SCENARIOS:
         t0 = START + dt.timedelta(days=day, hours=hour, minutes=7)
-        # Its own generator, so that adding it moved no other scenario.
-        own = random.Random(f"{SEED}-{name}")
-        known = sorted({r for e in legit if e[1] == victim and e[0] < t0 for r in e[3]})
+        if name in TO_CONTACTS:
+            # Its own generator, so that adding it moved no other scenario.
+            own = random.Random(f"{SEED}-{name}")
+            known = sorted({r for e in legit if e[1] == victim and e[0] < t0 for r in e[3]})
         for i in range(MAX_ATTACK):
             if name in TO_CONTACTS:
                 rcpts = own.sample(known, own.randint(lo, hi))
             else:
                 n = rng.randint(lo, hi)
                 # Harvested lists: some addresses no longer exist.
-                rcpts = [f"{'gone' if rng.random() < 0.25 else 'target'}{rng.getrandbits(32):x}@victim{rng.randint(1, 900)}.example"
-                         for _ in range(n)]
+                rcpts = [f"{'gone' if rng.random() < 0.25 else 'target'}{rng.getrandbits(32):x}"
+                         f"@victim{rng.randint(1, 900)}.example" for _ in range(n)]
             out.append((t0 + dt.timedelta(seconds=gap * i), victim, ips[i % len(ips)], rcpts, content, name))
     return out
 
@@ -588,7 +589,8 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
 def markdown(res):
     lines = [
         f"Behaviour simulation (bench/simulate.py, seed {res['seed']}, {res['days']} days, "
-        f"{res['legit_messages']} legitimate messages, content {res['content']}, trust_contacts {'on' if res['trust_contacts'] else 'off'}, {res['seconds']} s):",
+        f"{res['legit_messages']} legitimate messages, content {res['content']}, "
+        f"trust_contacts {'on' if res['trust_contacts'] else 'off'}, {res['seconds']} s):",
         "",
         "| scenario | account | attacker messages until locked | of them queued for delivery | lock reason |",
         "|---|---|---|---|---|",

@@ -77,6 +77,14 @@ pub struct Hold {
     pub released: bool,
 }
 
+/// A text let through on trust: when (minutes since the epoch, 0: none),
+/// and its `scan::fingerprint`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Passed {
+    pub minute: u32,
+    pub text: u128,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     /// Days with mail folded into the baseline (the warm-up counts these).
@@ -100,9 +108,8 @@ pub struct Profile {
     /// Slowly decaying peaks of the same six values as the baseline.
     pub decayed: [f32; 6],
     /// The latest text the classifier alone called spam that went out to
-    /// the user's contacts with usual sending (`note_pass`); `released`
-    /// unused.
-    pub passed: Hold,
+    /// the user's contacts with usual sending (`note_pass`).
+    pub passed: Passed,
 }
 
 impl Default for Profile {
@@ -122,7 +129,7 @@ impl Default for Profile {
             networks: Networks::default(),
             holds: [Hold::default(); HOLDS],
             decayed: [0.0; 6],
-            passed: Hold::default(),
+            passed: Passed::default(),
         }
     }
 }
@@ -286,10 +293,9 @@ impl Profile {
     /// A text too short for a fingerprint (0) is remembered too: it uses
     /// up the window's one text, and no other text is its copy.
     pub fn note_pass(&mut self, now: Timestamp, text: u128) {
-        self.passed = Hold {
+        self.passed = Passed {
             minute: minute_of(now).max(1),
             text,
-            released: false,
         };
     }
 

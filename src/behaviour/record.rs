@@ -176,8 +176,8 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::behaviour::profile::Hold;
     use crate::behaviour::profile::tests::{at, text};
+    use crate::behaviour::profile::{Hold, Passed};
 
     #[test]
     fn encoding_is_fixed_and_under_2_kib() {
@@ -206,7 +206,7 @@ mod tests {
         let mut v3 = e[..ENCODED_LEN_V3].to_vec();
         v3[0] = VERSION_3;
         let mut old = p.clone();
-        old.passed = Hold::default();
+        old.passed = Passed::default();
         assert_eq!(Profile::decode(&v3), old);
         // A version 2 record (no fingerprints either) too.
         let mut v2 = e[..ENCODED_LEN_V2].to_vec();

@@ -431,16 +431,7 @@ fn accept_one(
     if let Err(r) = policy::admit(&st, ask) {
         return Ok(Err(AcceptError::Policy(r)));
     }
-    // Caught mail may still be let through to the user's contacts
-    // (`fate::decide`): then it is sent, and counted like any message.
-    let admit_sent = policy::admit(
-        &st,
-        Ask::Message {
-            recipients: rcpts,
-            counted: true,
-        },
-    );
-    let (eff, w) = (st.settings, st.windows);
+    let (eff, w) = (&st.settings, &st.windows);
 
     let obs = Observation {
         recipients: &s.recipients,
@@ -480,7 +471,14 @@ fn accept_one(
     };
     if decision.fate == Fate::Allow {
         if caught {
-            if let Err(r) = admit_sent {
+            // Caught, yet let through to the user's contacts
+            // (`fate::decide`): it is sent, so it is counted and limited
+            // like any message.
+            let sent = Ask::Message {
+                recipients: rcpts,
+                counted: true,
+            };
+            if let Err(r) = policy::admit(&st, sent) {
                 return Ok(Err(AcceptError::Policy(r)));
             }
             let summary = response::summary(&decision.reasons);
@@ -508,7 +506,7 @@ fn accept_one(
             assess::remember(&mut profile, &obs);
             super::behaviour::save(txn, &s.user, &profile)?;
         }
-        usage.add(&w, 1, rcpts);
+        usage.add(w, 1, rcpts);
         usage_table.insert(s.user.as_str(), to_json(&usage)?.as_slice())?;
         super::counts::add_day(txn, &w.day, 1, u64::from(rcpts), true)?;
         let entry = QueueEntry {
@@ -569,7 +567,7 @@ fn accept_one(
     bump_seq(txn, s.id)?;
     let summary = response::summary(&decision.reasons);
     let lock = match decision.fate {
-        Fate::Lock => locking::auto_lock(&mut user, &eff, now, &summary),
+        Fate::Lock => locking::auto_lock(&mut user, eff, now, &summary),
         _ => {
             user.record(
                 now,

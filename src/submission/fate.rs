@@ -74,14 +74,12 @@ pub fn decide(
                 ),
                 _ => "to the user's contacts".to_string(),
             };
-            let mut reasons = vec![format!(
-                "spam score {score:.1} from the classifier alone, {to}, with usual sending: let through"
-            )];
-            reasons.extend(content.reasons.iter().map(|r| format!("content: {r}")));
-            return Decision {
-                fate: Fate::Allow,
-                reasons,
-            };
+            (
+                Fate::Allow,
+                format!(
+                    "spam score {score:.1} from the classifier alone, {to}, with usual sending: let through"
+                ),
+            )
         }
         Class::Spam if points >= policy.spam_lock_points => (
             Fate::Lock,
@@ -164,8 +162,10 @@ fn trust(content: &Verdict, b: &Assessment, recent: RecentHolds, policy: &Policy
         && b.points == 0
         && !b.warming_up
         && (b.known_recipients || recent.same_text_passed_at.is_some());
+    if !usual {
+        return Trust::No;
+    }
     match recent.other_text_passed_at {
-        _ if !usual => Trust::No,
         Some(at) => Trust::OtherText(at),
         None => Trust::Yes,
     }
