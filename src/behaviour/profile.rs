@@ -309,6 +309,20 @@ impl Profile {
         }
     }
 
+    /// Forgets the holds made at or before `minute` (minutes since the
+    /// epoch): an admin unlocked the user then, having seen them. Later
+    /// holds stay, newest last.
+    pub fn forget_holds_until(&mut self, minute: u32) {
+        let kept: Vec<Hold> = self
+            .holds
+            .iter()
+            .filter(|h| h.minute > minute)
+            .copied()
+            .collect();
+        self.holds = [Hold::default(); HOLDS];
+        self.holds[HOLDS - kept.len()..].copy_from_slice(&kept);
+    }
+
     /// Remembers a hold. A copy of a text held before refreshes that hold
     /// rather than taking a slot: a held mail merge is one hold, and
     /// cannot push the user's other holds out.
@@ -367,7 +381,7 @@ pub fn summary(p: &Profile, now: Timestamp) -> serde_json::Value {
 }
 
 #[cfg(test)]
-pub(in crate::behaviour) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(in crate::behaviour) fn at(s: &str) -> Timestamp {
@@ -406,7 +420,7 @@ pub(in crate::behaviour) mod tests {
     }
 
     /// A fingerprint of a text of 200 words, the fourth of which is `word`.
-    pub(in crate::behaviour) fn text(word: &str) -> u128 {
+    pub(crate) fn text(word: &str) -> u128 {
         // Letters only: digits all read as 9.
         let mut words: Vec<String> = (0..200u8)
             .map(|i| {
@@ -418,6 +432,21 @@ pub(in crate::behaviour) mod tests {
             })
             .collect();
         words[3] = word.to_string();
+        fingerprint::of(None, [words.join(" ").as_str()].into_iter())
+    }
+
+    /// A fingerprint of a text of 200 words all starting with `word`
+    /// (letters only): no copy of another such text.
+    pub(crate) fn distinct_text(word: &str) -> u128 {
+        let words: Vec<String> = (0..200u8)
+            .map(|i| {
+                format!(
+                    "{word}{}{}",
+                    char::from(b'a' + i / 26),
+                    char::from(b'a' + i % 26)
+                )
+            })
+            .collect();
         fingerprint::of(None, [words.join(" ").as_str()].into_iter())
     }
 
@@ -466,6 +495,30 @@ pub(in crate::behaviour) mod tests {
             4
         );
         assert!(p.held_before(other, now, 1440).is_some_and(|h| h.released));
+    }
+
+    #[test]
+    fn an_unlock_forgets_the_holds_it_saw_and_no_later_one() {
+        let mut p = Profile::default();
+        let t0 = at("2026-03-02T10:00:00Z");
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            p.note_hold(
+                t0 + jiff::SignedDuration::from_mins(i as i64),
+                distinct_text(name),
+            );
+        }
+        p.forget_holds_until(minute_of(t0) + 1);
+        assert_eq!(
+            p.recent_holds(t0 + jiff::SignedDuration::from_mins(5), 1440),
+            1
+        );
+        assert!(p.held_before(distinct_text("c"), t0, 1440).is_some());
+        assert!(p.held_before(distinct_text("a"), t0, 1440).is_none());
+        // Newest last: the next hold keeps the kept one.
+        p.note_hold(t0 + jiff::SignedDuration::from_mins(9), distinct_text("d"));
+        assert_eq!(p.holds[HOLDS - 2].text, distinct_text("c"));
+        p.forget_holds_until(u32::MAX);
+        assert_eq!(p.holds, [Hold::default(); HOLDS]);
     }
 
     #[test]

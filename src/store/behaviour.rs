@@ -79,9 +79,9 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets the user's recent holds (an admin unlocked it, so the
-    /// evidence has been reviewed).
-    pub fn clear_holds(&self, user: &str) -> Result<()> {
+    /// Forgets the user's recent holds (an admin unlocked it at `now`, so
+    /// the evidence has been reviewed).
+    pub fn clear_holds(&self, user: &str, now: Timestamp) -> Result<()> {
         let txn = self.write()?;
         let found = txn.open_table(BEHAVIOUR)?.get(user)?.is_some();
         if found {
@@ -93,7 +93,7 @@ impl Store {
         if found {
             self.changed(super::Change::Profile(
                 user.to_string(),
-                super::ProfileChange::ClearHolds,
+                super::ProfileChange::ClearHolds(now),
             ));
         }
         Ok(())

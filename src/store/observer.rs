@@ -26,8 +26,9 @@ pub enum Change {
 /// A change to a behaviour profile, applied as such to the fleet's copy.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProfileChange {
-    /// An admin unlocked the user: its recent holds are forgotten.
-    ClearHolds,
+    /// An admin unlocked the user at this time: the holds made until then
+    /// are forgotten.
+    ClearHolds(jiff::Timestamp),
     /// Recipients failed or bounced.
     Failed(u32, jiff::Timestamp),
     /// Released mail: its recipients are contacts now, and its text

@@ -321,7 +321,7 @@ pub(crate) fn unlock_user(ctl: &Control, name: &str) -> Res {
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no user {name}")))?;
     // The admin has looked: earlier holds no longer count towards a lock.
-    ctl.app.store.clear_holds(&name).map_err(internal)?;
+    ctl.app.store.clear_holds(&name, now).map_err(internal)?;
     tracing::info!(user = %name, "user unlocked by admin");
     Ok(Answer::ok(view(ctl, &updated)?))
 }

@@ -9,10 +9,13 @@
 //! it is idle. Two boxes committing for the same user in the same
 //! instant: the last write wins and one batch's observation is lost;
 //! profiles are statistics, and limits (exact) do not depend on them.
+//! The admin's decisions (an unlock, a release) are not statistics: they
+//! are also kept as `marks`, which every read applies again.
 
 use redis::Commands;
 
-use super::{Fleet, keys};
+use super::{Fleet, keys, marks};
+use crate::behaviour::profile::minute_of;
 use crate::behaviour::{Profile, assess};
 use crate::store::ProfileChange;
 
@@ -29,13 +32,14 @@ impl Fleet {
         user: &str,
         delta: &ProfileChange,
     ) -> redis::RedisResult<()> {
+        marks::note(c, &keys::marks(user), delta)?;
         let key = keys::profile(user);
         let Some(bytes) = c.get::<_, Option<Vec<u8>>>(&key)? else {
             return Ok(());
         };
         let mut p = Profile::decode(&bytes);
         match delta {
-            ProfileChange::ClearHolds => p.holds = Default::default(),
+            ProfileChange::ClearHolds(at) => p.forget_holds_until(minute_of(*at)),
             ProfileChange::Failed(n, at) => assess::failed(&mut p, *n, *at),
             ProfileChange::Released(rcpts, text) => {
                 for r in rcpts {

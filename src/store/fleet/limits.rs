@@ -202,12 +202,15 @@ impl Fleet {
         let mut p = redis::pipe();
         super::behaviour::add_writes(&mut p, write_first);
         p.add_command(eval);
+        // The profiles, then the admin's marks to apply to them.
         let mut mget = redis::cmd("MGET");
+        let mut mget_marks = redis::cmd("MGET");
         for u in profiles_of {
             mget.arg(keys::profile(u));
+            mget_marks.arg(keys::marks(u));
         }
         if !profiles_of.is_empty() {
-            p.add_command(mget);
+            p.add_command(mget).add_command(mget_marks);
         }
         let run =
             |p: &redis::Pipeline, conn: &mut redis::Connection| p.query::<Vec<redis::Value>>(conn);
@@ -226,13 +229,24 @@ impl Fleet {
             replies.next();
         }
         let reply: Vec<u64> = redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))?;
-        let profiles: Vec<Option<Profile>> = match replies.next() {
-            Some(v) => redis::from_redis_value::<Vec<Option<Vec<u8>>>>(v)?
-                .into_iter()
-                .map(|b| b.map(|b| Profile::decode(&b)))
-                .collect(),
-            None => Vec::new(),
+        let mut bytes = || -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
+            match replies.next() {
+                Some(v) => Ok(redis::from_redis_value(v)?),
+                None => Ok(Vec::new()),
+            }
         };
+        let (stored, marked) = (bytes()?, bytes()?);
+        let profiles: Vec<Option<Profile>> = stored
+            .into_iter()
+            .zip(marked.into_iter().chain(std::iter::repeat(None)))
+            .map(|(b, m)| {
+                let mut p = Profile::decode(&b?);
+                if let Some(m) = m {
+                    super::marks::apply(&m, &mut p);
+                }
+                Some(p)
+            })
+            .collect();
         if profiles.len() != profiles_of.len() {
             return Err(redis::RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,

@@ -14,6 +14,7 @@
 
 mod behaviour;
 mod limits;
+mod marks;
 mod sync;
 pub mod url;
 
@@ -87,16 +88,24 @@ impl Fleet {
         };
         let url = url::client_url(&shared.0)?;
         let shown = url::redacted(&shared.0);
+        // No CLIENT SETINFO after connecting: the library's name is of no
+        // use to the server, and the documented ACL (docs/FLEET.md) does
+        // not grant the CLIENT command.
+        let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+            .map_err(|e| format!("[store] shared {shown}: {e}"))?;
+        let info = info
+            .clone()
+            .set_redis_settings(info.redis_settings().clone().set_skip_set_lib_name());
         let client = if url.starts_with("rediss:") {
             redis::Client::build_with_tls(
-                url.as_str(),
+                info,
                 redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(ca),
                 },
             )
         } else {
-            redis::Client::open(url.as_str())
+            redis::Client::open(info)
         }
         .map_err(|e| format!("[store] shared {shown}: {e}"))?;
         let box_id = store
@@ -186,6 +195,11 @@ mod keys {
 
     pub fn profile(user: &str) -> String {
         format!("og:b:{{{user}}}")
+    }
+
+    /// The admin's decisions on the user's holds (`marks`).
+    pub fn marks(user: &str) -> String {
+        format!("og:bm:{{{user}}}")
     }
 
     pub fn box_mark(id: &str) -> String {
