@@ -95,6 +95,15 @@ enum Command {
         /// and ham tokens of a model trained on the tuning part.
         #[arg(long, requires = "tune")]
         top_tokens: Option<usize>,
+        /// With --tune --list-errors: list at this threshold, not the
+        /// default one (e.g. the "97 % caught" threshold printed before).
+        #[arg(long, requires = "list_errors", allow_hyphen_values = true)]
+        list_at: Option<f64>,
+        /// With --tune: group the sources of the source-disjoint check by
+        /// this salt (another split of the same sources; "" is the
+        /// protocol's own).
+        #[arg(long, requires = "tune", default_value = "")]
+        split_salt: String,
     },
 }
 
@@ -123,14 +132,20 @@ fn main() -> ExitCode {
             time,
             explain,
             top_tokens,
+            list_at,
+            split_salt,
         } => scan_holdout(
             &corpus,
             tune,
             c,
-            list_errors,
             time.as_deref(),
             &explain,
             top_tokens,
+            holdout::TuneOptions {
+                list_at: list_errors
+                    .then(|| list_at.unwrap_or(ScanConfig::default().spam_threshold)),
+                salt: split_salt,
+            },
         ),
     };
     match result {
@@ -229,10 +244,10 @@ fn scan_holdout(
     corpus: &Path,
     tune: bool,
     c: f64,
-    list_errors: bool,
     time: Option<&Path>,
     explain: &[String],
     top_tokens: Option<usize>,
+    tuning: holdout::TuneOptions,
 ) -> CliResult<()> {
     let config = ScanConfig::default();
     if let Some(file) = time {
@@ -254,9 +269,10 @@ fn scan_holdout(
     } else if tune && !explain.is_empty() {
         holdout::explain(&items, &config, c, explain, 25);
     } else if tune {
-        holdout::tune(&items, &config, c, list_errors);
+        holdout::tune(&items, &config, c, &tuning);
     } else {
-        holdout::report(&items, &config, c, list_errors);
+        // The held-out figures list their errors at the default threshold.
+        holdout::report(&items, &config, c, tuning.list_at.is_some());
     }
     Ok(())
 }
