@@ -24,7 +24,11 @@ STRONG_TLS13 = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA2
 
 def sslscan(*args):
     """sslscan's XML report. No key-exchange group enumeration (nothing
-    here checks groups): it took 9.4 of the 9.5 s per scan."""
+    here checks groups): it took 9.4 of the 9.5 s per scan, and the time
+    is sslscan's own: for each group the daemon accepts (x25519, P-256,
+    P-384) it reads on after the server's first flight until its 3 s
+    timeout, then closes (the daemon logs "tls handshake eof" 3 s after
+    the connect); every other group is refused within a millisecond."""
     if shutil.which("sslscan") is None:
         pytest.fail("sslscan is not installed (apt-get install sslscan)")
     out = subprocess.run(["sslscan", "--no-colour", "--no-groups", "--xml=-", *args], capture_output=True, text=True, timeout=300)
