@@ -419,35 +419,32 @@ pub(crate) mod tests {
         assert_eq!(p.recent_holds(at("2026-03-02T11:30:00Z"), 1440), 2);
     }
 
-    /// A fingerprint of a text of 200 words, the fourth of which is `word`.
-    pub(crate) fn text(word: &str) -> u128 {
-        // Letters only: digits all read as 9.
-        let mut words: Vec<String> = (0..200u8)
+    /// 200 words of letters only (digits all read as 9), each `prefix`
+    /// and two letters.
+    fn words(prefix: &str) -> Vec<String> {
+        (0..200u8)
             .map(|i| {
                 format!(
-                    "w{}{}",
+                    "{prefix}{}{}",
                     char::from(b'a' + i / 26),
                     char::from(b'a' + i % 26)
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// A fingerprint of a text of 200 words, the fourth of which is `word`:
+    /// such texts are copies of one another.
+    pub(crate) fn text(word: &str) -> u128 {
+        let mut words = words("w");
         words[3] = word.to_string();
         fingerprint::of(None, [words.join(" ").as_str()].into_iter())
     }
 
-    /// A fingerprint of a text of 200 words all starting with `word`
-    /// (letters only): no copy of another such text.
+    /// A fingerprint of a text of 200 words all starting with `word`: no
+    /// copy of another such text.
     pub(crate) fn distinct_text(word: &str) -> u128 {
-        let words: Vec<String> = (0..200u8)
-            .map(|i| {
-                format!(
-                    "{word}{}{}",
-                    char::from(b'a' + i / 26),
-                    char::from(b'a' + i % 26)
-                )
-            })
-            .collect();
-        fingerprint::of(None, [words.join(" ").as_str()].into_iter())
+        fingerprint::of(None, [words(word).join(" ").as_str()].into_iter())
     }
 
     #[test]
