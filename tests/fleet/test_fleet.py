@@ -224,6 +224,10 @@ def test_acl_user_with_the_documented_commands(redis, fleet):
     [held] = a.api("GET", "/v1/quarantine")[1]["items"]
     a.cli("quarantine", "release", held["id"])
     wait_for(lambda: len(r.cli("--no-raw", "GET", f"og:bm:{{{USER}}}")) > 40, what="the release's mark")
+    # Deleting the user forgets its shared profile and the marks on it.
+    assert r.cli("EXISTS", f"og:b:{{{USER}}}") == "1"
+    a.cli("user", "delete", USER)
+    wait_for(lambda: r.cli("EXISTS", f"og:b:{{{USER}}}", f"og:bm:{{{USER}}}") == "0", what="the user's keys gone")
     for box in (a, b):
         assert not status(box)["degraded"], box.log()
     assert "NOPERM" not in a.log() + b.log()

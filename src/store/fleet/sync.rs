@@ -152,8 +152,13 @@ impl Sync {
                     let mut p = redis::pipe();
                     p.atomic();
                     if json.is_empty() {
-                        // Deleted: a new user of that name starts afresh.
-                        p.del(keys::profile(name)).ignore();
+                        // Deleted: a new user of that name starts afresh,
+                        // without the old one's profile or the admin's
+                        // marks on it.
+                        p.del(keys::profile(name))
+                            .ignore()
+                            .del(keys::marks(name))
+                            .ignore();
                     }
                     p.hset(keys::USERS, name, json)
                         .ignore()
