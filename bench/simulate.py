@@ -19,6 +19,9 @@ The company (corp.example), 30 days from Monday 2026-03-02:
     commercial newsletter of the corpus's hard ham) sent as one message per
     subscriber (120, a few new each week), plus a little ordinary mail;
   - sales@: about 40 messages a working day, a third to new prospects;
+    on days 9 and 10 (Wednesday and Thursday of the second week) from a
+    trade fair's hotel network it never used (the honest side of the
+    stolen-account pattern: a new place, writing to strangers);
   - the scanner/printer (IP user 127.0.0.9): scans to colleagues.
 Legitimate content comes from the SpamAssassin public corpus (ham and
 hard ham), attackers' from its spam folder or from generated phishing.
@@ -87,6 +90,8 @@ DOMAIN = "corp.example"
 PASSWORD = "simulated-password-0123"
 PRINTER = "127.0.0.9"
 OFFICE_IP, HOME_IPS = "127.0.0.1", ["127.0.20.5", "127.0.21.7", "127.0.22.9"]
+# The salesman's trip: the same mail as on any day, from a hotel network.
+HOTEL_IP, TRIP_DAYS = "127.0.77.5", (9, 10)
 MAX_ATTACK = 60
 TARGET_ATTACK, TARGET_HELD = 20, 0.001
 LOOPBACK = "127.0.0.1"
@@ -383,6 +388,10 @@ def plan(rng):
             for i, s in enumerate(subscribers):
                 events.append((t + dt.timedelta(seconds=20 * i), news.address, OFFICE_IP, [s], f"issue{day}"))
     events.sort(key=lambda e: (e[0], e[1]))
+    # The trip changes only where the salesman's mail comes from, so no
+    # random draw moves.
+    events = [(t, a, HOTEL_IP if a == sales.address and (t - START).days in TRIP_DAYS else ip, r, k)
+              for t, a, ip, r, k in events]
     return events, [u.address for u in office + [sales, news, printer]]
 
 
@@ -497,6 +506,7 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
                  for s in SCENARIOS}
         compromised = {}  # victim -> (scenario, start, unlock time or None)
         legit_total, legit_held, held_samples, refused, legit_by_user = 0, 0, [], 0, {}
+        trip = [0, 0]  # the salesman's messages from the hotel, held
         issues = {}  # newsletter issue -> [copies sent, copies held]
         unlock_due = []
         for when, _, e in timeline:
@@ -537,6 +547,9 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
                 sent = issues.setdefault(f"{when:%m-%d} {corpus.issue(what).name[:5]}", [0, 0])
                 sent[0] += 1
                 sent[1] += kind in ("held", "locked")
+            if ip == HOTEL_IP:
+                trip[0] += 1
+                trip[1] += kind in ("held", "locked")
             if kind in ("held", "locked"):
                 legit_held += 1
                 legit_by_user[sender] = legit_by_user.get(sender, 0) + 1
@@ -571,6 +584,7 @@ def run(log=lambda *a: print(*a, file=sys.stderr)):
         "content": CONTENT,
         "trust_contacts": TRUST_CONTACTS,
         "newsletter_issues": {k: {"copies": v[0], "held": v[1]} for k, v in issues.items()},
+        "trip": {"messages": trip[0], "held": trip[1]},
         "false_locked": false_locked,
         "false_lock_events": false_lock_events,
         "delivered_by_sink": sum(sink.delivered.values()),
@@ -605,6 +619,8 @@ def markdown(res):
         f"({100 * res['legit_held_share']:.3f}%), users falsely locked: {', '.join(res['false_locked']) or 'none'}.",
         "Newsletter issues (hard-ham message, copies held of copies sent): " + "; ".join(
             f"{k}: {v['held']} of {v['copies']}" for k, v in res["newsletter_issues"].items()) + ".",
+        f"The salesman's trip (days {TRIP_DAYS[0]}-{TRIP_DAYS[-1]}, a network new to him, a third of it to new prospects): "
+        f"{res['trip']['held']} of {res['trip']['messages']} messages held.",
         "",
         "| target | result |",
         "|---|---|",
