@@ -3,7 +3,8 @@
 //! it. The shared copy (`og:b:{user}`, the profile's fixed binary
 //! encoding) is the fleet's view: before a group commit the committer
 //! copies the shared profiles of the batch's users into its transaction
-//! (an MGET in the same round trip as the limit script, `limits`),
+//! (an MGET, and one of their `marks`, in the same round trip as the limit
+//! script, `limits`),
 //! decides on them as usual, and writes back the profiles it changed in
 //! the next batch's round trip (before its reads), or on their own once
 //! it is idle. Two boxes committing for the same user in the same
