@@ -313,14 +313,16 @@ impl Profile {
     /// epoch): an admin unlocked the user then, having seen them. Later
     /// holds stay, newest last.
     pub fn forget_holds_until(&mut self, minute: u32) {
-        let kept: Vec<Hold> = self
-            .holds
-            .iter()
-            .filter(|h| h.minute > minute)
-            .copied()
-            .collect();
-        self.holds = [Hold::default(); HOLDS];
-        self.holds[HOLDS - kept.len()..].copy_from_slice(&kept);
+        // In place (every fleet read of a profile applies an unlock mark),
+        // moving the kept holds to the end in their order.
+        let mut end = HOLDS;
+        for i in (0..HOLDS).rev() {
+            if self.holds[i].minute > minute {
+                end -= 1;
+                self.holds[end] = self.holds[i];
+            }
+        }
+        self.holds[..end].fill(Hold::default());
     }
 
     /// Remembers a hold. A copy of a text held before refreshes that hold

@@ -21,7 +21,7 @@ use crate::behaviour::{Profile, assess};
 use crate::store::ProfileChange;
 
 /// Shared profiles outlive a month without mail.
-const TTL: u64 = 45 * 86_400;
+pub(super) const TTL: u64 = 45 * 86_400;
 
 impl Fleet {
     /// Applies a change made outside a commit (an unlock, failed

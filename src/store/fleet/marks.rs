@@ -20,8 +20,8 @@ use crate::store::ProfileChange;
 /// Released texts remembered: twice the holds a profile keeps, so every
 /// hold a profile can still have is covered.
 const RELEASED: usize = 2 * crate::behaviour::profile::HOLDS;
-/// The marks outlive a profile without mail (`behaviour::TTL`) a little.
-const TTL: u64 = 46 * 86_400;
+/// The marks outlive the profile they apply to by a day.
+const TTL: u64 = super::behaviour::TTL + 86_400;
 
 fn script() -> &'static redis::Script {
     static S: OnceLock<redis::Script> = OnceLock::new();
@@ -83,9 +83,7 @@ pub(super) fn apply(bytes: &[u8], p: &mut Profile) {
     }
     p.forget_holds_until(u32::from_be_bytes(*head));
     for t in rest.chunks_exact(16) {
-        let mut b = [0u8; 16];
-        b.copy_from_slice(t);
-        p.release(u128::from_be_bytes(b));
+        p.release(u128::from_be_bytes(t.try_into().expect("16 bytes")));
     }
 }
 

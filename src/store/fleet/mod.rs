@@ -93,9 +93,8 @@ impl Fleet {
         // not grant the CLIENT command.
         let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
             .map_err(|e| format!("[store] shared {shown}: {e}"))?;
-        let info = info
-            .clone()
-            .set_redis_settings(info.redis_settings().clone().set_skip_set_lib_name());
+        let no_lib_name = info.redis_settings().clone().set_skip_set_lib_name();
+        let info = info.set_redis_settings(no_lib_name);
         let client = if url.starts_with("rediss:") {
             redis::Client::build_with_tls(
                 info,
