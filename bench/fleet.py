@@ -140,12 +140,13 @@ def profile_messages(redis):
 
 
 def script_stats(redis):
-    """Limit-script calls and the server time they took, from INFO."""
+    """Limit-script calls (EVALSHA), and the server time of every script
+    (the CAS write-backs are EVALs), from INFO."""
     calls = usec = 0
     for line in redis.cli("INFO", "commandstats").splitlines():
         if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
             f = dict(kv.split("=") for kv in line.split(":", 1)[1].split(","))
-            calls += int(f["calls"])
+            calls += int(f["calls"]) if line.startswith("cmdstat_evalsha:") else 0
             usec += int(f["usec"])
     return calls, usec
 

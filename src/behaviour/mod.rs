@@ -9,6 +9,7 @@
 pub mod assess;
 pub mod profile;
 pub mod record;
+pub mod replay;
 pub mod sketch;
 
 pub use assess::{Assessment, Observation};

@@ -18,13 +18,14 @@ use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::envelope::{MessageDsn, RcptDsn};
-use super::fleet::{Counted, Fleet, Reservation};
+use super::fleet::{Counted, Fleet, Pending, Reservation};
 use super::quarantine::QuarantineEntry;
 use super::queue::{QueueEntry, Recipient};
 use super::usage::Usage;
 use super::{
     META, QBODIES, QUARANTINE, Result, Store, StoreError, USAGE, USERS, from_json, to_json,
 };
+use crate::behaviour::replay::{Change, Seen};
 use crate::behaviour::{Assessment, Observation, RecentHolds, assess};
 use crate::clock::Clock;
 use crate::policy::response::{self, Decision, Fate, Held, Policy};
@@ -173,14 +174,14 @@ fn run(
     // Behaviour profiles changed by earlier commits, not yet written to
     // the fleet's store: they ride along with the next batch's round trip,
     // or are written on their own once the committer is idle.
-    let mut backlog: Vec<(String, crate::behaviour::Profile)> = Vec::new();
+    let mut backlog: Vec<Pending> = Vec::new();
     loop {
         let first = match rx.try_recv() {
             Ok(job) => job,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => {
                 if let Some(f) = fleet {
-                    f.put_profiles(&std::mem::take(&mut backlog));
+                    share_while_idle(f, &mut backlog, &rx);
                 }
                 match rx.blocking_recv() {
                     Some(job) => job,
@@ -205,6 +206,23 @@ fn run(
     }
 }
 
+/// Write-backs another box keeps beating: tried again this many times
+/// while no mail waits (backing off from 5 to 80 ms, about 0.4 s in all);
+/// what is left then goes with the next commit.
+const IDLE_TRIES: u32 = 8;
+
+/// Writes back what earlier commits changed, so that an idle box's
+/// changes are not left unshared until its next commit.
+fn share_while_idle(f: &Fleet, backlog: &mut Vec<Pending>, rx: &mpsc::Receiver<Job>) {
+    for attempt in 0..IDLE_TRIES {
+        f.put_profiles(backlog);
+        if backlog.is_empty() || !rx.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5 << attempt.min(4)));
+    }
+}
+
 /// Decides and stores every submission of the batch in one transaction.
 /// If the commit itself fails, every submission fails with it.
 fn commit_batch(
@@ -213,11 +231,15 @@ fn commit_batch(
     clock: &Clock,
     fleet: Option<&Fleet>,
     batch: &[Job],
-    backlog: &mut Vec<(String, crate::behaviour::Profile)>,
+    backlog: &mut Vec<Pending>,
 ) -> Vec<std::result::Result<Accepted, AcceptError>> {
     let mut unused = Vec::new();
     // Users whose record a queued message changed (its history).
     let mut noted = Vec::new();
+    // What the batch did to profiles, and the shared copies it started
+    // from (none while the fleet is degraded), for the write-back.
+    let mut changes = Vec::new();
+    let mut bases = Vec::new();
     let mut attempt = || -> Result<Vec<std::result::Result<Accepted, AcceptError>>> {
         let txn = store.write()?;
         // The fleet counts the whole batch in one round trip first.
@@ -230,11 +252,12 @@ fn commit_batch(
                 users.sort_unstable();
                 users.dedup();
                 let wanted: Vec<Reservation> = asks.iter().flatten().cloned().collect();
-                let (outcomes, profiles) = f.reserve(&wanted, &users, backlog);
-                for (user, profile) in users.iter().zip(profiles) {
-                    if let Some(p) = profile {
-                        super::behaviour::save(&txn, user, &p)?;
+                let (outcomes, reads) = f.reserve(&wanted, &users, backlog);
+                for (user, read) in users.iter().zip(reads.into_iter().flatten()) {
+                    if let Some(p) = &read.profile {
+                        super::behaviour::save(&txn, user, p)?;
                     }
+                    bases.push((user.to_string(), read.base));
                 }
                 let mut outcomes = outcomes.into_iter();
                 let granted: Vec<_> = asks
@@ -255,7 +278,15 @@ fn commit_batch(
                 continue;
             }
             adding += size;
-            results.push(accept_one(&txn, settings, clock, grant, job, &mut noted)?);
+            results.push(accept_one(
+                &txn,
+                settings,
+                clock,
+                grant,
+                job,
+                &mut noted,
+                fleet.is_some().then_some(&mut changes),
+            )?);
         }
         txn.commit()?;
         // Counted ahead but not queued: given back below.
@@ -284,7 +315,7 @@ fn commit_batch(
                 store.changed(super::Change::User(user));
             }
             if fleet.is_some() {
-                share_profiles(store, batch, &results, backlog);
+                share_profiles(store, changes, bases, backlog);
             }
             results
         }
@@ -299,30 +330,38 @@ fn commit_batch(
 }
 
 /// Adds the behaviour profiles this commit changed to those to write
-/// back (the newest of a user replaces an older one).
+/// back, with what it did to them (a user's later commit adds to its
+/// earlier one's, not yet written).
 fn share_profiles(
     store: &Store,
-    batch: &[Job],
-    results: &[std::result::Result<Accepted, AcceptError>],
-    backlog: &mut Vec<(String, crate::behaviour::Profile)>,
+    changes: Vec<(String, Change)>,
+    bases: Vec<(String, Option<Vec<u8>>)>,
+    backlog: &mut Vec<Pending>,
 ) {
-    let mut users: Vec<&str> = batch
-        .iter()
-        .zip(results)
-        .filter(|(_, r)| r.is_ok())
-        .map(|(j, _)| j.submission.user.as_str())
-        .collect();
-    users.sort_unstable();
-    users.dedup();
-    let profiles: Vec<(String, crate::behaviour::Profile)> = users
-        .into_iter()
-        .filter_map(|u| {
-            let p = store.behaviour_profile(u).ok().flatten()?;
-            Some((u.to_string(), p))
-        })
-        .collect();
-    backlog.retain(|(u, _)| !profiles.iter().any(|(n, _)| n == u));
-    backlog.extend(profiles);
+    let mut by_user: Vec<(String, Vec<Change>)> = Vec::new();
+    for (user, c) in changes {
+        match by_user.iter_mut().find(|(u, _)| *u == user) {
+            Some((_, cs)) => cs.push(c),
+            None => by_user.push((user, vec![c])),
+        }
+    }
+    for (user, cs) in by_user {
+        let Some(profile) = store.behaviour_profile(&user).ok().flatten() else {
+            continue;
+        };
+        if let Some(p) = backlog.iter_mut().find(|p| p.user == user) {
+            p.extend(cs, profile);
+        } else if let Some((_, base)) = bases.iter().find(|(u, _)| *u == user) {
+            // Read from the shared store by this commit (not while degraded).
+            backlog.push(Pending {
+                user,
+                base: base.clone(),
+                changes: cs,
+                overflowed: false,
+                profile,
+            });
+        }
+    }
 }
 
 /// What the fleet is asked to count for each submission: nothing for a
@@ -382,6 +421,7 @@ fn accept_one(
     fleet_grant: &mut Option<std::result::Result<Counted, AcceptError>>,
     job: &Job,
     noted: &mut Vec<String>,
+    mut changes: Option<&mut Vec<(String, Change)>>,
 ) -> Result<std::result::Result<Accepted, AcceptError>> {
     let s = &job.submission;
     let now = clock.now();
@@ -442,7 +482,13 @@ fn accept_one(
         fixed_address: user.is_network(),
         now,
     };
+    // What this message does to the profile, for the fleet (`replay`).
+    let record = changes.is_some();
+    let mut did = Vec::new();
     let assessment = if rules.behaviour {
+        if record {
+            did.push(Change::Observe(Seen::of(&obs)));
+        }
         assess::observe(&mut profile, &obs)
     } else {
         Assessment::default()
@@ -495,6 +541,7 @@ fn accept_one(
                 noted.push(s.user.clone());
             }
             profile.note_pass(now, s.content.fingerprint);
+            did.push(Change::Pass(now, s.content.fingerprint));
         }
         // Counted fleet-wide ahead (`fleet_asks`); taking the grant
         // marks it used.
@@ -504,7 +551,13 @@ fn accept_one(
         fleet_grant.take();
         if rules.behaviour {
             assess::remember(&mut profile, &obs);
+            if record {
+                did.push(Change::Remember(Seen::of(&obs)));
+            }
             super::behaviour::save(txn, &s.user, &profile)?;
+            if let Some(c) = changes.as_deref_mut() {
+                c.extend(did.into_iter().map(|d| (s.user.clone(), d)));
+            }
         }
         usage.add(w, 1, rcpts);
         usage_table.insert(s.user.as_str(), to_json(&usage)?.as_slice())?;
@@ -540,7 +593,11 @@ fn accept_one(
     // kept (it may well be legitimate); caught content follows the
     // quarantine setting as it always has.
     profile.note_hold(now, text);
+    did.push(Change::Hold(now, text));
     super::behaviour::save(txn, &s.user, &profile)?;
+    if let Some(c) = changes {
+        c.extend(did.into_iter().map(|d| (s.user.clone(), d)));
+    }
     let keep = quarantine || !caught;
     if keep {
         let q = QuarantineEntry {

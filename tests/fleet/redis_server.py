@@ -74,6 +74,24 @@ class RedisServer:
         r = subprocess.run(a + list(args), capture_output=True, text=True, timeout=10)
         return r.stdout.strip()
 
+    def get_bytes(self, key):
+        """GET over RESP (redis-cli prints binary values escaped)."""
+        k = key.encode()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            cmd = b""
+            if self.password:
+                p = self.password.encode()
+                cmd += b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(p), p)
+            s.sendall(cmd + b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k))
+            f = s.makefile("rb")
+            if self.password:
+                assert f.readline() == b"+OK\r\n"
+            head = f.readline()
+            if head == b"$-1\r\n":
+                return None
+            assert head.startswith(b"$"), head
+            return f.read(int(head[1:]))
+
     def restart(self):
         """Same port and directory: the AOF is replayed."""
         return self.start()

@@ -354,6 +354,36 @@ def test_behaviour_profile_sees_mail_from_every_box(redis, fleet):
     assert user_on(a, USER)["behaviour"]["holds_last_day"] == 0
 
 
+# `today.messages` in a stored profile (src/behaviour/record.rs): version,
+# active days, six baseline floats, day, hour, then the tallies this hour,
+# peak today and today (four u32 each).
+TODAY_MESSAGES = 1 + 2 + 6 * 4 + 4 + 4 + 2 * 16
+
+
+def test_behaviour_profile_counts_concurrent_mail_from_every_box(redis, fleet):
+    """Two boxes committing for one user at the same time: the second to
+    write back makes its changes again on the first's profile, so the
+    shared profile counts every message (it kept about half before)."""
+    r = redis()
+    boxes = fleet(2, r.url())
+    add_everywhere(boxes)
+    codes = hammer(boxes, attempts_per_box=30)
+    assert codes == [250] * 60
+    key = f"og:b:{{{USER}}}"
+
+    def counted():
+        b = r.get_bytes(key)
+        return b and int.from_bytes(b[TODAY_MESSAGES:TODAY_MESSAGES + 4], "little")
+
+    # Idle committers write back at once.
+    try:
+        wait_for(lambda: counted() == 60, timeout=5)
+    except AssertionError:
+        raise AssertionError(f"the shared profile counted {counted()} of 60 messages") from None
+    assert send(boxes[0])[0] == 250
+    assert user_on(boxes[0], USER)["behaviour"]["today"]["messages"] == 61
+
+
 def test_a_release_vouches_for_the_text_on_every_box(redis, fleet):
     """A copy of a mail merge held on one box and released there: the
     shared profile forgets the hold and lets the next copy through on the

@@ -16,8 +16,10 @@ use std::sync::atomic::Ordering;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
+use super::behaviour::{Pending, Read, Written, settle};
 use super::{CACHE_USERS, Fleet, keys};
 use crate::behaviour::Profile;
+use crate::behaviour::replay::replay;
 use crate::policy::limits::{Counts, Exceeded};
 use crate::policy::windows::{self, Windows};
 use crate::policy::{Ask, Refusal, within_limits};
@@ -96,24 +98,23 @@ impl Fleet {
     /// reason) is given back with `release`; if the commit fails, the
     /// shared count is too high, never too low.
     /// The same round trip reads the shared behaviour profiles of
-    /// `profiles_of` (None each while degraded or none shared yet).
+    /// `profiles_of` (None while degraded: not read).
     /// `write_first`: profiles changed by earlier commits, written in the
-    /// same round trip before anything is read (emptied once written; left
-    /// as is if the round trip does not happen, dropped if it fails).
+    /// same round trip before anything is read (`behaviour`: those another
+    /// box wrote meanwhile stay, rebased; left as is if the round trip
+    /// does not happen, dropped if it fails).
     pub fn reserve(
         &self,
         rs: &[Reservation],
         profiles_of: &[&str],
-        write_first: &mut Vec<(String, Profile)>,
-    ) -> (Vec<Result<Counted, AcceptError>>, Vec<Option<Profile>>) {
+        write_first: &mut Vec<Pending>,
+    ) -> (Vec<Result<Counted, AcceptError>>, Option<Vec<Read>>) {
         if rs.is_empty() {
-            return (Vec::new(), profiles_of.iter().map(|_| None).collect());
+            return (Vec::new(), None);
         }
         if !self.degraded() {
-            let outcome = self.shared(rs, profiles_of, write_first);
-            write_first.clear();
-            match outcome {
-                Ok(outcome) => return outcome,
+            match self.shared(rs, profiles_of, write_first) {
+                Ok((outcomes, reads)) => return (outcomes, Some(reads)),
                 Err(e) => self.enter_degraded(&e.to_string()),
             }
         }
@@ -122,7 +123,7 @@ impl Fleet {
             .iter()
             .map(|r| self.local(r).map(|()| Counted::Local))
             .collect();
-        (local, profiles_of.iter().map(|_| None).collect())
+        (local, None)
     }
 
     /// Takes back reservations of messages that were not queued. Best
@@ -168,8 +169,8 @@ impl Fleet {
         &self,
         rs: &[Reservation],
         profiles_of: &[&str],
-        write_first: &[(String, Profile)],
-    ) -> redis::RedisResult<(Vec<Result<Counted, AcceptError>>, Vec<Option<Profile>>)> {
+        write_first: &mut Vec<Pending>,
+    ) -> redis::RedisResult<(Vec<Result<Counted, AcceptError>>, Vec<Read>)> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             *guard = Some(self.connect()?);
@@ -224,10 +225,12 @@ impl Fleet {
         };
         drop(guard);
         let mut replies = replies.into_iter();
-        // The SETs' replies.
-        for _ in 0..write_first.len() {
-            replies.next();
-        }
+        let written = replies
+            .by_ref()
+            .take(write_first.len())
+            .map(Written::of)
+            .collect::<redis::RedisResult<Vec<_>>>()?;
+        settle(write_first, written);
         let reply: Vec<u64> = redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))?;
         let mut bytes = || -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
             match replies.next() {
@@ -236,15 +239,29 @@ impl Fleet {
             }
         };
         let (stored, marked) = (bytes()?, bytes()?);
-        let profiles: Vec<Option<Profile>> = stored
+        let profiles: Vec<Read> = stored
             .into_iter()
             .zip(marked.into_iter().chain(std::iter::repeat(None)))
-            .map(|(b, m)| {
-                let mut p = Profile::decode(&b?);
+            .zip(profiles_of)
+            .map(|((b, m), user)| {
+                let Some(b) = b else {
+                    return Read::default();
+                };
+                let mut p = Profile::decode(&b);
                 if let Some(m) = m {
                     super::marks::apply(&m, &mut p);
                 }
-                Some(p)
+                // Changes of an earlier commit that another box's write
+                // beat: made again on this copy, written after this commit.
+                if let Some(w) = write_first.iter_mut().find(|w| w.user == *user) {
+                    replay(&mut p, &w.changes);
+                    w.base = Some(b.clone());
+                    w.profile = p.clone();
+                }
+                Read {
+                    profile: Some(p),
+                    base: Some(b),
+                }
             })
             .collect();
         if profiles.len() != profiles_of.len() {

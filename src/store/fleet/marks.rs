@@ -127,38 +127,8 @@ mod tests {
     /// releases are kept once each, the newest `RELEASED`.
     #[test]
     fn the_script_keeps_the_latest_decisions() {
-        if !std::path::Path::new("/usr/bin/redis-server").exists() {
-            eprintln!("redis-server not installed: script not tested");
+        let Some((_server, mut c)) = super::super::test_server::start() else {
             return;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        // Stopped when the test ends, passed or not.
-        struct Server(std::process::Child);
-        impl Drop for Server {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let _server = Server(
-            std::process::Command::new("/usr/bin/redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no", "--logfile", ""])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut c = loop {
-            match client.get_connection() {
-                Ok(c) => break c,
-                Err(e) if std::time::Instant::now() > deadline => panic!("redis-server: {e}"),
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-            }
         };
         let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
         let read =

@@ -7,7 +7,8 @@
 //!   Lua script, atomic on the server), and the degraded check used while
 //!   the store is unreachable.
 //! - `behaviour`: the users' behaviour profiles, read before and written
-//!   after each group commit.
+//!   after each group commit (only over the copy the commit read; else
+//!   the commit's changes are made again on the newer one).
 //! - `sync`: a thread that publishes this box's changes to users and
 //!   settings, applies the others' from a change log (a stream), and
 //!   reconciles when the store comes back.
@@ -16,6 +17,8 @@ mod behaviour;
 mod limits;
 mod marks;
 mod sync;
+#[cfg(test)]
+mod test_server;
 pub mod url;
 
 use std::collections::HashMap;
@@ -27,6 +30,7 @@ use crate::policy::limits::Counts;
 use crate::settings;
 use crate::store::Store;
 
+pub use behaviour::{Pending, Read};
 pub use limits::{Counted, Reservation};
 pub use url::SharedUrl;
 
