@@ -7,17 +7,15 @@ client threads, each a plain-SMTP session sending messages back to back
 (MAIL, RCPT, DATA; no TLS, so the figures show the commit path); the load
 is split evenly among the boxes. Also the time a lock on one box takes to
 refuse mail on another (median of several), and how many of the timed
-messages the user's shared behaviour profile counted: two boxes committing
-for one user in the same instant keep only one batch's observation
-(docs/FLEET.md), and this says how many that loses under this load.
+messages the user's shared behaviour profile counted (all, since the
+write-back became a compare-and-set; before, two boxes committing for one
+user in the same instant kept only one batch's observation: docs/FLEET.md).
 
     python3 bench/fleet.py [messages] [threads]     # as root, after cargo build
 
 Prints a Markdown table (docs/FLEET.md has the latest)."""
 
-import socket
 import statistics
-import struct
 import sys
 import tempfile
 import threading
@@ -117,26 +115,15 @@ def run(name, n, shared, tmp):
             "msgs_per_call": ok / calls if calls else None, "redis_us_per_msg": usec / ok if usec else None}
 
 
-# Offset of `today.messages` in a stored profile (src/behaviour/record.rs):
-# version, active days, six baseline floats, day, hour, then the tallies
-# this hour, peak today and today (four u32 each).
-TODAY_MESSAGES = 1 + 2 + 6 * 4 + 4 + 4 + 2 * 16
-
-
 def profile_messages(redis):
     """Messages today in the shared profile of the bench's user, once every
     box has written back (idle committers write at once; 1 s is ample)."""
     if redis is None:
         return None
     time.sleep(1.0)
-    key = b"og:b:{127.0.0.1}"
-    with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as s:
-        s.sendall(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key))
-        f = s.makefile("rb")
-        head = f.readline()
-        assert head.startswith(b"$") and head != b"$-1\r\n", head
-        value = f.read(int(head[1:]))
-    return struct.unpack_from("<I", value, TODAY_MESSAGES)[0]
+    n = redis.profile_messages_today("127.0.0.1")
+    assert n is not None, "no shared profile"
+    return n
 
 
 def script_stats(redis):

@@ -206,20 +206,22 @@ fn run(
     }
 }
 
-/// Write-backs another box keeps beating: tried again this many times
-/// while no mail waits (backing off from 5 to 80 ms, about 0.4 s in all);
-/// what is left then goes with the next commit.
+/// Write-backs another box keeps beating: tried this many times while no
+/// mail waits (the second at once, then backing off from 20 to 80 ms,
+/// about 0.4 s in all); what is left then goes with the next commit.
 const IDLE_TRIES: u32 = 8;
 
 /// Writes back what earlier commits changed, so that an idle box's
 /// changes are not left unshared until its next commit.
 fn share_while_idle(f: &Fleet, backlog: &mut Vec<Pending>, rx: &mpsc::Receiver<Job>) {
     for attempt in 0..IDLE_TRIES {
+        if attempt > 1 {
+            std::thread::sleep(std::time::Duration::from_millis(5 << attempt.min(4)));
+        }
         f.put_profiles(backlog);
         if backlog.is_empty() || !rx.is_empty() {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(5 << attempt.min(4)));
     }
 }
 
@@ -335,7 +337,7 @@ fn commit_batch(
 fn share_profiles(
     store: &Store,
     changes: Vec<(String, Change)>,
-    bases: Vec<(String, Option<Vec<u8>>)>,
+    mut bases: Vec<(String, Option<Vec<u8>>)>,
     backlog: &mut Vec<Pending>,
 ) {
     let mut by_user: Vec<(String, Vec<Change>)> = Vec::new();
@@ -351,11 +353,12 @@ fn share_profiles(
         };
         if let Some(p) = backlog.iter_mut().find(|p| p.user == user) {
             p.extend(cs, profile);
-        } else if let Some((_, base)) = bases.iter().find(|(u, _)| *u == user) {
+        } else if let Some(i) = bases.iter().position(|(u, _)| *u == user) {
             // Read from the shared store by this commit (not while degraded).
+            let (_, base) = bases.swap_remove(i);
             backlog.push(Pending {
                 user,
-                base: base.clone(),
+                base,
                 changes: cs,
                 overflowed: false,
                 profile,

@@ -11,6 +11,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import free_port, wait_for  # noqa: E402
 
 
+# `today.messages` in a stored profile (src/behaviour/record.rs): version,
+# active days, six baseline floats, day, hour, then the tallies this hour,
+# peak today and today (four u32 each).
+TODAY_MESSAGES = 1 + 2 + 6 * 4 + 4 + 4 + 2 * 16
+
+
 class RedisServer:
     def __init__(self, workdir: Path, password=None, tls=None, persist=True, fsync="always"):
         self.dir = workdir
@@ -91,6 +97,12 @@ class RedisServer:
                 return None
             assert head.startswith(b"$"), head
             return f.read(int(head[1:]))
+
+    def profile_messages_today(self, user):
+        """Today's message count in the user's shared behaviour profile
+        (`og:b:{user}`), None without one."""
+        b = self.get_bytes(f"og:b:{{{user}}}")
+        return b and int.from_bytes(b[TODAY_MESSAGES:TODAY_MESSAGES + 4], "little")
 
     def restart(self):
         """Same port and directory: the AOF is replayed."""

@@ -354,12 +354,6 @@ def test_behaviour_profile_sees_mail_from_every_box(redis, fleet):
     assert user_on(a, USER)["behaviour"]["holds_last_day"] == 0
 
 
-# `today.messages` in a stored profile (src/behaviour/record.rs): version,
-# active days, six baseline floats, day, hour, then the tallies this hour,
-# peak today and today (four u32 each).
-TODAY_MESSAGES = 1 + 2 + 6 * 4 + 4 + 4 + 2 * 16
-
-
 def test_behaviour_profile_counts_concurrent_mail_from_every_box(redis, fleet):
     """Two boxes committing for one user at the same time: the second to
     write back makes its changes again on the first's profile, so the
@@ -369,12 +363,7 @@ def test_behaviour_profile_counts_concurrent_mail_from_every_box(redis, fleet):
     add_everywhere(boxes)
     codes = hammer(boxes, attempts_per_box=30)
     assert codes == [250] * 60
-    key = f"og:b:{{{USER}}}"
-
-    def counted():
-        b = r.get_bytes(key)
-        return b and int.from_bytes(b[TODAY_MESSAGES:TODAY_MESSAGES + 4], "little")
-
+    counted = lambda: r.profile_messages_today(USER)  # noqa: E731
     # Idle committers write back at once.
     try:
         wait_for(lambda: counted() == 60, timeout=5)

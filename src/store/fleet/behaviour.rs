@@ -43,8 +43,8 @@ return cur
 /// whose write-backs lose for that long) the last write wins again.
 const MAX_CHANGES: usize = 1024;
 
-/// Write-back rounds of an idle committer before the rest waits for
-/// the next commit.
+/// Tries of an admin's change to a shared profile committers keep
+/// rewriting.
 const ROUNDS: usize = 3;
 
 /// A profile a commit changed, not yet in the shared store.
@@ -72,14 +72,12 @@ impl Pending {
         self.profile = profile;
     }
 
-    /// Another box wrote `now` in between: make the changes again on it.
-    pub(super) fn rebase(&mut self, now: Option<Vec<u8>>) {
-        if let Some(b) = &now {
-            let mut p = Profile::decode(b);
-            replay(&mut p, &self.changes);
-            self.profile = p;
-        }
-        self.base = now;
+    /// Another box wrote `base` (read as `onto`) in between: the changes
+    /// are made again on it.
+    pub(super) fn rebase(&mut self, base: Vec<u8>, mut onto: Profile) {
+        replay(&mut onto, &self.changes);
+        self.profile = onto;
+        self.base = Some(base);
     }
 }
 
@@ -118,7 +116,8 @@ pub(super) fn settle(pending: &mut Vec<Pending>, replies: Vec<Written>) {
     let mut replies = replies.into_iter();
     pending.retain_mut(|p| match replies.next() {
         Some(Written::Changed(now)) => {
-            p.rebase(Some(now));
+            let onto = Profile::decode(&now);
+            p.rebase(now, onto);
             true
         }
         Some(Written::Done | Written::Gone) => false,
@@ -180,9 +179,9 @@ impl Fleet {
         Ok(())
     }
 
-    /// Writes back profiles changed by commits (best effort): those
-    /// another box changed meanwhile are rebased and tried again, a few
-    /// rounds; what is left waits for the next commit.
+    /// Writes back profiles changed by commits (best effort, one round
+    /// trip): those another box changed meanwhile stay, rebased, for the
+    /// next try.
     pub fn put_profiles(&self, pending: &mut Vec<Pending>) {
         if pending.is_empty() {
             return;
@@ -191,28 +190,22 @@ impl Fleet {
             pending.clear();
             return;
         }
-        for _ in 0..ROUNDS {
-            let mut p = redis::pipe();
-            add_writes(&mut p, pending);
-            let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(conn) = guard.as_mut() else {
+        let mut p = redis::pipe();
+        add_writes(&mut p, pending);
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(conn) = guard.as_mut() else {
+            pending.clear();
+            return;
+        };
+        let replies = p
+            .query::<Vec<redis::Value>>(conn)
+            .and_then(|r| r.into_iter().map(Written::of).collect());
+        drop(guard);
+        match replies {
+            Ok(r) => settle(pending, r),
+            Err(e) => {
                 pending.clear();
-                return;
-            };
-            let replies = p
-                .query::<Vec<redis::Value>>(conn)
-                .and_then(|r| r.into_iter().map(Written::of).collect());
-            drop(guard);
-            match replies {
-                Ok(r) => settle(pending, r),
-                Err(e) => {
-                    pending.clear();
-                    self.enter_degraded(&e.to_string());
-                    return;
-                }
-            }
-            if pending.is_empty() {
-                return;
+                self.enter_degraded(&e.to_string());
             }
         }
     }

@@ -19,7 +19,6 @@ use jiff::tz::TimeZone;
 use super::behaviour::{Pending, Read, Written, settle};
 use super::{CACHE_USERS, Fleet, keys};
 use crate::behaviour::Profile;
-use crate::behaviour::replay::replay;
 use crate::policy::limits::{Counts, Exceeded};
 use crate::policy::windows::{self, Windows};
 use crate::policy::{Ask, Refusal, within_limits};
@@ -254,9 +253,8 @@ impl Fleet {
                 // Changes of an earlier commit that another box's write
                 // beat: made again on this copy, written after this commit.
                 if let Some(w) = write_first.iter_mut().find(|w| w.user == *user) {
-                    replay(&mut p, &w.changes);
-                    w.base = Some(b.clone());
-                    w.profile = p.clone();
+                    w.rebase(b.clone(), p);
+                    p = w.profile.clone();
                 }
                 Read {
                     profile: Some(p),
